@@ -1,0 +1,29 @@
+# `make demo` and `make test` install what they need first (a .venv in the repo root).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?=
+
+.PHONY: install demo test bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/seva demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m seva_plugin.bench $(if $(MODEL),--model $(MODEL))
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf demo_out bench_out .pytest_cache

@@ -1,0 +1,83 @@
+"""``seva``: build preference data, list plugins, check recipes, run the demo.
+
+Only argparse is imported at start-up; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seva_plugin import __version__
+from seva_plugin.errors import SevaError
+
+
+def cmd_build(args) -> int:
+    from seva_plugin.pipeline import build
+
+    result = build(args.config, args.overrides, progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from seva_plugin.plugins import get_registry
+
+    rows = [(c.kind, c.name, c.plugin) for c in get_registry()]
+    width = [max(len(r[i]) for r in rows + [("kind", "name", "plugin")]) for i in range(3)]
+    for row in [("kind", "name", "plugin"), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, width)).rstrip())
+    return 0
+
+
+def cmd_check_recipe(args) -> int:
+    from seva_plugin.recipe_check import main as check_main
+
+    return check_main([args.recipe, *args.overrides])
+
+
+def cmd_demo(args) -> int:
+    from seva_plugin.demo import run_demo
+
+    run_demo(args.out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seva", description="Self-supervised visual preference data (SeVa, CSR) for LLaMA-Factory.")
+    p.add_argument("--version", action="version", version=f"seva-plugin {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build preference pairs from a YAML build config")
+    b.add_argument("config", help="build config YAML (see data_templates/)")
+    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    sub.add_parser("plugins", help="list every registered component and its plugin").set_defaults(func=cmd_plugins)
+
+    c = sub.add_parser("check-recipe", help="validate a LLaMA-Factory training recipe without loading weights")
+    c.add_argument("recipe")
+    c.add_argument("overrides", nargs="*", help="key=value overrides, as llamafactory-cli takes them")
+    c.set_defaults(func=cmd_check_recipe)
+
+    d = sub.add_parser("demo", help="the whole pipeline on CPU with a tiny offline model")
+    d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SevaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished batches are kept; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

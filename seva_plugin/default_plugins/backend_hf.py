@@ -1,0 +1,222 @@
+"""Backend ``hf``: batched generation with transformers, prompts rendered by LLaMA-Factory.
+
+The model, tokenizer, processor and template are loaded by LLaMA-Factory's own loaders, so the
+prompt text and image tokens are exactly those ``llamafactory-cli train`` will see for the same
+``template``. A batch is processed once; tensor-space augmenters noise a copy of the processed
+pixels, and every view of every record goes through one ``generate`` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from seva_plugin import hookimpl
+from seva_plugin.errors import ConfigError
+from seva_plugin.records import IMAGE_TOKEN, LoadedRecord
+
+SENTINEL = "\x00"
+
+
+@dataclass
+class HfBackend:
+    name = "hf"
+    model: str  # supplied by the build config
+    template: str  # supplied by the build config
+    batch_size: int = 8  # records per generate call (each contributes one sequence per view)
+    max_new_tokens: int = 512  # official SeVa value
+    do_sample: bool = False  # official SeVa: greedy
+    temperature: float = 1.0
+    top_p: float = 1.0
+    device: str | None = None  # default: cuda when present, else cpu
+    dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
+    image_max_pixels: int | None = None  # LLaMA-Factory's image_max_pixels (keep equal to the recipe's)
+    adapter: str | None = None  # a LoRA adapter dir to apply on top of the model
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ConfigError("backend.batch_size and backend.max_new_tokens must be positive.")
+        if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ConfigError(f"backend.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}.")
+        self._expansions: dict = {}
+
+    # -- loading -----------------------------------------------------------------------------
+    @cached_property
+    def _loaded(self):
+        import torch
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import get_infer_args
+        from llamafactory.model import load_model, load_tokenizer
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+        args = {"model_name_or_path": self.model, "template": self.template, "infer_dtype": dtype, "trust_remote_code": True}
+        if self.image_max_pixels:
+            args["image_max_pixels"] = self.image_max_pixels
+        if self.adapter:
+            args["adapter_name_or_path"] = self.adapter
+        model_args, data_args, finetuning_args, _ = get_infer_args(args)
+        model_args.device_map = {"": device}
+        tokenizer_module = load_tokenizer(model_args)
+        tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
+        tokenizer.padding_side = "left"
+        template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        model.eval()
+        return model, tokenizer, processor, template
+
+    @property
+    def tokenizer(self):
+        return self._loaded[1]
+
+    @property
+    def processor(self):
+        return self._loaded[2]
+
+    # -- prompts -----------------------------------------------------------------------------
+    def _expand_images(self, images) -> list[str]:
+        """The image-token text each image expands to, cached by image size (all it depends on)."""
+        key = tuple(img.size for img in images)
+        if key not in self._expansions:
+            _, _, processor, template = self._loaded
+            content = SENTINEL.join([IMAGE_TOKEN] * len(images))
+            (msg,) = template.mm_plugin.process_messages([{"role": "user", "content": content}], images, [], [], processor)
+            self._expansions[key] = msg["content"].split(SENTINEL)
+        return self._expansions[key]
+
+    def prompt_ids(self, prompt: str, images) -> list[int]:
+        """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes it."""
+        _, tokenizer, processor, template = self._loaded
+        parts = prompt.split(IMAGE_TOKEN)
+        expansions = self._expand_images(images)
+        content = parts[0] + "".join(e + p for e, p in zip(expansions, parts[1:], strict=True))
+        messages = [{"role": "user", "content": content}, {"role": "assistant", "content": ""}]
+        ids, _ = template.encode_oneturn(tokenizer, messages, None, None)
+        ids, _ = template.mm_plugin.process_token_ids(ids, None, images, [], [], tokenizer, processor)
+        return ids
+
+    def mm_inputs(self, images_per_record: list[list], batch_ids: list[list[int]]) -> dict:
+        _, _, processor, template = self._loaded
+        flat = [img for imgs in images_per_record for img in imgs]
+        n = len(images_per_record)
+        return template.mm_plugin.get_mm_inputs(flat, [], [], [len(i) for i in images_per_record], [0] * n, [0] * n, batch_ids, processor)
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, records: list[LoadedRecord], views: list) -> list[list[str]]:
+        """Answers for every record under every view (``None`` is the clean image)."""
+        import torch
+
+        clean_ids = [self.prompt_ids(r.record.prompt, r.images) for r in records]
+        clean_mm = None
+        all_ids, all_mm = [], []
+        for v, view in enumerate(views):
+            if view is None or view.space == "tensor":
+                if clean_mm is None:
+                    clean_mm = self.mm_inputs([r.images for r in records], clean_ids)
+                mm = clean_mm if view is None else augment_tensors(clean_mm, view, records, v)
+                ids = clean_ids
+            else:
+                images = [[view(img, _generator(r.seed, v, k)) for k, img in enumerate(r.images)] for r in records]
+                ids = [self.prompt_ids(r.record.prompt, imgs) for r, imgs in zip(records, images)]
+                mm = self.mm_inputs(images, ids)
+            all_ids += ids
+            all_mm.append(mm)
+        texts = self._generate(all_ids, concat_mm(all_mm))
+        n = len(records)
+        return [texts[v * n : (v + 1) * n] for v in range(len(views))]
+
+    def generation_kwargs(self) -> dict:
+        _, tokenizer, _, template = self._loaded
+        kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample, eos_token_id=template.get_stop_token_ids(tokenizer))
+        kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+    def batch_inputs(self, ids: list[list[int]], mm: dict) -> dict:
+        """Left-padded ids plus multimodal tensors on the model's device and dtype."""
+        import torch
+
+        model, tokenizer, _, _ = self._loaded
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        width = max(map(len, ids))
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+        attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        inputs = {"input_ids": input_ids.to(model.device), "attention_mask": attention_mask.to(model.device)}
+        for key, value in mm.items():
+            if not isinstance(value, torch.Tensor):
+                value = torch.tensor(value)
+            if torch.is_floating_point(value):
+                value = value.to(model.dtype)
+            inputs[key] = value.to(model.device)
+        return inputs
+
+    def _generate(self, ids: list[list[int]], mm: dict) -> list[str]:
+        import torch
+
+        model, tokenizer, _, _ = self._loaded
+        inputs = self.batch_inputs(ids, mm)
+        with torch.inference_mode():
+            out = model.generate(**inputs, **self.generation_kwargs())
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def _generator(seed: int, view: int, image: int):
+    import torch
+
+    return torch.Generator().manual_seed((seed + 1_000_003 * view + 7919 * image) % 2**63)
+
+
+def image_slices(mm: dict) -> list[slice]:
+    """Where each image's pixels sit in ``pixel_values``: one row per image (LLaVA, LLaVA-NeXT),
+    or a run of patches per image (Qwen2-VL, sized by ``image_grid_thw``)."""
+    if "image_grid_thw" in mm:
+        counts = [int(c) for c in mm["image_grid_thw"].prod(-1)]
+    else:
+        counts = [1] * len(mm["pixel_values"])
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    return [slice(s, s + c) for s, c in zip(starts, counts)]
+
+
+def augment_tensors(mm: dict, augmenter, records: list[LoadedRecord], view: int) -> dict:
+    """A copy of ``mm`` whose pixels went through a tensor-space augmenter, seeded per record and image."""
+    pixels = mm["pixel_values"].clone()
+    slices = iter(image_slices(mm))
+    for record in records:
+        for k in range(len(record.images)):
+            s = next(slices)
+            pixels[s] = augmenter(pixels[s], _generator(record.seed, view, k))
+    return {**mm, "pixel_values": pixels}
+
+
+def concat_mm(parts: list[dict]) -> dict:
+    """Join the multimodal inputs of several views along the batch axis."""
+    import torch
+
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if isinstance(values[0], torch.Tensor):
+            if values[0].dim() >= 2 and key == "pixel_values" and "image_grid_thw" not in parts[0]:
+                values = _pad_dim1(values)  # LLaVA-NeXT: views may differ in patch count
+            out[key] = torch.cat(values, dim=0)
+        else:
+            out[key] = [x for v in values for x in v]
+    return out
+
+
+def _pad_dim1(tensors):
+    import torch
+
+    if tensors[0].dim() < 5 or len({t.shape[1] for t in tensors}) == 1:
+        return tensors
+    width = max(t.shape[1] for t in tensors)
+    return [torch.cat([t, t.new_zeros((t.shape[0], width - t.shape[1], *t.shape[2:]))], dim=1) for t in tensors]
+
+
+@hookimpl
+def register_backends(register):
+    register(HfBackend)

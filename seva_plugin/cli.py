@@ -43,6 +43,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from seva_plugin.inspect import inspect_dataset
+
+    print(inspect_dataset(args.data_dir, args.name, html=args.html, limit=args.limit))
+    return 0
+
+
+def cmd_iterate(args) -> int:
+    from seva_plugin.iterate import iterate
+
+    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seva", description="Self-supervised visual preference data (SeVa, CSR) for LLaMA-Factory.")
     p.add_argument("--version", action="version", version=f"seva-plugin {__version__}")
@@ -64,6 +78,21 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole pipeline on CPU with a tiny offline model")
     d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
     d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery of its pairs")
+    i.add_argument("data_dir", help="the output.dataset_dir of the build")
+    i.add_argument("--name", required=True, help="the dataset name (output.name)")
+    i.add_argument("--html", help="write a self-contained HTML gallery to this file")
+    i.add_argument("--limit", type=int, default=200, help="pairs shown in the gallery (default 200)")
+    i.set_defaults(func=cmd_inspect)
+
+    it = sub.add_parser("iterate", help="rounds of build -> train -> merge, each round generating with the last model")
+    it.add_argument("build", help="build config YAML")
+    it.add_argument("recipe", help="LLaMA-Factory training recipe YAML")
+    it.add_argument("--rounds", type=int, default=3)
+    it.add_argument("--work-dir", required=True)
+    it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
+    it.set_defaults(func=cmd_iterate)
     return p
 
 

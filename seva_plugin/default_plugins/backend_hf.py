@@ -8,14 +8,23 @@ pixels, and every view of every record goes through one ``generate`` call.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, NamedTuple
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError
 from seva_plugin.records import IMAGE_TOKEN, LoadedRecord
 
 SENTINEL = "\x00"
+
+
+class Loaded(NamedTuple):
+    model: Any
+    tokenizer: Any
+    processor: Any
+    template: Any  # llamafactory.data.Template
 
 
 @dataclass
@@ -42,7 +51,9 @@ class HfBackend:
 
     # -- loading -----------------------------------------------------------------------------
     @cached_property
-    def _loaded(self):
+    def loaded(self) -> Loaded:
+        """(model, tokenizer, processor, template), loaded on first use by LLaMA-Factory's loaders."""
+        os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the progress bar readable
         import torch
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.hparams import get_infer_args
@@ -63,22 +74,14 @@ class HfBackend:
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
         model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
         model.eval()
-        return model, tokenizer, processor, template
-
-    @property
-    def tokenizer(self):
-        return self._loaded[1]
-
-    @property
-    def processor(self):
-        return self._loaded[2]
+        return Loaded(model, tokenizer, processor, template)
 
     # -- prompts -----------------------------------------------------------------------------
     def _expand_images(self, images) -> list[str]:
         """The image-token text each image expands to, cached by image size (all it depends on)."""
         key = tuple(img.size for img in images)
         if key not in self._expansions:
-            _, _, processor, template = self._loaded
+            _, _, processor, template = self.loaded
             content = SENTINEL.join([IMAGE_TOKEN] * len(images))
             (msg,) = template.mm_plugin.process_messages([{"role": "user", "content": content}], images, [], [], processor)
             self._expansions[key] = msg["content"].split(SENTINEL)
@@ -86,7 +89,7 @@ class HfBackend:
 
     def prompt_ids(self, prompt: str, images) -> list[int]:
         """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes it."""
-        _, tokenizer, processor, template = self._loaded
+        _, tokenizer, processor, template = self.loaded
         parts = prompt.split(IMAGE_TOKEN)
         expansions = self._expand_images(images)
         content = parts[0] + "".join(e + p for e, p in zip(expansions, parts[1:], strict=True))
@@ -96,7 +99,7 @@ class HfBackend:
         return ids
 
     def mm_inputs(self, images_per_record: list[list], batch_ids: list[list[int]]) -> dict:
-        _, _, processor, template = self._loaded
+        _, _, processor, template = self.loaded
         flat = [img for imgs in images_per_record for img in imgs]
         n = len(images_per_record)
         return template.mm_plugin.get_mm_inputs(flat, [], [], [len(i) for i in images_per_record], [0] * n, [0] * n, batch_ids, processor)
@@ -126,7 +129,7 @@ class HfBackend:
         return [texts[v * n : (v + 1) * n] for v in range(len(views))]
 
     def generation_kwargs(self) -> dict:
-        _, tokenizer, _, template = self._loaded
+        _, tokenizer, _, template = self.loaded
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample, eos_token_id=template.get_stop_token_ids(tokenizer))
         kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.do_sample:
@@ -137,7 +140,7 @@ class HfBackend:
         """Left-padded ids plus multimodal tensors on the model's device and dtype."""
         import torch
 
-        model, tokenizer, _, _ = self._loaded
+        model, tokenizer, _, _ = self.loaded
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         width = max(map(len, ids))
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
@@ -154,7 +157,7 @@ class HfBackend:
     def _generate(self, ids: list[list[int]], mm: dict) -> list[str]:
         import torch
 
-        model, tokenizer, _, _ = self._loaded
+        model, tokenizer, _, _ = self.loaded
         inputs = self.batch_inputs(ids, mm)
         with torch.inference_mode():
             out = model.generate(**inputs, **self.generation_kwargs())

@@ -46,7 +46,7 @@ def load_rgb(path: str, max_pixels: int = MAX_PIXELS):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+        img = Image.fromarray(arr.astype(np.uint8))
     if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         img = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -64,7 +64,8 @@ def _check_types(cls, kwargs: dict, where: str) -> None:
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     simple = {"int": int, "float": (int, float), "bool": bool, "str": str}
     for key, value in kwargs.items():
-        expected = simple.get(str(hints.get(key)))
+        hint = hints.get(key)
+        expected = simple.get(expected_name(hint))
         if expected is None or value is None:
             continue
         if isinstance(value, bool) and expected is not bool:
@@ -72,7 +73,11 @@ def _check_types(cls, kwargs: dict, where: str) -> None:
         else:
             ok = isinstance(value, expected)
         if not ok:
-            raise ConfigError(f"{where}: '{key}' must be {hints[key]}, got {value!r}.")
+            raise ConfigError(f"{where}: '{key}' must be {expected_name(hint)}, got {value!r}.")
+
+
+def expected_name(hint) -> str:
+    return hint if isinstance(hint, str) else getattr(hint, "__name__", str(hint))
 
 
 class Registry:

@@ -130,21 +130,31 @@ def _pad_vocab(n: int, multiple: int = 8) -> int:
 
 
 def _seeded_init(model_cls, config, seed: int):
-    """Instantiate ``model_cls(config)`` with weights fixed by ``seed``."""
+    """Instantiate ``model_cls(config)`` with weights fixed by ``seed``.
+
+    The global torch RNG is forked, so building a model does not disturb the
+    caller's random state.
+    """
     import torch
 
-    torch.manual_seed(seed)
-    model = model_cls(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
     return model.eval()
 
 
-def _fix_generation_config(model, *, bos: int | None, eos: int | list[int], pad: int) -> None:
-    """Give ``generate`` explicit special ids and greedy defaults.
+def _set_special_ids(model, *, bos: int | None, eos: int | list[int], pad: int) -> None:
+    """Put the tokenizer's special ids on the top-level config and generation config.
 
-    A model built from a config gets a generation config derived from it;
-    setting the ids here means batched (padded) generation never warns about a
-    missing pad id and stops at the template's end-of-turn token.
+    Composite configs (Llava, Qwen2-VL) keep these ids only in ``text_config``;
+    without them on the top level ``generate`` has no pad id for batched
+    (left-padded) input and the HF/TRL trainer "realigns" them with a warning.
+    Greedy decoding is the default, as in SeVa.
     """
+    first_eos = eos[0] if isinstance(eos, list) else eos
+    model.config.bos_token_id = bos
+    model.config.eos_token_id = first_eos
+    model.config.pad_token_id = pad
     gen = model.generation_config
     gen.bos_token_id = bos
     gen.eos_token_id = eos
@@ -263,10 +273,9 @@ def build_tiny_llava(
         vision_feature_select_strategy="default",  # drop CLS, as LLaVA-1.5 does
         vision_feature_layer=-1,  # last layer of the 2-layer tower (real: -2 of 24)
         image_seq_length=num_patches,
-        pad_token_id=ids["<pad>"],
     )
     model = _seeded_init(LlavaForConditionalGeneration, config, seed)
-    _fix_generation_config(model, bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"])
+    _set_special_ids(model, bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"])
 
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size},
@@ -325,10 +334,9 @@ def build_tiny_llava_next(
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         image_seq_length=(s // patch_size) ** 2,
-        pad_token_id=ids["<pad>"],
     )
     model = _seeded_init(LlavaNextForConditionalGeneration, config, seed)
-    _fix_generation_config(model, bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"])
+    _set_special_ids(model, bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"])
 
     image_processor = LlavaNextImageProcessor(
         size={"shortest_edge": s},
@@ -435,12 +443,9 @@ def build_tiny_qwen2_vl(
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
     model = _seeded_init(Qwen2VLForConditionalGeneration, config, seed)
-    # Qwen2-VL-Instruct stops at either end token.
-    _fix_generation_config(
-        model,
-        bos=ids["<|endoftext|>"],
-        eos=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad=ids["<|endoftext|>"],
+    # Like Qwen2-VL-Instruct: no BOS, and generation stops at either end token.
+    _set_special_ids(
+        model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"]
     )
 
     # Pass ``size`` explicitly: the processors' constructors otherwise mutate a
@@ -457,6 +462,70 @@ def build_tiny_qwen2_vl(
 # --------------------------------------------------------------------------- #
 # CLIP (CSR's image-text score)
 # --------------------------------------------------------------------------- #
+def _clip_tokenizer(extra_words: list[str]):
+    """A real ``CLIPTokenizer`` with vocabulary and merges learned from the built-in corpus.
+
+    CLIP's BPE marks word ends with ``</w>``. The ``tokenizers`` trainer assigns
+    ids to those end symbols in hash-map order (different on every run), so the
+    merges are learned here with a small deterministic BPE loop instead: ties
+    are broken alphabetically and merging continues until every corpus word is
+    one token. The layout follows openai/clip: 256 byte symbols, the same with
+    ``</w>``, the merges, then the two specials.
+    """
+    from collections import Counter
+
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    # CLIPTokenizer's own normaliser (lower-casing) and pre-tokeniser split the corpus.
+    pipeline = CLIPTokenizer().backend_tokenizer
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in _corpus(extra_words):
+        text = pipeline.normalizer.normalize_str(line)
+        for piece, _ in pipeline.pre_tokenizer.pre_tokenize_str(text):
+            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[tuple[str, str]] = []
+    while True:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for symbols, count in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:  # every word is a single token
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        vocab.append(best[0] + best[1])
+        words = Counter({_merge_pair(symbols, best): count for symbols, count in words.items()})
+
+    bos, eos = "<|startoftext|>", "<|endoftext|>"
+    vocab += [bos, eos]
+    return CLIPTokenizer(
+        vocab={token: i for i, token in enumerate(vocab)},
+        merges=merges,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=eos,  # as in openai/clip
+        unk_token=eos,
+        model_max_length=77,
+    )
+
+
+def _merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """Replace every adjacent occurrence of ``pair`` in ``symbols`` by its concatenation."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
+
+
 def build_tiny_clip(
     out_dir: str | os.PathLike,
     seed: int = 0,
@@ -472,33 +541,9 @@ def build_tiny_clip(
     ``</w>`` word ends) whose merges are trained on the built-in corpus.
     Returns ``out_dir`` as ``str``.
     """
-    from tokenizers import Tokenizer, models, trainers
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    extra = list(vocab or [])
-    bos, eos = "<|startoftext|>", "<|endoftext|>"
-    # Train with CLIPTokenizer's own normaliser/pre-tokeniser so the merges fit it.
-    template = CLIPTokenizer()
-    raw = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    raw.normalizer = template.backend_tokenizer.normalizer
-    raw.pre_tokenizer = template.backend_tokenizer.pre_tokenizer
-    from tokenizers import pre_tokenizers
-
-    trainer = trainers.BpeTrainer(
-        vocab_size=8192,
-        special_tokens=[bos, eos],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    raw.train_from_iterator(_corpus(extra), trainer=trainer)
-    model_state = __import__("json").loads(raw.to_str())["model"]
-    tokenizer = CLIPTokenizer(
-        vocab=model_state["vocab"],
-        merges=[tuple(m) if isinstance(m, list) else tuple(m.split()) for m in model_state["merges"]],
-        model_max_length=77,
-    )
-
+    tokenizer = _clip_tokenizer(list(vocab or []))
     config = CLIPConfig(
         text_config=dict(
             vocab_size=_pad_vocab(len(tokenizer)),

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny offline LLaVA, a folder of images and prompt files, a build config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory) -> str:
+    from seva_plugin.tiny_models import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("models") / "llava", seed=0)
+
+
+def make_images(folder, n: int) -> list[str]:
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    for i in range(n):
+        colour = list(COLOURS.values())[i % len(COLOURS)]
+        img = Image.new("RGB", (48 + 4 * (i % 3), 40), (250, 250, 250))
+        img.paste(colour, (8 + i % 5, 8, 30 + i % 7, 30))
+        name = f"img{i:03d}.png"
+        img.save(os.path.join(folder, name))
+        names.append(name)
+    return names
+
+
+@pytest.fixture
+def prompts(tmp_path) -> str:
+    """A JSONL of 10 prompts with images beside it."""
+    names = make_images(tmp_path / "images", 10)
+    path = tmp_path / "prompts.jsonl"
+    with open(path, "w") as fh:
+        for i, name in enumerate(names):
+            fh.write(json.dumps({"id": f"p{i}", "image": f"images/{name}", "question": "What colour is the square?"}) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def build_config(tiny_llava, prompts, tmp_path) -> dict:
+    return {
+        "model": tiny_llava,
+        "template": "llava",
+        "source": {"file": prompts, "format": "jsonl"},
+        "augment": {"name": "diffusion_noise", "step": 800},
+        "backend": {"name": "hf", "batch_size": 4, "max_new_tokens": 8},
+        "output": {"dataset_dir": str(tmp_path / "data"), "name": "seva_test"},
+        "seed": 0,
+    }
+
+
+def read_jsonl(path) -> list[dict]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh]
+
+
+def llamafactory_cli() -> list[str]:
+    exe = shutil.which("llamafactory-cli", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "llamafactory.cli"]
+
+
+def run_train(recipe: str, **overrides) -> subprocess.CompletedProcess:
+    args = [f"{k}={v}" for k, v in overrides.items()]
+    env = {**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"}
+    return subprocess.run([*llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600)

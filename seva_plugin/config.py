@@ -86,13 +86,13 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
     return BuildConfig(**data)
 
 
-def split_spec(spec: Any, kind: str) -> tuple[str, dict[str, Any]]:
-    """``"seva"`` or ``{"name": "seva", ...params}`` -> (name, params)."""
+def split_spec(spec: Any, kind: str, default: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``"seva"`` or ``{"name": "seva", ...params}`` -> (name, params); ``default`` names a mapping without one."""
     if isinstance(spec, str):
         return spec, {}
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+    if isinstance(spec, dict) and isinstance(spec.get("name", default), str):
         params = dict(spec)
-        return params.pop("name"), params
+        return params.pop("name", default), params
     raise ConfigError(f"{kind} must be a name or a mapping with a 'name' key, got {spec!r}.")
 
 

@@ -86,9 +86,9 @@ class Build:
         self.source = registry.get("source", name).build(params, "source", seed=cfg.seed)
         name, params = split_spec(cfg.augment, "augment")
         self.augmenter = registry.get("augmenter", name).build(params, "augment")
-        name, params = split_spec(cfg.strategy, "strategy")
+        name, params = split_spec(cfg.strategy, "strategy", default="seva")
         self.strategy = registry.get("strategy", name).build(params, "strategy")
-        name, params = split_spec(cfg.backend, "backend")
+        name, params = split_spec(cfg.backend, "backend", default="hf")
         self.backend = registry.get("backend", name).build(params, "backend", model=cfg.model, template=cfg.template)
         self.filters = [registry.get("filter", n).build(p, f"filter '{n}'") for n, p in (split_spec(f, "filters") for f in cfg.filters)]
         writer_params = {k: v for k, v in out.items() if k not in ("dataset_dir", "name", "overwrite", "writer")}

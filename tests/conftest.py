@@ -68,7 +68,9 @@ def llamafactory_cli() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "llamafactory.cli"]
 
 
-def run_train(recipe: str, **overrides) -> subprocess.CompletedProcess:
+def run_train(recipe: str, cwd=None, **overrides) -> subprocess.CompletedProcess:
+    """The real `llamafactory-cli train RECIPE key=value ...`."""
     args = [f"{k}={v}" for k, v in overrides.items()]
     env = {**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"}
-    return subprocess.run([*llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600)
+    recipe = os.path.abspath(recipe)
+    return subprocess.run([*llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)

@@ -65,6 +65,8 @@ def register_filters(register):
 def register_writers(register):
     """Register output writers.
 
-    A writer turns the finished build (its pairs, in source order) into files a trainer reads:
-    ``write(pairs, build) -> dict`` returning what it wrote, for the manifest.
+    A writer is constructed with ``dataset_dir``, ``dataset_name`` and its own ``output`` keys.
+    ``prepare(overwrite)`` runs before any model loads and refuses what would clobber user data;
+    ``write(pairs, overwrite) -> dict`` turns the finished pairs (dicts, in source order) into
+    the files a trainer reads and returns what it wrote, for the manifest.
     """

@@ -69,16 +69,17 @@ BASE_WORDS: tuple[str, ...] = tuple(
 # shared helpers
 # --------------------------------------------------------------------------- #
 def _corpus(extra_words: Iterable[str] = ()) -> list[str]:
-    """Training lines: every word alone, after a space, and capitalised.
+    """Training lines: every word with and without a leading space, and capitalised.
 
-    Byte-level BPE treats "red" and " red" as different pre-tokens, so both
-    forms are listed (a few times, so they out-count partial merges) to make
-    every corpus word a single token in either position.
+    Byte-level BPE treats "red" and " red" as different pre-tokens, so all
+    forms are listed; the trainers below merge until every pre-token of the
+    corpus is a single token.
     """
     words = list(dict.fromkeys([*BASE_WORDS, *extra_words]))  # keep order, drop dups
     lines = []
     for word in words:
-        lines.extend([word, f" {word}", f" {word.capitalize()}"] * 3)
+        cap = word.capitalize()
+        lines.extend([word, f" {word}", cap, f" {cap}"])
     # a few real sentences so punctuation and common pairs merge too
     lines += [
         "USER: <image>What color is the shape? ASSISTANT: The shape is red.",
@@ -106,7 +107,7 @@ def _train_byte_level_bpe(specials: list[str], extra_words: Iterable[str] = ()):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=8192,  # an upper bound: merging stops once every word is one token
+        vocab_size=16384,  # an upper bound: merging stops once every word is one token
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -124,8 +125,9 @@ def _check_single_tokens(tokenizer, words: Iterable[str]) -> None:
                 raise ValueError(f"vocab word {form!r} is not a single token: {ids}")
 
 
-def _pad_vocab(n: int, multiple: int = 8) -> int:
-    """Round the embedding size up (as real checkpoints do); extra rows are unused."""
+def _embedding_rows(tokenizer, multiple: int = 8) -> int:
+    """Embedding size for ``tokenizer``: largest id + 1, rounded up as real checkpoints do."""
+    n = max(tokenizer.get_vocab().values()) + 1
     return (n + multiple - 1) // multiple * multiple
 
 
@@ -220,9 +222,7 @@ def _llama_style_tokenizer(extra_words: Iterable[str]):
 
     raw = _train_byte_level_bpe(_LLAVA_SPECIALS, extra_words)
     bos_id = raw.token_to_id("<s>")
-    raw.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
-    )
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         bos_token="<s>",
@@ -266,9 +266,7 @@ def build_tiny_llava(
 
     config = LlavaConfig(
         vision_config=_clip_vision_config(image_size, patch_size),
-        text_config=_llama_text_config(
-            _pad_vocab(len(tokenizer)), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"]
-        ),
+        text_config=_llama_text_config(_embedding_rows(tokenizer), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"]),
         image_token_index=ids["<image>"],
         vision_feature_select_strategy="default",  # drop CLS, as LLaVA-1.5 does
         vision_feature_layer=-1,  # last layer of the 2-layer tower (real: -2 of 24)
@@ -306,8 +304,9 @@ def build_tiny_llava_next(
     """Build a tiny LLaVA-NeXT twin (template ``llava_next``) in ``out_dir``.
 
     AnyRes tiling uses grid pinpoints of one or two ``image_size`` tiles, so an
-    image becomes at most ~60 ``<image>`` tokens (base view + tiles + row
-    newlines) at the defaults. Returns ``out_dir`` as ``str``.
+    image becomes 16 (base view) + up to 40 (tiles, unpadded, plus one newline
+    per row) = at most 56 ``<image>`` tokens at the defaults.
+    ``vocab`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
     """
     from transformers import (
         LlavaNextConfig,
@@ -326,9 +325,7 @@ def build_tiny_llava_next(
 
     config = LlavaNextConfig(
         vision_config=_clip_vision_config(image_size, patch_size),
-        text_config=_llama_text_config(
-            _pad_vocab(len(tokenizer)), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"]
-        ),
+        text_config=_llama_text_config(_embedding_rows(tokenizer), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"]),
         image_token_index=ids["<image>"],
         image_grid_pinpoints=pinpoints,  # must match the image processor's
         vision_feature_select_strategy="default",
@@ -383,7 +380,8 @@ def build_tiny_qwen2_vl(
     ``<|image_pad|>`` token, so an image of ``h x w`` pixels costs about
     ``h * w / 784`` tokens. The saved image processor caps images at
     ``max_pixels`` (16 tokens at the default); callers should still pass a small
-    ``image_max_pixels`` to LLaMA-Factory, which resizes before the processor.
+    ``image_max_pixels`` to LLaMA-Factory, which resizes before the processor
+    (3136 = 56x56 px gives 4 tokens). ``vocab`` as in :func:`build_tiny_llava`.
     Returns ``out_dir`` as ``str``.
     """
     from transformers import (
@@ -412,7 +410,7 @@ def build_tiny_qwen2_vl(
     head_dim = hidden // heads
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=_pad_vocab(len(tokenizer)),
+            vocab_size=_embedding_rows(tokenizer),
             hidden_size=hidden,
             intermediate_size=hidden * 2,
             num_hidden_layers=2,
@@ -444,9 +442,7 @@ def build_tiny_qwen2_vl(
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
     model = _seeded_init(Qwen2VLForConditionalGeneration, config, seed)
     # Like Qwen2-VL-Instruct: no BOS, and generation stops at either end token.
-    _set_special_ids(
-        model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"]
-    )
+    _set_special_ids(model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"])
 
     # Pass ``size`` explicitly: the processors' constructors otherwise mutate a
     # class-level default dict when given min/max pixels.
@@ -487,22 +483,25 @@ def _clip_tokenizer(extra_words: list[str]):
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = alphabet + [c + "</w>" for c in alphabet]
+    known = set(vocab)
     merges: list[tuple[str, str]] = []
     while True:
         pairs: Counter[tuple[str, str]] = Counter()
         for symbols, count in words.items():
-            for pair in zip(symbols, symbols[1:]):
+            for pair in zip(symbols, symbols[1:], strict=False):
                 pairs[pair] += count
         if not pairs:  # every word is a single token
             break
         best = min(pairs, key=lambda pair: (-pairs[pair], pair))
         merges.append(best)
-        vocab.append(best[0] + best[1])
+        if best[0] + best[1] not in known:  # ("ab", "c") and ("a", "bc") make the same token
+            known.add(best[0] + best[1])
+            vocab.append(best[0] + best[1])
         words = Counter({_merge_pair(symbols, best): count for symbols, count in words.items()})
 
     bos, eos = "<|startoftext|>", "<|endoftext|>"
     vocab += [bos, eos]
-    return CLIPTokenizer(
+    tokenizer = CLIPTokenizer(
         vocab={token: i for i, token in enumerate(vocab)},
         merges=merges,
         bos_token=bos,
@@ -511,6 +510,10 @@ def _clip_tokenizer(extra_words: list[str]):
         unk_token=eos,
         model_max_length=77,
     )
+    for word in extra_words:  # CLIP lower-cases and marks the word end with </w>
+        if len(tokenizer.tokenize(word)) != 1:
+            raise ValueError(f"vocab word {word!r} is not a single CLIP token")
+    return tokenizer
 
 
 def _merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
@@ -546,7 +549,7 @@ def build_tiny_clip(
     tokenizer = _clip_tokenizer(list(vocab or []))
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=_pad_vocab(len(tokenizer)),
+            vocab_size=_embedding_rows(tokenizer),
             hidden_size=32,
             intermediate_size=64,
             projection_dim=32,

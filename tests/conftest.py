@@ -11,6 +11,18 @@ import sys
 import pytest
 from PIL import Image
 
+# Tiny models gain nothing from a second thread and lose a lot when the cores are shared:
+# one thread here and in every subprocess (llamafactory-cli, seva build) the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
 
 

@@ -57,7 +57,7 @@ class BuildResult:
 
 def check_model_path(model: str) -> None:
     """Fail before loading anything when ``model`` is neither a local model dir nor a hub id."""
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") != 1
+    looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1
     if os.path.isdir(model):
         if not os.path.isfile(os.path.join(model, "config.json")):
             raise ConfigError(f"model directory {model} has no config.json.")
@@ -111,12 +111,24 @@ class Build:
         return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
     # -- producing batches -------------------------------------------------------------------
-    def _batches(self, journal: Journal):
-        """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has."""
+    def _prefetch_views(self) -> list | None:
+        """The views the strategy will ask the backend for, when they are known ahead of time.
+
+        Knowing them lets the backend prepare each batch (prompt ids, image processing,
+        augmentation) in the prefetch thread while the previous batch generates. A strategy
+        declares them with ``views(augmenter)``; ``seva`` always asks for clean + augmented.
+        """
+        views = getattr(self.strategy, "views", None)
+        if callable(views):
+            return list(views(self.augmenter))
+        if self.strategy.name == "seva":
+            return [None, self.augmenter]
+        return None
+
+    def _items(self, journal: Journal):
+        """Source items in order, minus work the journal has: Rejects, or PromptRecords to load."""
         cfg = self.config
-        batch_size = getattr(self.backend, "batch_size", 8)
         seen: Counter[str] = Counter()
-        batch, rejects = [], []
         for n, item in enumerate(self.source.iter_records()):
             if cfg.limit is not None and n >= cfg.limit:
                 break
@@ -124,21 +136,42 @@ class Build:
             if seen[item.id] <= journal.done[item.id]:
                 continue  # finished before a resume
             if isinstance(item, Reject):
+                yield item
+            elif seen[item.id] > 1:
+                yield Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id")
+            else:
+                yield item
+
+    def _batches(self, journal: Journal):
+        """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
+
+        Images are decoded by a small thread pool a window ahead (Pillow decodes without the GIL),
+        but records join batches in source order exactly as if decoded one by one. When the
+        strategy's views are known the backend prepares each batch here, off the generating thread.
+        """
+        cfg = self.config
+        batch_size = getattr(self.backend, "batch_size", 8)
+        views = self._prefetch_views()
+        prepare = getattr(self.backend, "prepare", None) if views is not None else None
+        batch, rejects = [], []
+        for item, loading in _load_ahead(self._items(journal), window=max(2 * batch_size, 16)):
+            if isinstance(item, Reject):
                 rejects.append(item)
                 continue
-            if seen[item.id] > 1:
-                rejects.append(Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
-                continue
             try:
-                images = [load_rgb(p) for p in item.images]
+                images = loading.result()
             except RecordError as exc:
                 rejects.append(Reject(item.id, str(exc), exc.code))
                 continue
             batch.append(LoadedRecord(item, images, record_seed(cfg.seed, item.id)))
             if len(batch) == batch_size:
+                if prepare is not None:
+                    prepare(batch, views)
                 yield batch, rejects
                 batch, rejects = [], []
         if batch or rejects:
+            if batch and prepare is not None:
+                prepare(batch, views)
             yield batch, rejects
 
     # -- running -----------------------------------------------------------------------------
@@ -178,14 +211,19 @@ class Build:
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]
-        files = self.writer.write((e for e in journal.entries() if e["kind"] == "pair"), overwrite)
         dropped, rejected, rejects = Counter(), Counter(), []
-        for e in journal.entries():
-            if e["kind"] == "drop":
-                dropped[e["reason"]] += 1
-            elif e["kind"] == "reject":
-                rejected[e["code"]] += 1
-                rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
+
+        def pairs():  # one pass over the journal: pairs to the writer, the rest counted
+            for e in journal.entries():
+                if e["kind"] == "pair":
+                    yield e
+                elif e["kind"] == "drop":
+                    dropped[e["reason"]] += 1
+                else:
+                    rejected[e["code"]] += 1
+                    rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
+
+        files = self.writer.write(pairs(), overwrite)
         atomic_write_lines(self.rejects_path, rejects)
         seconds = time.time() - started
         kept = files["data"]["records"]
@@ -209,6 +247,30 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def _load_images(paths: list[str]) -> list:
+    return [load_rgb(p) for p in paths]
+
+
+def _load_ahead(items, window: int, workers: int | None = None):
+    """Yield ``(item, future of its decoded images)`` (``None`` for Rejects) in order, keeping
+    up to ``window`` decodes in flight on a small thread pool."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="seva-decode")
+    try:
+        for item in items:
+            pending.append((item, None if isinstance(item, Reject) else pool.submit(_load_images, item.images)))
+            while len(pending) > window:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prefetch(iterator, depth: int = 2):

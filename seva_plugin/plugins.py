@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = (
     "seva_plugin.default_plugins.moco",
     "seva_plugin.default_plugins.backend_hf",
     "seva_plugin.default_plugins.strategy_seva",
+    "seva_plugin.default_plugins.strategy_csr",
     "seva_plugin.default_plugins.filters",
     "seva_plugin.default_plugins.writer_llamafactory",
 )

@@ -15,7 +15,7 @@ BUILTINS = {
     "source": {"jsonl", "llava", "llamafactory"},
     "augmenter": {"diffusion_noise", "moco"},
     "backend": {"hf"},
-    "strategy": {"seva"},
+    "strategy": {"seva", "csr"},
     "filter": {"empty", "identical", "truncated"},
     "writer": {"llamafactory"},
 }

@@ -26,7 +26,7 @@ def cmd_plugins(args) -> int:
     rows = [(c.kind, c.name, c.plugin) for c in get_registry()]
     width = [max(len(r[i]) for r in rows + [("kind", "name", "plugin")]) for i in range(3)]
     for row in [("kind", "name", "plugin"), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, width)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)).rstrip())
     return 0
 
 

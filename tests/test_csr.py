@@ -11,8 +11,8 @@ import math
 import os
 
 import pytest
-from conftest import make_images, read_jsonl
 
+from conftest import make_images, read_jsonl
 from seva_plugin.csr_scoring import Candidate, Step, paper_reward, prune, rank_score, select_pair, sibling_ranks
 from seva_plugin.errors import ConfigError
 from seva_plugin.plugins import get_registry

@@ -8,8 +8,8 @@ import os
 
 import pytest
 import yaml
-from conftest import make_images, read_jsonl
 
+from conftest import make_images, read_jsonl
 from seva_plugin import iterate as iterate_mod
 from seva_plugin.errors import ConfigError
 from seva_plugin.iterate import Iteration, iterate, split_overrides

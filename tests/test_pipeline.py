@@ -104,7 +104,7 @@ class HalfIdentical:
     def make_pairs(self, records, backend, augmenter):
         (clean,) = backend.generate(records, [None])
         out = []
-        for r, c in zip(records, clean):
+        for r, c in zip(records, clean, strict=True):
             n = int(r.id[1:])
             rejected = c + "  </s>" if n % 2 == 0 else ("" if n == 3 else c + " different")
             out.append(Pair(r.record, c, rejected))

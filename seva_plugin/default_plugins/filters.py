@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from seva_plugin import hookimpl
 from seva_plugin.text import normalise
 
+
 @dataclass
 class Empty:
     name = "empty"

@@ -1,0 +1,72 @@
+"""``python -m seva_plugin.bench`` runs end to end on a tiny setting and ends with a parseable BENCH line.
+
+No timing is asserted: the figures depend on the machine (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("llamafactory")
+
+BENCH_LINE = re.compile(
+    r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+)$"
+)
+
+
+def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
+    cmd = [
+        sys.executable, "-m", "seva_plugin.bench", "--out", str(tmp_path / "bench"),
+        "--prompts", "8", "--new-tokens", "2", "--batch-sizes", "2,4", "--repeats", "1",
+        "--large-image-size", "0", "--memory-records", "12,24", "--memory-batch", "8", "--aug-images", "2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = proc.stdout.strip().splitlines()
+    match = BENCH_LINE.match(lines[-1])
+    assert match, f"last line is not the BENCH line: {lines[-1]!r}"
+    figures = {k: float(v) for k, v in match.groupdict().items()}
+    assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
+    table = proc.stdout
+    for name in ("1. builder", "2. official-style loop", "3. ChatModel", "4. bare batched generate", "diffusion_noise", "moco", "peak RSS"):
+        assert name in table, f"{name!r} missing from the table"
+    assert "byte-identical across the repeats of each batch size: yes" in table
+
+
+def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):
+    """The bench's bare baseline and the prefetch thread both rely on ``model_inputs``/``prepare``:
+    a prepared batch must give exactly the answers of an unprepared one."""
+    import torch
+
+    from seva_plugin.bench import make_images, write_prompts
+    from seva_plugin.default_plugins.backend_hf import HfBackend
+    from seva_plugin.default_plugins.diffusion_noise import DiffusionNoise
+    from seva_plugin.default_plugins.moco import Moco
+    from seva_plugin.default_plugins.source_jsonl import JsonlSource
+    from seva_plugin.images import load_rgb
+    from seva_plugin.records import LoadedRecord, record_seed
+
+    images = make_images(str(tmp_path / "img"), 6, 48)
+    prompts = write_prompts(str(tmp_path / "p.jsonl"), images, 6)
+    records = [LoadedRecord(r, [load_rgb(p) for p in r.images], record_seed(0, r.id)) for r in JsonlSource(prompts).iter_records()]
+    backend = HfBackend(model=tiny_llava, template="llava", max_new_tokens=6, min_new_tokens=6)
+    for views in ([None, DiffusionNoise(step=800)], [None, Moco()]):
+        plain = backend.generate(records, views)
+        backend.prepare(records, views)
+        assert len(backend._prepared) == 1
+        assert backend.generate(records, views) == plain
+        assert len(backend._prepared) == 0  # taken, not kept
+        ids, mm = backend.model_inputs(records, views)
+        assert len(ids) == 2 * len(records) and mm["pixel_values"].shape[0] == 2 * len(records)
+        assert not torch.equal(mm["pixel_values"][: len(records)], mm["pixel_values"][len(records) :])
+    # every answer has exactly min_new_tokens tokens
+    tokenizer = backend.loaded.tokenizer
+    out = backend.loaded.model.generate(**backend.batch_inputs(ids, mm), **backend.generation_kwargs())
+    assert out.shape[1] - max(map(len, ids)) == 6
+    assert tokenizer is not None

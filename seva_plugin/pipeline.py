@@ -125,10 +125,19 @@ class Build:
             return [None, self.augmenter]
         return None
 
-    def _items(self, journal: Journal):
-        """Source items in order, minus work the journal has: Rejects, or PromptRecords to load."""
+    def _batches(self, journal: Journal):
+        """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
+
+        Runs in the prefetch thread. When the strategy's views are known, the backend also
+        prepares each batch here (prompt ids, image processing, augmentation), off the
+        generating thread.
+        """
         cfg = self.config
+        batch_size = getattr(self.backend, "batch_size", 8)
+        views = self._prefetch_views()
+        prepare = getattr(self.backend, "prepare", None) if views is not None else None
         seen: Counter[str] = Counter()
+        batch, rejects = [], []
         for n, item in enumerate(self.source.iter_records()):
             if cfg.limit is not None and n >= cfg.limit:
                 break
@@ -136,30 +145,13 @@ class Build:
             if seen[item.id] <= journal.done[item.id]:
                 continue  # finished before a resume
             if isinstance(item, Reject):
-                yield item
-            elif seen[item.id] > 1:
-                yield Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id")
-            else:
-                yield item
-
-    def _batches(self, journal: Journal):
-        """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
-
-        Images are decoded by a small thread pool a window ahead (Pillow decodes without the GIL),
-        but records join batches in source order exactly as if decoded one by one. When the
-        strategy's views are known the backend prepares each batch here, off the generating thread.
-        """
-        cfg = self.config
-        batch_size = getattr(self.backend, "batch_size", 8)
-        views = self._prefetch_views()
-        prepare = getattr(self.backend, "prepare", None) if views is not None else None
-        batch, rejects = [], []
-        for item, loading in _load_ahead(self._items(journal), window=max(2 * batch_size, 16)):
-            if isinstance(item, Reject):
                 rejects.append(item)
                 continue
+            if seen[item.id] > 1:
+                rejects.append(Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
+                continue
             try:
-                images = loading.result()
+                images = [load_rgb(p) for p in item.images]
             except RecordError as exc:
                 rejects.append(Reject(item.id, str(exc), exc.code))
                 continue
@@ -247,30 +239,6 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
-
-
-def _load_images(paths: list[str]) -> list:
-    return [load_rgb(p) for p in paths]
-
-
-def _load_ahead(items, window: int, workers: int | None = None):
-    """Yield ``(item, future of its decoded images)`` (``None`` for Rejects) in order, keeping
-    up to ``window`` decodes in flight on a small thread pool."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = workers or min(4, os.cpu_count() or 1)
-    pending: deque = deque()
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="seva-decode")
-    try:
-        for item in items:
-            pending.append((item, None if isinstance(item, Reject) else pool.submit(_load_images, item.images)))
-            while len(pending) > window:
-                yield pending.popleft()
-        while pending:
-            yield pending.popleft()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prefetch(iterator, depth: int = 2):

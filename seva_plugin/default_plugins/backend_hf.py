@@ -4,13 +4,18 @@ The model, tokenizer, processor and template are loaded by LLaMA-Factory's own l
 prompt text and image tokens are exactly those ``llamafactory-cli train`` will see for the same
 ``template``. A batch is processed once; tensor-space augmenters noise a copy of the processed
 pixels, and every view of every record goes through one ``generate`` call.
+
+The build pipeline calls ``prepare(records, views)`` from its prefetch thread, so prompt encoding,
+image processing and augmentation of the next batch overlap the current batch's ``generate``;
+``generate`` then finds the batch ready (the same values it would compute itself).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, NamedTuple
 
 from seva_plugin import hookimpl
@@ -27,6 +32,29 @@ class Loaded(NamedTuple):
     template: Any  # llamafactory.data.Template
 
 
+class _load_once:  # lower case: used as a decorator, like functools.cached_property
+    """``functools.cached_property`` that computes at most once when two threads ask at once.
+
+    The value lives in the instance ``__dict__`` under the property's name, as with
+    ``cached_property``, so a caller can pre-fill it (``seva inspect`` fills it without a model).
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        with instance._load_lock:  # only reached while the value is not in __dict__ yet
+            if self.name not in instance.__dict__:
+                instance.__dict__[self.name] = self.func(instance)
+        return instance.__dict__[self.name]
+
+
 @dataclass
 class HfBackend:
     name = "hf"
@@ -41,18 +69,31 @@ class HfBackend:
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
     image_max_pixels: int | None = None  # LLaMA-Factory's image_max_pixels (keep equal to the recipe's)
     adapter: str | None = None  # a LoRA adapter dir to apply on top of the model
+    min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("backend.batch_size and backend.max_new_tokens must be positive.")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigError("backend.min_new_tokens must be between 0 and backend.max_new_tokens.")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ConfigError(f"backend.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}.")
         self._expansions: dict = {}
+        self._load_lock = threading.Lock()
+        # The fast tokenizer is not safe to call from two threads at once (its Rust side can
+        # raise "Already borrowed"); prompt encoding (prefetch thread) and decoding share this lock.
+        self._tokenizer_lock = threading.Lock()
+        self._prepared: deque = deque()  # (records, views, (ids, mm)) made ahead by ``prepare``
+        self._prepared_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------
-    @cached_property
+    @_load_once
     def loaded(self) -> Loaded:
         """(model, tokenizer, processor, template), loaded on first use by LLaMA-Factory's loaders."""
+        return self._load()
+
+    def _load(self) -> Loaded:
+        """Load with LLaMA-Factory's loaders."""
         os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the progress bar readable
         import torch
         from llamafactory.data import get_template_and_fix_tokenizer
@@ -94,8 +135,9 @@ class HfBackend:
         expansions = self._expand_images(images)
         content = parts[0] + "".join(e + p for e, p in zip(expansions, parts[1:], strict=True))
         messages = [{"role": "user", "content": content}, {"role": "assistant", "content": ""}]
-        ids, _ = template.encode_oneturn(tokenizer, messages, None, None)
-        ids, _ = template.mm_plugin.process_token_ids(ids, None, images, [], [], tokenizer, processor)
+        with self._tokenizer_lock:
+            ids, _ = template.encode_oneturn(tokenizer, messages, None, None)
+            ids, _ = template.mm_plugin.process_token_ids(ids, None, images, [], [], tokenizer, processor)
         return ids
 
     def mm_inputs(self, images_per_record: list[list], batch_ids: list[list[int]]) -> dict:
@@ -107,8 +149,40 @@ class HfBackend:
     # -- generation --------------------------------------------------------------------------
     def generate(self, records: list[LoadedRecord], views: list) -> list[list[str]]:
         """Answers for every record under every view (``None`` is the clean image)."""
-        import torch
+        ids, mm = self._take_prepared(records, views) or self.model_inputs(records, views)
+        texts = self._generate(ids, mm)
+        n = len(records)
+        return [texts[v * n : (v + 1) * n] for v in range(len(views))]
 
+    def prepare(self, records: list[LoadedRecord], views: list) -> None:
+        """Compute ``generate``'s inputs for this batch ahead of time (called from the prefetch thread).
+
+        Best effort: on any error nothing is kept, and ``generate`` recomputes (and raises) itself.
+        With sampling on, pixel-space augmenters are left to ``generate``: they draw from torch's
+        global RNG, which sampling in the main thread also uses.
+        """
+        if not records or (self.do_sample and any(v is not None and v.space != "tensor" for v in views)):
+            return
+        try:
+            inputs = self.model_inputs(records, views)
+        except Exception:  # noqa: BLE001 - generate() will recompute and report it
+            return
+        with self._prepared_lock:
+            self._prepared.append((list(records), list(views), inputs))
+            while len(self._prepared) > 4:  # a strategy that never calls generate() must not leak
+                self._prepared.popleft()
+
+    def _take_prepared(self, records, views):
+        with self._prepared_lock:
+            for entry in self._prepared:
+                recs, vws, inputs = entry
+                if _same(recs, records) and _same(vws, views):
+                    self._prepared.remove(entry)
+                    return inputs
+        return None
+
+    def model_inputs(self, records: list[LoadedRecord], views: list) -> tuple[list[list[int]], dict]:
+        """Token ids and multimodal tensors of every view of every record, views one after another."""
         clean_ids = [self.prompt_ids(r.record.prompt, r.images) for r in records]
         clean_mm = None
         all_ids, all_mm = [], []
@@ -120,17 +194,17 @@ class HfBackend:
                 ids = clean_ids
             else:
                 images = [[view(img, _generator(r.seed, v, k)) for k, img in enumerate(r.images)] for r in records]
-                ids = [self.prompt_ids(r.record.prompt, imgs) for r, imgs in zip(records, images)]
+                ids = [self.prompt_ids(r.record.prompt, imgs) for r, imgs in zip(records, images, strict=True)]
                 mm = self.mm_inputs(images, ids)
             all_ids += ids
             all_mm.append(mm)
-        texts = self._generate(all_ids, concat_mm(all_mm))
-        n = len(records)
-        return [texts[v * n : (v + 1) * n] for v in range(len(views))]
+        return all_ids, concat_mm(all_mm)
 
     def generation_kwargs(self) -> dict:
         _, tokenizer, _, template = self.loaded
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample, eos_token_id=template.get_stop_token_ids(tokenizer))
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
@@ -162,7 +236,14 @@ class HfBackend:
         with torch.inference_mode():
             out = model.generate(**inputs, **self.generation_kwargs())
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        with self._tokenizer_lock:
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+
+def _same(a: list, b: list) -> bool:
+    """The same objects in the same order (identity, not equality)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def _generator(seed: int, view: int, image: int):
@@ -179,7 +260,7 @@ def image_slices(mm: dict) -> list[slice]:
     else:
         counts = [1] * len(mm["pixel_values"])
     starts = [sum(counts[:i]) for i in range(len(counts))]
-    return [slice(s, s + c) for s, c in zip(starts, counts)]
+    return [slice(s, s + c) for s, c in zip(starts, counts, strict=True)]
 
 
 def augment_tensors(mm: dict, augmenter, records: list[LoadedRecord], view: int) -> dict:

@@ -49,7 +49,9 @@ def register_strategies(register):
     """Register preference strategies.
 
     A strategy turns a batch of loaded records into pairs with
-    ``make_pairs(records, backend, augmenter) -> list[Pair]``.
+    ``make_pairs(records, backend, augmenter) -> list[Pair]``. Optional: ``views(augmenter)``
+    returns the views it will ask the backend for, so batches can be prepared ahead of time;
+    ``uses_augmenter = False`` says the build's augmenter is not applied (recorded as such).
     """
 
 

@@ -112,18 +112,11 @@ class Build:
 
     # -- producing batches -------------------------------------------------------------------
     def _prefetch_views(self) -> list | None:
-        """The views the strategy will ask the backend for, when they are known ahead of time.
-
-        Knowing them lets the backend prepare each batch (prompt ids, image processing,
-        augmentation) in the prefetch thread while the previous batch generates. A strategy
-        declares them with ``views(augmenter)``; ``seva`` always asks for clean + augmented.
-        """
+        """The views the strategy will ask the backend for, when it declares them with
+        ``views(augmenter)``: the backend then prepares each batch (prompt ids, image processing,
+        augmentation) in the prefetch thread while the previous batch generates."""
         views = getattr(self.strategy, "views", None)
-        if callable(views):
-            return list(views(self.augmenter))
-        if self.strategy.name == "seva":
-            return [None, self.augmenter]
-        return None
+        return list(views(self.augmenter)) if callable(views) else None
 
     def _batches(self, journal: Journal):
         """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
@@ -169,7 +162,8 @@ class Build:
     # -- running -----------------------------------------------------------------------------
     def _process(self, batch: list[LoadedRecord]) -> list[dict]:
         pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, self.backend, self.augmenter)} if batch else {}
-        provenance = {"strategy": self.strategy.name, "augment": self.augmenter.name}
+        augment = self.augmenter.name if getattr(self.strategy, "uses_augmenter", True) else None
+        provenance = {"strategy": self.strategy.name, "augment": augment}
         entries = []
         for loaded in batch:
             pair = pairs.get(loaded.id)

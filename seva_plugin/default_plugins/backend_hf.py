@@ -12,6 +12,7 @@ image processing and augmentation of the next batch overlap the current batch's 
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from collections import deque
@@ -226,6 +227,8 @@ class HfBackend:
             if torch.is_floating_point(value):
                 value = value.to(model.dtype)
             inputs[key] = value.to(model.device)
+        if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
+            inputs["mm_token_type_ids"] = mm_token_types(input_ids, model.config).to(model.device)
         return inputs
 
     def _generate(self, ids: list[list[int]], mm: dict) -> list[str]:
@@ -239,6 +242,22 @@ class HfBackend:
         with self._tokenizer_lock:
             texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [t.strip() for t in texts]
+
+
+def mm_token_types(input_ids, config):
+    """1 at image tokens, 2 at video tokens, as LLaMA-Factory's training collator builds them.
+
+    Qwen2-VL-style models need them for their 3-D (M-RoPE) positions; without them transformers 5
+    silently falls back to text positions, and generation would not match training.
+    """
+    import torch
+
+    types = torch.zeros_like(input_ids)
+    for value, key in ((1, "image_token_id"), (2, "video_token_id")):
+        token = getattr(config, key, None)
+        if token is not None:
+            types[input_ids == token] = value
+    return types
 
 
 def _same(a: list, b: list) -> bool:

@@ -16,8 +16,12 @@ from seva_plugin.records import Pair
 class Seva:
     name = "seva"
 
+    def views(self, augmenter) -> list:
+        """Clean and augmented: declared up front so the backend can prepare batches ahead."""
+        return [None, augmenter]
+
     def make_pairs(self, records, backend, augmenter) -> list[Pair]:
-        clean, augmented = backend.generate(records, [None, augmenter])
+        clean, augmented = backend.generate(records, self.views(augmenter))
         return [Pair(r.record, c, a) for r, c, a in zip(records, clean, augmented, strict=True)]
 
 

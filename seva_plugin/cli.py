@@ -39,7 +39,7 @@ def cmd_check_recipe(args) -> int:
 def cmd_demo(args) -> int:
     from seva_plugin.demo import run_demo
 
-    run_demo(args.out)
+    run_demo(args.out, seed=args.seed)
     return 0
 
 
@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole pipeline on CPU with a tiny offline model")
     d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
+    d.add_argument("--seed", type=int, default=0, help="world, model and build seed (default 0)")
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery of its pairs")

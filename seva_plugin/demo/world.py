@@ -1,9 +1,9 @@
 """A procedurally drawn shapes world with ground truth, for watching SeVa work on a CPU.
 
-Every image holds one to three shapes of one colour and one kind, all in the left or the
-right half. Four kinds of question have one-word answers (colour, shape, count, position),
-so a model's answer is scored by matching that word. Everything is drawn from a seed:
-the same seed gives the same scenes, questions and PNG files.
+Every image holds one to three shapes of one colour and one kind. Questions of four kinds
+(colour, shape, count, position) have one-word answers, so a model's answer is scored by
+matching that word. Everything is drawn from a seed: the same seed gives the same scenes,
+questions and PNG files.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 220), "yellow": (235, 200, 30)}
 SHAPES = ("circle", "square", "triangle")
@@ -28,16 +28,17 @@ QUESTIONS = {
 VOCAB = (*COLOURS, *SHAPES, *COUNTS, *SIDES)
 SIZE = 64  # pixels; the tiny LLaVA's processor resizes to its own input size
 BACKGROUND = (245, 245, 245)
+MIN_SHAPE, MAX_SHAPE = 20, 25  # side of a shape's box in pixels
 
 
 @dataclass(frozen=True)
 class Scene:
     colour: str
     shape: str
-    side: str
+    side: str | None  # "left"/"right" when every shape lies in that half, else None (no position question)
     boxes: tuple[tuple[int, int, int, int], ...]  # (x0, y0, x1, y1), inclusive, one per shape
 
-    def answer(self, kind: str) -> str:
+    def answer(self, kind: str) -> str | None:
         return {"color": self.colour, "shape": self.shape, "count": COUNTS[len(self.boxes) - 1], "position": self.side}[kind]
 
 
@@ -51,22 +52,28 @@ class Example:
 
 
 def random_scene(rng: random.Random) -> Scene:
-    """Shapes of one colour and kind, placed without overlap in one half of the image."""
-    colour, shape, side = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(SIDES)
+    """One to three shapes of one colour and kind, placed without overlap.
+
+    Shapes are big (a third of the image or more): the demo's tiny model sees 48x48 pixels in
+    8x8 patches, and shapes about one patch wide were barely learnable in a few hundred steps.
+    One or two shapes share one half of the image (so "left or right" has an answer); three
+    do not fit in a half and go anywhere.
+    """
+    colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
     count = rng.randint(1, 3)
-    x_lo = 2 if side == "left" else SIZE // 2 + 1
-    x_hi = SIZE // 2 - 2 if side == "left" else SIZE - 3
-    while True:  # rejection sampling: three 12-16 px shapes always fit in a 30x60 half
+    side = rng.choice(SIDES) if count < 3 else None
+    x_lo, x_hi = {"left": (2, SIZE // 2 - 3), "right": (SIZE // 2 + 2, SIZE - 3), None: (2, SIZE - 3)}[side]
+    while True:  # rejection sampling; a fit is always possible at these sizes
         boxes = []
         for _ in range(count):
-            s = rng.randint(12, 16)
+            s = rng.randint(MIN_SHAPE, MAX_SHAPE)
             x0, y0 = rng.randint(x_lo, x_hi - s), rng.randint(2, SIZE - 3 - s)
             boxes.append((x0, y0, x0 + s, y0 + s))
         if all(_apart(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]):
             return Scene(colour, shape, side, tuple(boxes))
 
 
-def _apart(a, b, gap: int = 3) -> bool:
+def _apart(a, b, gap: int = 2) -> bool:
     return a[2] + gap < b[0] or b[2] + gap < a[0] or a[3] + gap < b[1] or b[3] + gap < a[1]
 
 
@@ -114,7 +121,7 @@ def make_world(root: str, seed: int = 0, n_sft: int = 600, n_unlabeled: int = 30
             scene = random_scene(rng)
             path = os.path.join(folder, f"{i:05d}.png")
             draw(scene).save(path)
-            examples += [Example(f"{split}-{i:05d}-{k}", path, QUESTIONS[k], scene.answer(k), k) for k in kinds]
+            examples += [Example(f"{split}-{i:05d}-{k}", path, QUESTIONS[k], scene.answer(k), k) for k in kinds if scene.answer(k)]
         splits[split] = examples
     return World(os.path.abspath(root), **splits)
 
@@ -149,7 +156,10 @@ def write_sft_dataset(examples: list[Example], dataset_dir: str, name: str) -> s
         ]
         json.dump(rows, fh)
     info_path = os.path.join(dataset_dir, "dataset_info.json")
-    info = json.load(open(info_path, encoding="utf-8")) if os.path.exists(info_path) else {}
+    info = {}
+    if os.path.exists(info_path):
+        with open(info_path, encoding="utf-8") as fh:
+            info = json.load(fh)
     info[name] = {"file_name": f"{name}.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "images": "images"}}
     with open(info_path, "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=2)
@@ -159,6 +169,3 @@ def write_sft_dataset(examples: list[Example], dataset_dir: str, name: str) -> s
 def truth_table(world: World) -> dict[str, Example]:
     return {ex.id: ex for split in ("sft", "unlabeled", "heldout") for ex in world.split(split)}
 
-
-def to_json(ex: Example) -> dict:
-    return asdict(ex)

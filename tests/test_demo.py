@@ -1,0 +1,132 @@
+"""The demo's report: figures computed from the runs (checked here by recomputing them), not constants."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from seva_plugin.demo import report as rep
+from seva_plugin.demo.world import Example
+
+
+def ex(i, kind, answer):
+    return Example(f"q{i}", f"/img/{i}.png", "?", answer, kind)
+
+
+def test_accuracy_and_changes_by_hand():
+    exs = [ex(0, "color", "red"), ex(1, "color", "blue"), ex(2, "shape", "circle"), ex(3, "count", "two")]
+    before = ["red", "red", "square", "two"]
+    after = ["red", "blue", "circle", "three"]
+    acc = rep.accuracy_by_kind(exs, before)
+    assert acc == {"color": 0.5, "shape": 0.0, "count": 1.0, "all": 0.5}
+    assert rep.accuracy_by_kind(exs, after)["all"] == 0.75
+    assert rep.changes(exs, before, after) == {"fixed": 2, "broken": 1}
+
+
+def test_pair_precision_by_hand():
+    truth = {e.id: e for e in [ex(0, "color", "red"), ex(1, "color", "blue"), ex(2, "shape", "circle"), ex(3, "count", "two"), ex(4, "count", "one")]}
+    entries = [
+        {"kind": "pair", "id": "q0", "chosen": "red", "rejected": "green"},  # useful
+        {"kind": "pair", "id": "q1", "chosen": "green", "rejected": "blue"},  # inverted
+        {"kind": "pair", "id": "q2", "chosen": "square", "rejected": "triangle"},  # both wrong
+        {"kind": "drop", "id": "q3", "reason": "identical", "chosen": "two", "rejected": "two"},
+        {"kind": "drop", "id": "q4", "reason": "identical", "chosen": "two", "rejected": "two"},
+        {"kind": "reject", "id": "q9", "reason": "missing", "code": "missing_file"},
+    ]
+    p = rep.pair_precision(entries, truth)
+    assert p["kept"]["n"] == 3
+    assert p["kept"]["chosen_correct"] == pytest.approx(1 / 3)
+    assert p["kept"]["rejected_correct"] == pytest.approx(1 / 3)
+    assert p["kept"]["useful"] == p["kept"]["inverted"] == p["kept"]["both_wrong"] == pytest.approx(1 / 3)
+    assert p["identical"] == {"n": 2, "chosen_correct": 0.5, "rejected_correct": 0.5, "useful": 0.0, "inverted": 0.0, "both_wrong": 0.5}
+
+
+def test_sign_test_and_error_overlap():
+    assert rep.sign_test(0, 0) == 1.0
+    assert rep.sign_test(5, 5) == 1.0
+    assert rep.sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert rep.sign_test(18, 12) == rep.sign_test(12, 18)
+    assert rep.overlap(Counter(a=1, b=1), Counter(a=2, b=2)) == 1.0
+    assert rep.overlap(Counter(a=1), Counter(b=1)) == 0.0
+    assert rep.overlap(Counter(a=3, b=1), Counter(a=1, b=1)) == pytest.approx(0.75)
+    heldout = [ex(0, "shape", "circle"), ex(1, "shape", "circle"), ex(2, "shape", "square")]
+    truth = {e.id: e for e in heldout}
+    entries = [{"kind": "pair", "id": "q0", "chosen": "circle", "rejected": "square"}, {"kind": "pair", "id": "q2", "chosen": "square", "rejected": "circle"}]
+    r = rep.error_resemblance(heldout, ["square", "circle", "triangle"], entries, truth)
+    assert r["shape"]["clean"] == {"square": 1, "triangle": 1}
+    assert r["shape"]["rejected"] == {"square": 1, "circle": 1}
+    assert r["shape"]["overlap"] == pytest.approx(0.5)
+
+
+def test_report_prints_the_figures_it_is_given():
+    """Change a figure, and the printed report changes with it."""
+    base = {
+        "seed": 3,
+        "sizes": {"sft": 10, "unlabeled": 7, "heldout": 4},
+        "noise": {"steps": [0, 900], "accuracy": [{"color": 0.75, "all": 0.75}, {"color": 0.25, "all": 0.25}]},
+        "pairs": {
+            "step": 900,
+            "prompts": 7,
+            "kept": 5,
+            "dropped": {"identical": 2},
+            "rejected": {},
+            "precision": {"kept": {"n": 5, "chosen_correct": 0.8, "rejected_correct": 0.2, "useful": 0.6, "inverted": 0.2, "both_wrong": 0.2}, "identical": {"n": 2, "chosen_correct": 1.0}},
+        },
+        "resemblance": {"color": {"clean": {"blue": 1}, "rejected": {"blue": 1, "green": 3}, "overlap": 0.25}},
+        "dpo": {"before": {"color": 0.75, "all": 0.75}, "after": {"color": 1.0, "all": 1.0}, "before_noised": {"all": 0.25}, "after_noised": {"all": 0.5}, "fixed": 1, "broken": 0},
+        "recipes": {"sft": "s.yaml", "dpo": "d.yaml"},
+        "paths": {"sft": "/m", "adapter": "/a", "pairs": "/p.jsonl", "data_dir": "/d", "name": "n", "report": "/r.json"},
+    }
+    text = rep.format_report(base)
+    for figure in ("kept 5", "identical 2", "chosen correct  80.0%", "rejected correct  20.0%", "75.0% -> 100.0%", "+25.0 points", "fixed 1", "25.0% -> 50.0%", "green 75%", "/a"):
+        assert figure in text, figure
+    changed = json.loads(json.dumps(base))
+    changed["pairs"]["precision"]["kept"]["chosen_correct"] = 0.4
+    changed["dpo"]["after"]["all"] = 0.5
+    text2 = rep.format_report(changed)
+    assert "chosen correct  40.0%" in text2 and "-25.0 points" in text2
+
+
+@pytest.mark.slow
+def test_small_demo_end_to_end(tmp_path, capsys):
+    """A shrunken ``seva demo``: the real llamafactory-cli SFT and DPO runs, and a report whose
+    figures match what the files on disk say."""
+    pytest.importorskip("llamafactory")
+    from seva_plugin.demo import run_demo
+    from seva_plugin.demo.world import is_correct, make_world, truth_table
+    from seva_plugin.inspect import inspect_dataset
+
+    r = run_demo(str(tmp_path / "demo"), small=True)
+    printed = capsys.readouterr().out
+    assert printed.strip() == (tmp_path / "demo" / "report.txt").read_text().strip()
+    assert json.loads((tmp_path / "demo" / "report.json").read_text())["dpo"] == r["dpo"]
+
+    # pairs kept and dropped add up to the prompts, and match the files
+    p = r["pairs"]
+    assert p["kept"] + sum(p["dropped"].values()) + sum(p["rejected"].values()) == p["prompts"]
+    rows = [json.loads(line) for line in open(r["paths"]["pairs"])]
+    assert len(rows) == p["kept"]
+
+    # pair precision recomputed from the written pairs and the world's ground truth
+    world = make_world(str(tmp_path / "demo" / "world"), seed=0, n_sft=150, n_unlabeled=60, n_heldout=30)
+    truth = truth_table(world)
+    if rows:
+        chosen_ok = sum(is_correct(x["chosen"]["value"], truth[x["id"]].answer) for x in rows) / len(rows)
+        assert p["precision"]["kept"]["chosen_correct"] == pytest.approx(chosen_ok)
+        assert f"chosen correct {100 * chosen_ok:5.1f}%" in printed
+        assert r["paths"]["adapter"] in printed
+        assert (tmp_path / "demo" / "dpo_adapter" / "adapter_config.json").exists()
+    # accuracy rows: one per noise step, each in [0, 1], t=0 equal to the "before" figure
+    assert r["noise"]["steps"][0] == 0 and len(r["noise"]["accuracy"]) == len(r["noise"]["steps"])
+    assert r["noise"]["accuracy"][0] == r["dpo"]["before"]
+    assert all(0 <= a["all"] <= 1 for a in r["noise"]["accuracy"])
+    # fixed - broken is exactly the change in correct answers
+    n = r["sizes"]["heldout"]
+    assert round((r["dpo"]["after"]["all"] - r["dpo"]["before"]["all"]) * n) == r["dpo"]["fixed"] - r["dpo"]["broken"]
+
+    # and the gallery of the demo's pairs shows each of them
+    html = tmp_path / "gallery.html"
+    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html))
+    assert html.read_text().count('<section class="pair"') == p["kept"]

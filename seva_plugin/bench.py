@@ -166,7 +166,7 @@ def run_sequential(model, processor, augmenter, rows: list[dict], texts: list[st
     import torch
     from PIL import Image
 
-    from seva_plugin.default_plugins.backend_hf import _generator
+    from seva_plugin.default_plugins.backend_hf import view_generator
     from seva_plugin.records import record_seed
 
     start = time.perf_counter()
@@ -176,7 +176,7 @@ def run_sequential(model, processor, augmenter, rows: list[dict], texts: list[st
             for view in (0, 1):
                 inputs = processor(images=[image], text=text, return_tensors="pt", add_special_tokens=False)
                 if view:
-                    inputs["pixel_values"] = augmenter(inputs["pixel_values"], _generator(record_seed(0, row["id"]), 1, 0))
+                    inputs["pixel_values"] = augmenter(inputs["pixel_values"], view_generator(record_seed(0, row["id"]), 1, 0))
                 inputs = {k: v.to(model.device, model.dtype) if torch.is_floating_point(v) else v.to(model.device) for k, v in inputs.items()}
                 out = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=pad_id, eos_token_id=eos_ids)
                 processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -215,7 +215,7 @@ def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> di
     import torch
     from PIL import Image
 
-    from seva_plugin.default_plugins.backend_hf import _generator
+    from seva_plugin.default_plugins.backend_hf import view_generator
     from seva_plugin.default_plugins.diffusion_noise import DiffusionNoise
     from seva_plugin.default_plugins.moco import Moco
 
@@ -233,8 +233,8 @@ def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> di
         return best
 
     out = {}
-    out["diffusion_noise"] = rate(lambda: [noise(pixels[i : i + 1], _generator(i, 1, 0)) for i in range(len(pils))], len(pils))
-    out["moco"] = rate(lambda: [moco(img, _generator(i, 1, 0)) for i, img in enumerate(pils)], len(pils))
+    out["diffusion_noise"] = rate(lambda: [noise(pixels[i : i + 1], view_generator(i, 1, 0)) for i in range(len(pils))], len(pils))
+    out["moco"] = rate(lambda: [moco(img, view_generator(i, 1, 0)) for i, img in enumerate(pils)], len(pils))
     return out
 
 

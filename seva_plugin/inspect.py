@@ -126,29 +126,15 @@ class ViewMaker:
         self._load_processor()
 
     def _load_processor(self) -> None:
-        """Fill the backend's ``loaded`` with everything but the model (a cached_property lives in __dict__)."""
         os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the terminal summary readable
         import transformers
 
         transformers.logging.set_verbosity_error()
-        from llamafactory.data import get_template_and_fix_tokenizer
-        from llamafactory.hparams import get_infer_args
-        from llamafactory.model import load_tokenizer
-
-        from seva_plugin.default_plugins.backend_hf import Loaded
-
-        args = {"model_name_or_path": self.backend.model, "template": self.backend.template, "trust_remote_code": True}
-        if self.backend.image_max_pixels:
-            args["image_max_pixels"] = self.backend.image_max_pixels
-        model_args, data_args, _, _ = get_infer_args(args)
-        module = load_tokenizer(model_args)
-        template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
-        self.backend.__dict__["loaded"] = Loaded(None, module["tokenizer"], module["processor"], template)
-        self.processor = module["processor"]
+        self.processor = self.backend.load_without_model().processor
 
     def views(self, record: dict, images: list) -> list:
         """The augmented images (PIL) for one record, as view 1 of ``HfBackend.generate`` made them."""
-        from seva_plugin.default_plugins.backend_hf import _generator, augment_tensors, image_slices
+        from seva_plugin.default_plugins.backend_hf import augment_tensors, image_slices, view_generator
         from seva_plugin.records import LoadedRecord, PromptRecord
 
         if not self.uses_augmenter or "seed" not in record.get("provenance", {}):
@@ -156,7 +142,7 @@ class ViewMaker:
         seed = int(record["provenance"]["seed"])
         aug = self.augmenter
         if aug.space != "tensor":
-            return [aug(img, _generator(seed, 1, k)) for k, img in enumerate(images)]
+            return [aug(img, view_generator(seed, 1, k)) for k, img in enumerate(images)]
         prompt = record["conversations"][0]["value"]
         loaded = LoadedRecord(PromptRecord(record.get("id", ""), prompt, []), images, seed)
         ids = [self.backend.prompt_ids(prompt, images)]

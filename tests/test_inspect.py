@@ -110,7 +110,7 @@ def test_augmented_view_is_the_one_the_model_saw(built):
 def test_pixel_space_augmenter_view(built):
     """For ``moco`` the view is the augmented PIL image, drawn from the same seeded generator."""
     from seva_plugin.api import augmenter
-    from seva_plugin.default_plugins.backend_hf import _generator
+    from seva_plugin.default_plugins.backend_hf import view_generator
     from seva_plugin.images import load_rgb
 
     data_dir, model = built
@@ -118,7 +118,7 @@ def test_pixel_space_augmenter_view(built):
     config = {**manifest["config"], "augment": "moco"}
     image = load_rgb(insp.image_paths(records[0], str(data_dir))[0])
     (view,) = insp.ViewMaker(config).views(records[0], [image])
-    expected = augmenter("moco")(image, _generator(records[0]["provenance"]["seed"], 1, 0))
+    expected = augmenter("moco")(image, view_generator(records[0]["provenance"]["seed"], 1, 0))
     assert view.tobytes() == expected.tobytes()
 
 

@@ -93,8 +93,8 @@ class HfBackend:
         """(model, tokenizer, processor, template), loaded on first use by LLaMA-Factory's loaders."""
         return self._load()
 
-    def _load(self) -> Loaded:
-        """Load with LLaMA-Factory's loaders."""
+    def _load(self, with_model: bool = True) -> Loaded:
+        """Load with LLaMA-Factory's loaders (``with_model=False``: everything but the weights)."""
         os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the progress bar readable
         import torch
         from llamafactory.data import get_template_and_fix_tokenizer
@@ -106,7 +106,7 @@ class HfBackend:
         args = {"model_name_or_path": self.model, "template": self.template, "infer_dtype": dtype, "trust_remote_code": True}
         if self.image_max_pixels:
             args["image_max_pixels"] = self.image_max_pixels
-        if self.adapter:
+        if self.adapter and with_model:
             args["adapter_name_or_path"] = self.adapter
         model_args, data_args, finetuning_args, _ = get_infer_args(args)
         model_args.device_map = {"": device}
@@ -114,9 +114,19 @@ class HfBackend:
         tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
         tokenizer.padding_side = "left"
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        if not with_model:
+            return Loaded(None, tokenizer, processor, template)
         model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
         model.eval()
         return Loaded(model, tokenizer, processor, template)
+
+    def load_without_model(self) -> Loaded:
+        """Tokenizer, processor and template only: enough to re-create the exact views a build
+        fed the model (``seva inspect``) without loading weights. ``generate`` is then unavailable."""
+        with self._load_lock:
+            if "loaded" not in self.__dict__:
+                self.__dict__["loaded"] = self._load(with_model=False)
+        return self.__dict__["loaded"]
 
     # -- prompts -----------------------------------------------------------------------------
     def _expand_images(self, images) -> list[str]:
@@ -194,7 +204,7 @@ class HfBackend:
                 mm = clean_mm if view is None else augment_tensors(clean_mm, view, records, v)
                 ids = clean_ids
             else:
-                images = [[view(img, _generator(r.seed, v, k)) for k, img in enumerate(r.images)] for r in records]
+                images = [[view(img, view_generator(r.seed, v, k)) for k, img in enumerate(r.images)] for r in records]
                 ids = [self.prompt_ids(r.record.prompt, imgs) for r, imgs in zip(records, images, strict=True)]
                 mm = self.mm_inputs(images, ids)
             all_ids += ids
@@ -265,7 +275,9 @@ def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
-def _generator(seed: int, view: int, image: int):
+def view_generator(seed: int, view: int, image: int):
+    """The generator for image ``image`` of view ``view`` of a record with ``seed``: independent of
+    batch layout and order, so a build resumes identically and ``seva inspect`` can re-create the view."""
     import torch
 
     return torch.Generator().manual_seed((seed + 1_000_003 * view + 7919 * image) % 2**63)
@@ -289,7 +301,7 @@ def augment_tensors(mm: dict, augmenter, records: list[LoadedRecord], view: int)
     for record in records:
         for k in range(len(record.images)):
             s = next(slices)
-            pixels[s] = augmenter(pixels[s], _generator(record.seed, view, k))
+            pixels[s] = augmenter(pixels[s], view_generator(record.seed, view, k))
     return {**mm, "pixel_values": pixels}
 
 

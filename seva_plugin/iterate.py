@@ -36,9 +36,10 @@ from collections.abc import Callable
 
 import yaml
 
-from seva_plugin.config import load_config
+from seva_plugin.config import apply_overrides, load_config
 from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.files import atomic_write_json
+from seva_plugin.host import llamafactory_cli
 
 STATE_FILE = "iterate_state.json"
 STEPS = ("build", "train", "merge")
@@ -62,17 +63,6 @@ def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str], 
     return build, train, export
 
 
-def llamafactory_cli() -> str:
-    """The ``llamafactory-cli`` installed next to this Python (the same environment), else on PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), "llamafactory-cli")
-    if os.path.isfile(here) and os.access(here, os.X_OK):
-        return here
-    found = shutil.which("llamafactory-cli")
-    if not found:
-        raise ConfigError("llamafactory-cli not found next to the Python interpreter or on PATH; install llamafactory in this environment.")
-    return found
-
-
 def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
     if not os.path.isfile(recipe):
         raise ConfigError(f"recipe not found: {recipe}")
@@ -80,12 +70,7 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{recipe} must hold a mapping of LLaMA-Factory keys.")
-    for item in train_overrides:
-        if "=" not in item:
-            raise ConfigError(f"override 'train.{item}' is not of the form train.key=value.")
-        key, raw = item.split("=", 1)
-        data[key] = yaml.safe_load(raw) if raw else ""
-    return data
+    return apply_overrides(data, train_overrides)
 
 
 def _fingerprint(build_config: dict) -> str:
@@ -250,11 +235,7 @@ class Iteration:
             "export_device": "cpu",
             "export_legacy_format": False,
         }
-        for item in self.export_overrides:
-            if "=" not in item:
-                raise ConfigError(f"override 'export.{item}' is not of the form export.key=value.")
-            key, raw = item.split("=", 1)
-            export[key] = yaml.safe_load(raw) if raw else ""
+        apply_overrides(export, self.export_overrides)
         export_yaml = os.path.join(folder, "export.yaml")
         with open(export_yaml, "w", encoding="utf-8") as fh:
             yaml.safe_dump(export, fh, sort_keys=False)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 from PIL import Image
+
+from seva_plugin.host import llamafactory_cli
 
 # Tiny models gain nothing from a second thread and lose a lot when the cores are shared:
 # one thread here and in every subprocess (llamafactory-cli, seva build) the tests start.
@@ -75,14 +75,9 @@ def read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in fh]
 
 
-def llamafactory_cli() -> list[str]:
-    exe = shutil.which("llamafactory-cli", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-m", "llamafactory.cli"]
-
-
 def run_train(recipe: str, cwd=None, **overrides) -> subprocess.CompletedProcess:
     """The real `llamafactory-cli train RECIPE key=value ...`."""
     args = [f"{k}={v}" for k, v in overrides.items()]
     env = {**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"}
     recipe = os.path.abspath(recipe)
-    return subprocess.run([*llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
+    return subprocess.run([llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)

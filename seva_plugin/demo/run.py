@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from seva_plugin.errors import SevaError
+from seva_plugin.host import llamafactory_cli
 
 REPO = Path(__file__).resolve().parents[2]  # recipes/ and data_templates/ sit next to the package
 SFT_RECIPE = REPO / "recipes" / "demo_sft_cpu.yaml"
@@ -46,10 +47,7 @@ def llamafactory_train(recipe: Path, overrides: dict, output_dir: str, log_path:
     the trainer's own ``trainer_log.jsonl``; the full output goes to ``log_path``."""
     from tqdm.auto import tqdm
 
-    cli = os.path.join(os.path.dirname(sys.executable), "llamafactory-cli")
-    if not os.path.exists(cli):
-        raise SevaError(f"llamafactory-cli not found next to {sys.executable}; install llamafactory in this environment.")
-    cmd = [cli, "train", str(recipe), *(f"{k}={v}" for k, v in overrides.items()), f"output_dir={output_dir}"]
+    cmd = [llamafactory_cli(), "train", str(recipe), *(f"{k}={v}" for k, v in overrides.items()), f"output_dir={output_dir}"]
     progress = os.path.join(output_dir, "trainer_log.jsonl")
     if os.path.exists(progress):
         os.unlink(progress)

@@ -53,11 +53,6 @@ class Pair:
             out["meta"] = r.meta
         return out
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Pair:
-        record = PromptRecord(d["id"], d["prompt"], d["images"], d.get("meta", {}))
-        return cls(record, d["chosen"], d["rejected"], d.get("scores", {}))
-
 
 def with_image_markers(question: str, n_images: int) -> str:
     """Put ``n_images`` markers in front of a question that has none (LLaVA's layout)."""

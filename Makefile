@@ -20,7 +20,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) -m seva_plugin.bench $(if $(MODEL),--model $(MODEL))
+	$(PY) -m benchmarks.bench $(if $(MODEL),--model $(MODEL))
 
 lint: install
 	$(VENV)/bin/ruff check .

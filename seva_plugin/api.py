@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from seva_plugin.pipeline import Build, BuildResult, build
-from seva_plugin.plugins import get_plugin_manager, get_registry
+from seva_plugin.build.pipeline import Build, BuildResult, build
+from seva_plugin.registry import get_plugin_manager, get_registry
 
 __all__ = ["Build", "BuildResult", "build", "get_plugin_manager", "augmenter", "component"]
 

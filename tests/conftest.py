@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from seva_plugin.host import llamafactory_cli
+from seva_plugin.commands.host import llamafactory_cli
 
 # Tiny models gain nothing from a second thread and lose a lot when the cores are shared:
 # one thread here and in every subprocess (llamafactory-cli, seva build) the tests start.
@@ -28,7 +28,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), 
 
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory) -> str:
-    from seva_plugin.tiny_models import build_tiny_llava
+    from seva_plugin.dev.tiny_models import build_tiny_llava
 
     return build_tiny_llava(tmp_path_factory.mktemp("models") / "llava", seed=0)
 

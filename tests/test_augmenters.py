@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from seva_plugin import api
-from seva_plugin.default_plugins.diffusion_noise import noise_coefficients
+from seva_plugin.plugins.augmenters.diffusion_noise import noise_coefficients
 from seva_plugin.errors import ConfigError
 
 

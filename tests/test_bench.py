@@ -1,4 +1,4 @@
-"""``python -m seva_plugin.bench`` runs end to end on a tiny setting and ends with a parseable BENCH line.
+"""``python -m benchmarks.bench`` runs end to end on a tiny setting and ends with a parseable BENCH line.
 
 No timing is asserted: the figures depend on the machine (see docs/performance.md).
 """
@@ -20,7 +20,7 @@ BENCH_LINE = re.compile(r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_cha
 
 def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     cmd = [
-        sys.executable, "-m", "seva_plugin.bench", "--out", str(tmp_path / "bench"),
+        sys.executable, "-m", "benchmarks.bench", "--out", str(tmp_path / "bench"),
         "--prompts", "8", "--new-tokens", "2", "--batch-sizes", "2,4", "--repeats", "1",
         "--large-image-size", "0", "--memory-records", "12,24", "--memory-batch", "8", "--aug-images", "2",
     ]  # fmt: skip
@@ -42,13 +42,13 @@ def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):
     a prepared batch must give exactly the answers of an unprepared one."""
     import torch
 
-    from seva_plugin.bench import make_images, write_prompts
-    from seva_plugin.default_plugins.backend_hf import HfBackend
-    from seva_plugin.default_plugins.diffusion_noise import DiffusionNoise
-    from seva_plugin.default_plugins.moco import Moco
-    from seva_plugin.default_plugins.source_jsonl import JsonlSource
-    from seva_plugin.images import load_rgb
-    from seva_plugin.records import LoadedRecord, record_seed
+    from benchmarks.bench import make_images, write_prompts
+    from seva_plugin.plugins.backends.hf import HfBackend
+    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
+    from seva_plugin.plugins.augmenters.moco import Moco
+    from seva_plugin.plugins.sources.jsonl import JsonlSource
+    from seva_plugin.build.images import load_rgb
+    from seva_plugin.build.records import LoadedRecord, record_seed
 
     images = make_images(str(tmp_path / "img"), 6, 48)
     prompts = write_prompts(str(tmp_path / "p.jsonl"), images, 6)

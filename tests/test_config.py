@@ -1,6 +1,6 @@
 import pytest
 
-from seva_plugin.config import apply_overrides, load_config, source_spec, split_spec
+from seva_plugin.build.config import apply_overrides, load_config, source_spec, split_spec
 from seva_plugin.errors import ConfigError
 
 BASE = {"model": "m", "template": "llava", "source": {"file": "x.jsonl"}, "output": {"name": "d"}}

@@ -13,9 +13,9 @@ import os
 import pytest
 
 from conftest import make_images, read_jsonl
-from seva_plugin.csr_scoring import Candidate, Step, paper_reward, prune, rank_score, select_pair, sibling_ranks
+from seva_plugin.plugins.strategies.csr.scoring import Candidate, Step, paper_reward, prune, rank_score, select_pair, sibling_ranks
 from seva_plugin.errors import ConfigError
-from seva_plugin.plugins import get_registry
+from seva_plugin.registry import get_registry
 
 torch = pytest.importorskip("torch")
 
@@ -25,7 +25,7 @@ SMALL = {"num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 40}
 
 def tiny_clip_at(root) -> str:
     """One tiny CLIP per test session, shared with test_iterate.py (same path under basetemp)."""
-    from seva_plugin.tiny_models import build_tiny_clip
+    from seva_plugin.dev.tiny_models import build_tiny_clip
 
     path = os.path.join(root, "csr_tiny_clip")
     if not os.path.isfile(os.path.join(path, "config.json")):
@@ -40,7 +40,7 @@ def tiny_clip(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def backend(tiny_llava):
-    from seva_plugin.default_plugins.backend_hf import HfBackend
+    from seva_plugin.plugins.backends.hf import HfBackend
 
     b = HfBackend(model=tiny_llava, template="llava", batch_size=4)
     b.loaded  # noqa: B018 - load once for the module
@@ -51,7 +51,7 @@ def backend(tiny_llava):
 def records(tmp_path_factory):
     from PIL import Image
 
-    from seva_plugin.records import LoadedRecord, PromptRecord, record_seed
+    from seva_plugin.build.records import LoadedRecord, PromptRecord, record_seed
 
     folder = tmp_path_factory.mktemp("csr_images")
     out = []
@@ -77,7 +77,7 @@ def paper_search(tiny_clip, backend, records):
 # --------------------------------------------------------------------------- #
 def test_csr_is_registered_with_official_defaults():
     component = get_registry().get("strategy", "csr")
-    assert component.plugin == "seva_plugin.default_plugins.strategy_csr"
+    assert component.plugin == "seva_plugin.plugins.strategies.csr.strategy"
     params = component.params()
     assert params["clip_model"] == "openai/clip-vit-large-patch14-336"
     assert params["mode"] == "paper"
@@ -136,7 +136,7 @@ def test_select_pair_in_both_modes_and_without_a_second_answer():
 
 
 def test_parse_row_and_degenerate_sentences():
-    from seva_plugin.default_plugins.strategy_csr import degenerate, parse_row
+    from seva_plugin.plugins.strategies.csr.strategy import degenerate, parse_row
 
     eos, stops = {2}, {9}
     p = parse_row([5, 6, 9, 3, 3], [-1.0, -2.0, -3.0, 0.0, 0.0], eos, stops)
@@ -150,7 +150,7 @@ def test_parse_row_and_degenerate_sentences():
 
 
 def test_sampler_is_seeded_per_row_scores_unscaled_and_skips_banned_tokens():
-    from seva_plugin.default_plugins.strategy_csr import make_sampler
+    from seva_plugin.plugins.strategies.csr.strategy import make_sampler
 
     scores = torch.tensor([[5.0, 1.0, 0.0, 4.0, 3.0]] * 3)  # token 0 (banned) and 4 (past the vocab) are likely
     sampler = make_sampler([11, 12, 11], temperature=2.0, top_p=1.0, banned=[0], vocab_limit=4)
@@ -291,7 +291,7 @@ def test_sentences_end_at_the_sentence_end_character(tiny_clip, backend, records
 def test_seva_build_with_csr_writes_scored_pairs(build_config, tiny_clip, tmp_path):
     import datasets
 
-    from seva_plugin.pipeline import build
+    from seva_plugin.build.pipeline import build
 
     config = {**build_config, "strategy": {"name": "csr", "clip_model": tiny_clip, **SMALL}, "limit": 3, "output": {**build_config["output"], "name": "csr_test"}}
     result = build(config, progress=False)

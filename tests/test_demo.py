@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from seva_plugin.demo import report as rep
-from seva_plugin.demo.world import Example
+from seva_plugin.commands.demo import report as rep
+from seva_plugin.commands.demo.world import Example
 
 
 def ex(i, kind, answer):
@@ -94,9 +94,9 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     """A shrunken ``seva demo``: the real llamafactory-cli SFT and DPO runs, and a report whose
     figures match what the files on disk say."""
     pytest.importorskip("llamafactory")
-    from seva_plugin.demo import run_demo
-    from seva_plugin.demo.world import is_correct, make_world, truth_table
-    from seva_plugin.inspect import inspect_dataset
+    from seva_plugin.commands.demo import run_demo
+    from seva_plugin.commands.demo.world import is_correct, make_world, truth_table
+    from seva_plugin.commands.gallery import inspect_dataset
 
     r = run_demo(str(tmp_path / "demo"), small=True)
     printed = capsys.readouterr().out

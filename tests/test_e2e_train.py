@@ -28,7 +28,7 @@ def test_seva_build_then_llamafactory_dpo_saves_an_adapter(tiny_llava, tmp_path)
     )
     workdir = tmp_path / "work"
     workdir.mkdir()
-    built = subprocess.run([sys.executable, "-m", "seva_plugin.cli", "build", str(config), "--no-progress"], cwd=workdir, capture_output=True, text=True)
+    built = subprocess.run([sys.executable, "-m", "seva_plugin.commands.cli", "build", str(config), "--no-progress"], cwd=workdir, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert "seva_e2e" in json.load(open(workdir / "data" / "dataset_info.json"))
 

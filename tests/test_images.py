@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from seva_plugin.errors import RecordError
-from seva_plugin.images import load_rgb
+from seva_plugin.build.images import load_rgb
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -19,8 +19,8 @@ from seva_plugin import inspect as insp  # noqa: E402
 def built(tmp_path_factory):
     """A real SeVa build (tiny random LLaVA, 6 shapes-world prompts) and its model dir."""
     from seva_plugin.api import build
-    from seva_plugin.demo.world import VOCAB, make_world, write_prompts
-    from seva_plugin.tiny_models import build_tiny_llava
+    from seva_plugin.commands.demo.world import VOCAB, make_world, write_prompts
+    from seva_plugin.dev.tiny_models import build_tiny_llava
 
     root = tmp_path_factory.mktemp("inspect")
     model = build_tiny_llava(root / "model", seed=0, vocab=VOCAB)
@@ -82,9 +82,9 @@ def test_augmented_view_is_the_one_the_model_saw(built):
     """The gallery's view equals the backend's noised pixels for the record's seed, de-normalised."""
     import numpy as np
 
-    from seva_plugin.default_plugins.backend_hf import HfBackend, augment_tensors
-    from seva_plugin.images import load_rgb
-    from seva_plugin.records import LoadedRecord, PromptRecord
+    from seva_plugin.plugins.backends.hf import HfBackend, augment_tensors
+    from seva_plugin.build.images import load_rgb
+    from seva_plugin.build.records import LoadedRecord, PromptRecord
 
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
@@ -110,8 +110,8 @@ def test_augmented_view_is_the_one_the_model_saw(built):
 def test_pixel_space_augmenter_view(built):
     """For ``moco`` the view is the augmented PIL image, drawn from the same seeded generator."""
     from seva_plugin.api import augmenter
-    from seva_plugin.default_plugins.backend_hf import view_generator
-    from seva_plugin.images import load_rgb
+    from seva_plugin.plugins.backends.hf import view_generator
+    from seva_plugin.build.images import load_rgb
 
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
@@ -160,7 +160,7 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
 
 def test_no_augmented_view_for_strategies_without_one(built):
     """CSR answers on the clean image only, so the gallery shows no second view for it."""
-    from seva_plugin.images import load_rgb
+    from seva_plugin.build.images import load_rgb
 
     data_dir, _ = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")

@@ -12,7 +12,7 @@ import yaml
 from conftest import make_images, read_jsonl
 from seva_plugin import iterate as iterate_mod
 from seva_plugin.errors import ConfigError
-from seva_plugin.iterate import Iteration, iterate, split_overrides
+from seva_plugin.commands.iterate import Iteration, iterate, split_overrides
 
 pytest.importorskip("llamafactory")
 
@@ -22,7 +22,7 @@ RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 
 def tiny_clip_at(root) -> str:
     """The tiny CLIP test_csr.py builds (same path under basetemp, built once per session)."""
-    from seva_plugin.tiny_models import build_tiny_clip
+    from seva_plugin.dev.tiny_models import build_tiny_clip
 
     path = os.path.join(root, "csr_tiny_clip")
     if not os.path.isfile(os.path.join(path, "config.json")):

@@ -12,9 +12,9 @@ import pytest
 from conftest import make_images, read_jsonl
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError
-from seva_plugin.pipeline import Build, build
-from seva_plugin.plugins import get_plugin_manager, get_registry
-from seva_plugin.records import Pair
+from seva_plugin.build.pipeline import Build, build
+from seva_plugin.registry import get_plugin_manager, get_registry
+from seva_plugin.build.records import Pair
 
 
 def test_build_writes_llamafactory_data_registry_and_manifest(build_config, tmp_path):
@@ -164,7 +164,7 @@ def test_cli_build_with_overrides_and_clear_errors(build_config, tmp_path):
 
     path = tmp_path / "build.yaml"
     path.write_text(yaml.safe_dump(build_config))
-    seva = [sys.executable, "-m", "seva_plugin.cli"]
+    seva = [sys.executable, "-m", "seva_plugin.commands.cli"]
     ok = subprocess.run([*seva, "build", str(path), "output.name=cli_set", "backend.max_new_tokens=4", "--no-progress"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "pairs kept in" in ok.stdout and os.path.isfile(tmp_path / "data" / "cli_set.jsonl")

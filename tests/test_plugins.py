@@ -9,7 +9,7 @@ import pytest
 
 from seva_plugin import hookimpl, hookspecs
 from seva_plugin.errors import ConfigError
-from seva_plugin.plugins import KINDS, Registry, make_plugin_manager
+from seva_plugin.registry import KINDS, Registry, make_plugin_manager
 
 BUILTINS = {
     "source": {"jsonl", "llava", "llamafactory"},
@@ -77,7 +77,7 @@ def test_name_clash_names_both_plugins():
 
     pm = make_plugin_manager(entry_points=False)
     pm.register(Clash(), name="clashing-plugin")
-    with pytest.raises(ConfigError, match="registered twice.*seva_plugin.default_plugins.moco.*clashing-plugin"):
+    with pytest.raises(ConfigError, match="registered twice.*seva_plugin.plugins.augmenters.moco.*clashing-plugin"):
         Registry(pm)
 
 
@@ -100,7 +100,7 @@ def test_unknown_component_suggests_the_closest_name():
 
 
 def test_seva_plugins_lists_kind_name_and_plugin_without_heavy_imports():
-    code = "import sys; from seva_plugin.cli import main; main(['plugins']); print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
+    code = "import sys; from seva_plugin.commands.cli import main; main(['plugins']); print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for kind, names in BUILTINS.items():
         for name in names:

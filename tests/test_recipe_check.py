@@ -13,7 +13,7 @@ import os
 import pytest
 import yaml
 
-from seva_plugin.recipe_check import CheckReport, check_recipe, find_build_config, main
+from seva_plugin.commands.check_recipe import CheckReport, check_recipe, find_build_config, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(glob.glob(os.path.join(ROOT, "recipes", "*.yaml")))
@@ -133,7 +133,7 @@ def test_seva_recipes_have_build_configs(recipe):
 
 
 def test_build_configs_parse():
-    from seva_plugin.config import load_config
+    from seva_plugin.build.config import load_config
 
     paths = sorted(glob.glob(os.path.join(ROOT, "data_templates", "*.yaml")))
     assert {"seva_llava_t500.yaml", "seva_llava_t800.yaml"} <= {os.path.basename(p) for p in paths}

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from conftest import run_train
-from seva_plugin.pipeline import build
+from seva_plugin.build.pipeline import build
 
 RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
 FAMILIES = [
@@ -23,7 +23,7 @@ CPU = {"bf16": "false", "use_cpu": "true", "preprocessing_num_workers": 1, "data
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe, builder, template, sizes", FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, template, sizes, prompts, tmp_path):
-    import seva_plugin.tiny_models as tiny
+    import seva_plugin.dev.tiny_models as tiny
 
     model = getattr(tiny, builder)(tmp_path / "model")
     backend = {"name": "hf", "batch_size": 5, "max_new_tokens": 12, **sizes}
@@ -41,9 +41,9 @@ def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, templat
 def test_qwen2_vl_generation_gets_the_mm_token_types_training_uses(tmp_path):
     from PIL import Image
 
-    from seva_plugin.default_plugins.backend_hf import HfBackend
-    from seva_plugin.records import LoadedRecord, PromptRecord
-    from seva_plugin.tiny_models import build_tiny_qwen2_vl
+    from seva_plugin.plugins.backends.hf import HfBackend
+    from seva_plugin.build.records import LoadedRecord, PromptRecord
+    from seva_plugin.dev.tiny_models import build_tiny_qwen2_vl
 
     backend = HfBackend(model=build_tiny_qwen2_vl(tmp_path / "qwen"), template="qwen2_vl", image_max_pixels=3136, max_new_tokens=4)
     records = [LoadedRecord(PromptRecord(str(i), "<image>Colour?", ["x.png"]), [Image.new("RGB", (56, 56 + 28 * i), (200, 0, 0))], i) for i in range(2)]

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from conftest import make_images, read_jsonl
-from seva_plugin.files import WriteError
-from seva_plugin.journal import COMMIT, Journal
-from seva_plugin.pipeline import build
+from seva_plugin.build.files import WriteError
+from seva_plugin.build.journal import COMMIT, Journal
+from seva_plugin.build.pipeline import build
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_kill_9_mid_build_then_rerun_equals_an_uninterrupted_build(tiny_llava, m
     cfg_path = tmp_path / "build.yaml"
     cfg_path.write_text(yaml.safe_dump(config(tiny_llava, many_prompts, tmp_path / "out", tokens=16, batch=2)))
     journal = tmp_path / "out" / ".seva" / "resumable.journal.jsonl"
-    cmd = [sys.executable, "-m", "seva_plugin.cli", "build", str(cfg_path), "--no-progress"]
+    cmd = [sys.executable, "-m", "seva_plugin.commands.cli", "build", str(cfg_path), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while commits(journal) < 4 and time.time() < deadline and proc.poll() is None:  # header + 3 batches
@@ -125,7 +125,7 @@ def test_full_disk_stops_cleanly_and_the_rerun_resumes(tiny_llava, prompts, tmp_
         def __exit__(self, *exc):
             self.fh.close()
 
-    monkeypatch.setattr("seva_plugin.journal.open", FillsUp, raising=False)
+    monkeypatch.setattr("seva_plugin.build.journal.open", FillsUp, raising=False)
     with pytest.raises(WriteError, match="disk is full.*rerun the same command to resume"):
         build(cfg, progress=False)
     assert not os.path.exists(tmp_path / "out" / "resumable.jsonl")
@@ -136,7 +136,7 @@ def test_full_disk_stops_cleanly_and_the_rerun_resumes(tiny_llava, prompts, tmp_
 
 def _register_many(args):
     dataset_dir, name, rounds = args
-    from seva_plugin.default_plugins.writer_llamafactory import LlamaFactoryWriter
+    from seva_plugin.plugins.writers.llamafactory import LlamaFactoryWriter
 
     writer = LlamaFactoryWriter(dataset_dir=dataset_dir, dataset_name=name)
     for _ in range(rounds):

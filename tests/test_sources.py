@@ -5,8 +5,8 @@ import pytest
 
 from conftest import make_images
 from seva_plugin.errors import ConfigError
-from seva_plugin.plugins import get_registry
-from seva_plugin.records import PromptRecord, Reject
+from seva_plugin.registry import get_registry
+from seva_plugin.build.records import PromptRecord, Reject
 
 
 def source(name, **params):

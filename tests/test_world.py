@@ -10,7 +10,7 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-from seva_plugin.demo import world as W  # noqa: E402
+from seva_plugin.commands.demo import world as W  # noqa: E402
 
 
 def components(img) -> list[list[tuple[int, int]]]:
@@ -96,7 +96,7 @@ def test_scoring():
 
 
 def test_prompt_and_sft_files_load(tmp_path):
-    from seva_plugin.default_plugins.source_jsonl import JsonlSource
+    from seva_plugin.plugins.sources.jsonl import JsonlSource
 
     world = W.make_world(str(tmp_path / "w"), seed=0, n_sft=5, n_unlabeled=3, n_heldout=2)
     path = W.write_prompts(world.unlabeled, str(tmp_path / "prompts.jsonl"))

@@ -1,0 +1,113 @@
+"""``seva``: build preference data, list plugins, check recipes, run the demo.
+
+Only argparse is imported at start-up; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seva_plugin import __version__
+from seva_plugin.errors import SevaError
+
+
+def cmd_build(args) -> int:
+    from seva_plugin.build.pipeline import build
+
+    result = build(args.config, args.overrides, progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from seva_plugin.registry import get_registry
+
+    rows = [(c.kind, c.name, c.plugin) for c in get_registry()]
+    width = [max(len(r[i]) for r in rows + [("kind", "name", "plugin")]) for i in range(3)]
+    for row in [("kind", "name", "plugin"), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)).rstrip())
+    return 0
+
+
+def cmd_check_recipe(args) -> int:
+    from seva_plugin.commands.check_recipe import main as check_main
+
+    return check_main([args.recipe, *args.overrides])
+
+
+def cmd_demo(args) -> int:
+    from seva_plugin.commands.demo import run_demo
+
+    run_demo(args.out, seed=args.seed)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from seva_plugin.commands.gallery import inspect_dataset
+
+    print(inspect_dataset(args.data_dir, args.name, html=args.html, limit=args.limit))
+    return 0
+
+
+def cmd_iterate(args) -> int:
+    from seva_plugin.commands.iterate import iterate
+
+    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seva", description="Self-supervised visual preference data (SeVa, CSR) for LLaMA-Factory.")
+    p.add_argument("--version", action="version", version=f"seva-plugin {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build preference pairs from a YAML build config")
+    b.add_argument("config", help="build config YAML (see data_templates/)")
+    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    sub.add_parser("plugins", help="list every registered component and its plugin").set_defaults(func=cmd_plugins)
+
+    c = sub.add_parser("check-recipe", help="validate a LLaMA-Factory training recipe without loading weights")
+    c.add_argument("recipe")
+    c.add_argument("overrides", nargs="*", help="key=value overrides, as llamafactory-cli takes them")
+    c.set_defaults(func=cmd_check_recipe)
+
+    d = sub.add_parser("demo", help="the whole pipeline on CPU with a tiny offline model")
+    d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
+    d.add_argument("--seed", type=int, default=0, help="world, model and build seed (default 0)")
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery of its pairs")
+    i.add_argument("data_dir", help="the output.dataset_dir of the build")
+    i.add_argument("--name", required=True, help="the dataset name (output.name)")
+    i.add_argument("--html", help="write a self-contained HTML gallery to this file")
+    i.add_argument("--limit", type=int, default=200, help="pairs shown in the gallery (default 200)")
+    i.set_defaults(func=cmd_inspect)
+
+    it = sub.add_parser("iterate", help="rounds of build -> train -> merge, each round generating with the last model")
+    it.add_argument("build", help="build config YAML")
+    it.add_argument("recipe", help="LLaMA-Factory training recipe YAML")
+    it.add_argument("--rounds", type=int, default=3)
+    it.add_argument("--work-dir", required=True)
+    it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
+    it.set_defaults(func=cmd_iterate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SevaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished batches are kept; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

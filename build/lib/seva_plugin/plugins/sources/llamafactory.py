@@ -1,0 +1,73 @@
+"""Source ``llamafactory``: any multimodal dataset registered in a ``dataset_info.json``.
+
+The dataset entry is parsed by LLaMA-Factory's own parser, so columns, tags and formatting
+(sharegpt, alpaca, openai) mean exactly what they mean to ``llamafactory-cli train``.
+The prompt is the first user turn; images resolve against ``media_dir`` as LLaMA-Factory does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from seva_plugin import hookimpl
+from seva_plugin.errors import ConfigError
+from seva_plugin.build.records import Reject
+from seva_plugin.plugins.sources.common import iter_json_rows, make_record
+
+
+@dataclass
+class LlamaFactorySource:
+    name = "llamafactory"
+    dataset: str
+    dataset_dir: str = "data"
+    media_dir: str | None = None  # defaults to dataset_dir, as in LLaMA-Factory
+
+    def _attr(self):
+        from llamafactory.data.parser import get_dataset_list
+
+        if not os.path.isfile(os.path.join(self.dataset_dir, "dataset_info.json")):
+            raise ConfigError(f"no dataset_info.json in source.dataset_dir '{self.dataset_dir}'.")
+        try:
+            (attr,) = get_dataset_list([self.dataset], self.dataset_dir)
+        except ValueError as exc:
+            raise ConfigError(f"source.dataset '{self.dataset}': {exc}") from None
+        if attr.load_from != "file":
+            raise ConfigError(f"source.dataset '{self.dataset}' is loaded from {attr.load_from}; only local files are supported. Download it and register its file_name.")
+        if not attr.images:
+            raise ConfigError(f"source.dataset '{self.dataset}' has no 'images' column in dataset_info.json.")
+        return attr
+
+    def _files(self, attr) -> list[str]:
+        path = os.path.join(self.dataset_dir, attr.dataset_name)
+        if os.path.isdir(path):
+            return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith((".json", ".jsonl")))
+        if not os.path.isfile(path):
+            raise ConfigError(f"source.dataset '{self.dataset}': file not found: {path}")
+        return [path]
+
+    def _prompt(self, attr, row: dict):
+        if attr.formatting == "alpaca":
+            prompt, query = row.get(attr.prompt) or "", row.get(attr.query) or ""
+            return "\n".join(p for p in (prompt, query) if p)
+        for turn in row.get(attr.messages) or []:
+            if isinstance(turn, dict) and turn.get(attr.role_tag) == attr.user_tag:
+                return turn.get(attr.content_tag)
+        return None
+
+    def iter_records(self):
+        attr = self._attr()
+        media_dir = self.media_dir or self.dataset_dir
+        for path in self._files(attr):
+            stem = os.path.splitext(os.path.basename(path))[0]
+            for index, row in iter_json_rows(path):
+                if isinstance(row, Reject):
+                    yield row
+                    continue
+                record_id = row.get("id", f"{stem}-{index}")
+                yield make_record(record_id, self._prompt(attr, row), row.get(attr.images), media_dir, {"dataset": self.dataset})
+
+
+@hookimpl
+def register_sources(register):
+    register(LlamaFactorySource)

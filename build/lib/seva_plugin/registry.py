@@ -1,0 +1,140 @@
+"""The plugin manager and the component registry.
+
+Built-in components are plugins too: the modules in ``default_plugins`` are registered
+exactly like a third-party package found through the ``seva_plugin`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from functools import cache
+from importlib import import_module
+
+import pluggy
+
+from seva_plugin import hookspecs
+from seva_plugin.errors import ConfigError, unknown
+
+KINDS = ("source", "augmenter", "backend", "strategy", "filter", "writer")
+
+DEFAULT_PLUGINS = (
+    "seva_plugin.plugins.sources.jsonl",
+    "seva_plugin.plugins.sources.llava",
+    "seva_plugin.plugins.sources.llamafactory",
+    "seva_plugin.plugins.augmenters.diffusion_noise",
+    "seva_plugin.plugins.augmenters.moco",
+    "seva_plugin.plugins.backends.hf",
+    "seva_plugin.plugins.strategies.seva",
+    "seva_plugin.plugins.strategies.csr.strategy",
+    "seva_plugin.plugins.filters.answers",
+    "seva_plugin.plugins.writers.llamafactory",
+)
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+
+    def params(self) -> dict[str, object]:
+        """Config keys the component accepts, with their defaults (``inspect._empty`` if required)."""
+        sig = inspect.signature(self.cls)
+        return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+
+    def build(self, params: dict, where: str = "", **context):
+        """Instantiate with user params (validated strictly) plus host-supplied context."""
+        allowed = self.params()
+        for key in params:
+            if key not in allowed or key in context:
+                raise unknown("key", key, [k for k in allowed if k not in context], where or f"{self.kind} '{self.name}'")
+        missing = [k for k, v in allowed.items() if v is inspect.Parameter.empty and k not in params and k not in context]
+        if missing:
+            raise ConfigError(f"{where or self.kind + ' ' + repr(self.name)}: missing required key(s): {', '.join(missing)}.")
+        kwargs = {k: v for k, v in context.items() if k in allowed}
+        kwargs.update(params)
+        if dataclasses.is_dataclass(self.cls):
+            _check_types(self.cls, kwargs, where or f"{self.kind} '{self.name}'")
+        return self.cls(**kwargs)
+
+
+def _check_types(cls, kwargs: dict, where: str) -> None:
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    simple = {"int": int, "float": (int, float), "bool": bool, "str": str}
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        expected = simple.get(expected_name(hint))
+        if expected is None or value is None:
+            continue
+        if isinstance(value, bool) and expected is not bool:
+            ok = False
+        else:
+            ok = isinstance(value, expected)
+        if not ok:
+            raise ConfigError(f"{where}: '{key}' must be {expected_name(hint)}, got {value!r}.")
+
+
+def expected_name(hint) -> str:
+    return hint if isinstance(hint, str) else getattr(hint, "__name__", str(hint))
+
+
+class Registry:
+    """Every registered component by kind and name, with the plugin that provided it."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+        self._items: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        for kind in KINDS:
+            hook = getattr(pm.hook, f"register_{'strategies' if kind == 'strategy' else kind + 's'}")
+            for impl in hook.get_hookimpls():
+                plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+                impl.function(register=self._registrar(kind, plugin_name))
+
+    def _registrar(self, kind: str, plugin: str):
+        def register(cls, name: str | None = None):
+            name = name or getattr(cls, "name", None)
+            if not name:
+                raise ConfigError(f"plugin {plugin} registered a {kind} without a name: {cls!r}")
+            if name in self._items[kind]:
+                other = self._items[kind][name].plugin
+                raise ConfigError(f"{kind} '{name}' is registered twice: by {other} and by {plugin}.")
+            self._items[kind][name] = Component(kind, name, cls, plugin)
+
+        return register
+
+    def get(self, kind: str, name: str) -> Component:
+        try:
+            return self._items[kind][name]
+        except KeyError:
+            raise unknown(kind, name, self._items[kind]) from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items[kind])
+
+    def __iter__(self):
+        for kind in KINDS:
+            yield from (self._items[kind][n] for n in sorted(self._items[kind]))
+
+
+def make_plugin_manager(entry_points: bool = True) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("seva_plugin")
+    pm.add_hookspecs(hookspecs)
+    for module in DEFAULT_PLUGINS:
+        pm.register(import_module(module), name=module)
+    if entry_points:
+        pm.load_setuptools_entrypoints("seva_plugin")
+    pm.check_pending()  # a misspelled hook name fails here, not silently
+    return pm
+
+
+@cache
+def get_plugin_manager() -> pluggy.PluginManager:
+    return make_plugin_manager()
+
+
+@cache
+def get_registry() -> Registry:
+    return Registry(get_plugin_manager())

@@ -1,0 +1,112 @@
+"""Image tokens: how many one image expands to, whether cutoff_len leaves room for them, and whether
+generation and training see images at the same image_max_pixels."""
+
+from __future__ import annotations
+
+from seva_plugin.commands.check_recipe.build_configs import generation_config
+from seva_plugin.commands.check_recipe.datasets import DatasetFacts
+from seva_plugin.commands.check_recipe.facts import lf_default, setting
+from seva_plugin.commands.check_recipe.files import section
+from seva_plugin.commands.check_recipe.model import ModelFacts
+from seva_plugin.commands.check_recipe.report import CheckReport
+
+# Tokens a SeVa prompt takes besides its image tokens: system prompt, role markers and the question
+# (OCR-VQA questions are short; TextCaps prompts with "Reference OCR token: ..." run to ~100 tokens).
+PROMPT_TOKENS = 128
+# The longest answer a build generates unless its config says otherwise (official SeVa: 512).
+ANSWER_TOKENS = 512
+
+# LlavaNextConfig's default image_grid_pinpoints (transformers models/llava_next/configuration_llava_next.py).
+DEFAULT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+
+
+def image_tokens(facts: ModelFacts, template_plugin: str | None, image_max_pixels: int) -> tuple[int, str] | None:
+    """The most image tokens one image can expand to, and how that was found."""
+    family = facts.plugin
+    if family is None or (template_plugin and template_plugin != family):
+        return None  # an unknown model, or a mismatch reported by the template check
+    cfg, pre = facts.config or {}, facts.preprocessor or {}
+    vc = cfg.get("vision_config") or {}
+    src = "config.json" if cfg else "the family's usual config"
+    if family in ("llava", "llava_next"):
+        crop = pre.get("crop_size") or vc.get("image_size") or 336
+        if isinstance(crop, dict):
+            crop_h, crop_w = crop.get("height", 336), crop.get("width", 336)
+        else:
+            crop_h = crop_w = int(crop)
+        patch = int(vc.get("patch_size") or pre.get("patch_size") or 14)
+        extra = 1 if cfg.get("vision_feature_select_strategy") == "full" else 0
+        base = (crop_h // patch) * (crop_w // patch) + extra
+        if family == "llava":
+            return base, f"{crop_h}x{crop_w} px / {patch} px patches ({src})"
+        pinpoints = cfg.get("image_grid_pinpoints") or pre.get("image_grid_pinpoints") or DEFAULT_PINPOINTS
+        best, best_pp = 0, None
+        for h, w in pinpoints:
+            rows, cols = (crop_h // patch) * (h // crop_h), (crop_w // patch) * (w // crop_w)
+            n = rows * cols + rows + base
+            if n > best:
+                best, best_pp = n, (h, w)
+        return best, f"anyres {best_pp[0]}x{best_pp[1]}: {best - base} crop and newline tokens + {base} base ({src})"
+    if family in ("qwen2_vl", "qwen3_vl"):
+        patch = int(pre.get("patch_size") or vc.get("patch_size") or (16 if family == "qwen3_vl" else 14))
+        merge = int(pre.get("merge_size") or vc.get("spatial_merge_size") or 2)
+        pixels = int(image_max_pixels)
+        proc_max = pre.get("max_pixels") or (pre.get("size") or {}).get("longest_edge")
+        if proc_max:
+            pixels = min(pixels, int(proc_max))
+        unit = (patch * merge) ** 2
+        return pixels // unit + 2, f"image_max_pixels {pixels} / ({patch}x{merge})^2 + vision start/end"
+    return None
+
+
+def check_cutoff(recipe: dict, recipe_path: str, plugin: str | None, facts: ModelFacts | None, datasets: list[DatasetFacts], report: CheckReport) -> None:
+    if facts is None or facts.where == "missing":
+        return
+    pixels = recipe.get("image_max_pixels") or lf_default("image_max_pixels")
+    tokens = image_tokens(facts, plugin, pixels)
+    if not tokens:
+        return
+    per_image, how = tokens
+    n_images = max([d.images_per_record for d in datasets if d.has_images] or [1])
+    dataset_dir = str(setting(recipe, "dataset_dir"))
+    answers = []
+    for d in datasets:
+        found = generation_config(d.name, recipe_path, dataset_dir)
+        backend = section(found[1], "backend") if found else {}
+        if isinstance(backend.get("max_new_tokens"), int):
+            answers.append(backend["max_new_tokens"])
+    answer = max(answers) if answers else ANSWER_TOKENS
+    cutoff = int(recipe.get("cutoff_len") or lf_default("cutoff_len"))
+    need = per_image * n_images + PROMPT_TOKENS
+    what = f"{n_images} x {per_image} image tokens ({how}) + ~{PROMPT_TOKENS} prompt tokens = {need}"
+    if cutoff < need:
+        report.error(
+            f"cutoff_len {cutoff} is too short for {what}: LLaMA-Factory truncates the prompt, cuts image tokens, and training "
+            f'stops with "Image features and image tokens do not match". Use cutoff_len >= {need + answer} (prompt + answers up to {answer} tokens).'
+        )
+    elif 2 * need >= cutoff and cutoff < need + answer:
+        report.warn(
+            f"cutoff_len {cutoff} leaves {cutoff - need} tokens for answers after {what}: a pair whose longer answer exceeds that "
+            f'gets its prompt truncated (data/processor/processor_utils.py infer_seqlen), cutting image tokens ("Image features and '
+            f'image tokens do not match"). Use cutoff_len >= {need + answer}.'
+        )
+
+
+def check_generation_pixels(recipe: dict, recipe_path: str, facts: ModelFacts | None, datasets: list[DatasetFacts], report: CheckReport) -> None:
+    """Where image_max_pixels decides what the model sees (Qwen2-VL tokens, LLaVA-NeXT tiles), generation and training should agree."""
+    if facts is None or facts.plugin not in ("qwen2_vl", "qwen3_vl", "llava_next"):
+        return
+    dataset_dir = str(setting(recipe, "dataset_dir"))
+    default_pixels = lf_default("image_max_pixels")
+    pixels = recipe.get("image_max_pixels") or default_pixels
+    for d in datasets:
+        found = generation_config(d.name, recipe_path, dataset_dir)
+        if not found:
+            continue
+        source, cfg = found
+        built_pixels = section(cfg, "backend").get("image_max_pixels") or default_pixels
+        if built_pixels != pixels:
+            report.warn(
+                f"dataset '{d.name}' is generated with image_max_pixels {built_pixels} ({source}) but trained with {pixels}: "
+                f"for a {facts.plugin} model that changes the image tokens, so training sees other inputs than generation did."
+            )

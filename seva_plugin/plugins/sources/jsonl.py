@@ -1,0 +1,34 @@
+"""Source ``jsonl``: one ``{"id", "image", "question"}`` object per line."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from seva_plugin import hookimpl
+from seva_plugin.build.records import Reject
+from seva_plugin.plugins.sources.common import iter_json_rows, make_record
+
+
+@dataclass
+class JsonlSource:
+    """``image`` may be a path or a list of paths, relative to ``image_dir``
+    (default: the folder of the file). ``images`` is accepted as a synonym."""
+
+    name = "jsonl"
+    file: str
+    image_dir: str | None = None
+
+    def iter_records(self):
+        base = self.image_dir or os.path.dirname(os.path.abspath(self.file))
+        for lineno, row in iter_json_rows(self.file):
+            if isinstance(row, Reject):
+                yield row
+                continue
+            images = row.get("image", row.get("images"))
+            yield make_record(row.get("id", f"line-{lineno}"), row.get("question"), images, base)
+
+
+@hookimpl
+def register_sources(register):
+    register(JsonlSource)

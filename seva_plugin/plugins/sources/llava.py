@@ -1,0 +1,83 @@
+"""Source ``llava``: LLaVA-1.5 instruction JSON (``llava_v1_5_mix665k.json``).
+
+Without a preset every record gives one prompt: its first human turn. ``preset: seva``
+reproduces the official SeVa prompt selection (REFERENCE.md section 1), seeded:
+OCR-VQA images with up to two questions each, made open-ended, plus TextCaps caption prompts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+from seva_plugin import hookimpl
+from seva_plugin.errors import ConfigError
+from seva_plugin.build.records import IMAGE_TOKEN, Reject
+from seva_plugin.plugins.sources.common import iter_json_rows, make_record
+
+OCR_SUFFIX = "Answer the question using a single word or phrase."
+
+
+def human_turns(row: dict) -> list[str]:
+    return [t.get("value", "") for t in row.get("conversations") or [] if t.get("from") == "human"]
+
+
+def open_ended(question: str) -> str:
+    """OCR-VQA: drop the marker, the short-answer suffix and every newline (as the official code)."""
+    return question.replace(IMAGE_TOKEN, "").replace(OCR_SUFFIX, "").replace("\n", "")
+
+
+@dataclass
+class LlavaSource:
+    name = "llava"
+    file: str
+    image_dir: str | None = None  # the folder the "image" paths are relative to
+    preset: str | None = None  # None or "seva"
+    seed: int = 0  # sampling seed for the preset (the official sampling was unseeded)
+    ocr_vqa_images: int = 4000
+    ocr_vqa_questions: int = 2
+    textcaps_images: int = 8000
+
+    def __post_init__(self):
+        if self.preset not in (None, "seva"):
+            raise ConfigError(f"source.preset must be 'seva' or absent, got {self.preset!r}.")
+
+    def iter_records(self):
+        base = self.image_dir or os.path.dirname(os.path.abspath(self.file))
+        if self.preset == "seva":
+            yield from self._seva(base)
+            return
+        for index, row in iter_json_rows(self.file):
+            if isinstance(row, Reject):
+                yield row
+                continue
+            turns = human_turns(row)
+            yield make_record(row.get("id", f"row-{index}"), turns[0] if turns else None, row.get("image"), base)
+
+    def _seva(self, base: str):
+        ocr, textcaps = [], []
+        for index, row in iter_json_rows(self.file):
+            image = row.get("image") if isinstance(row, dict) else None
+            if isinstance(image, str) and image.startswith("ocr_vqa"):
+                ocr.append((index, row))
+            elif isinstance(image, str) and image.startswith("textvqa"):
+                textcaps.append((index, row))
+        rng = random.Random(self.seed)
+        ocr = rng.sample(ocr, min(self.ocr_vqa_images, len(ocr)))
+        textcaps = rng.sample(textcaps, min(self.textcaps_images, len(textcaps)))
+        for index, row in ocr:
+            rid = row.get("id", f"row-{index}")
+            for k, question in enumerate(human_turns(row)[: self.ocr_vqa_questions]):
+                meta = {"subset": "ocr_vqa", "source_id": rid}
+                yield make_record(f"{rid}-q{k}", open_ended(question), row["image"], base, meta)
+        for index, row in textcaps:
+            rid = row.get("id", f"row-{index}")
+            turns = human_turns(row)
+            question = turns[0].replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "") if turns else None
+            yield make_record(rid, question, row["image"], base, {"subset": "textcaps", "source_id": rid})
+
+
+@hookimpl
+def register_sources(register):
+    register(LlavaSource)

@@ -166,8 +166,8 @@ def run_sequential(model, processor, augmenter, rows: list[dict], texts: list[st
     import torch
     from PIL import Image
 
+    from seva_plugin.build.views import record_seed
     from seva_plugin.plugins.backends.hf import view_generator
-    from seva_plugin.build.records import record_seed
 
     start = time.perf_counter()
     with torch.inference_mode():
@@ -215,9 +215,9 @@ def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> di
     import torch
     from PIL import Image
 
-    from seva_plugin.plugins.backends.hf import view_generator
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
     from seva_plugin.plugins.augmenters.moco import Moco
+    from seva_plugin.plugins.backends.hf import view_generator
 
     pils = [Image.open(p).convert("RGB").resize((size, size)) for p in images]
     pixels = torch.randn(len(pils), 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -378,9 +378,10 @@ def main(argv=None) -> int:
     prompts = write_prompts(os.path.join(root, f"prompts{image_size}.jsonl"), images, n)
     rows = [json.loads(line) for line in open(prompts, encoding="utf-8")]
 
-    from seva_plugin.plugins.sources.jsonl import JsonlSource
     from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord, record_seed
+    from seva_plugin.build.records import LoadedRecord
+    from seva_plugin.build.views import record_seed
+    from seva_plugin.plugins.sources.jsonl import JsonlSource
 
     records = [LoadedRecord(r, [load_rgb(p) for p in r.images], record_seed(0, r.id)) for r in JsonlSource(prompts).iter_records()]
     texts = []  # each prompt rendered by the template, one <image> marker, for processor(text=...)

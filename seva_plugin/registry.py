@@ -1,6 +1,6 @@
 """The plugin manager and the component registry.
 
-Built-in components are plugins too: the modules in ``default_plugins`` are registered
+Built-in components are plugins too: the modules under ``seva_plugin/plugins/`` are registered
 exactly like a third-party package found through the ``seva_plugin`` entry-point group.
 """
 
@@ -14,10 +14,10 @@ from importlib import import_module
 
 import pluggy
 
-from seva_plugin import hookspecs
+from seva_plugin import hookspecs, interfaces
 from seva_plugin.errors import ConfigError, unknown
 
-KINDS = ("source", "augmenter", "backend", "strategy", "filter", "writer")
+KINDS = tuple(interfaces.KINDS)
 
 DEFAULT_PLUGINS = (
     "seva_plugin.plugins.sources.jsonl",
@@ -95,7 +95,10 @@ class Registry:
 
     def _registrar(self, kind: str, plugin: str):
         def register(cls, name: str | None = None):
-            name = name or getattr(cls, "name", None)
+            name = name or getattr(cls, "name", None)  # noqa: B009 - a class may lack it: reported below
+            base = interfaces.KINDS[kind]
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise ConfigError(f"plugin {plugin} registered {cls!r} as a {kind}, but it does not subclass seva_plugin.interfaces.{base.__name__}.")
             if not name:
                 raise ConfigError(f"plugin {plugin} registered a {kind} without a name: {cls!r}")
             if name in self._items[kind]:

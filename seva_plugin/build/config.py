@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -28,7 +31,17 @@ class BuildConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# Keys every build's output has; the rest of ``output`` are the chosen writer's own keys,
+# checked strictly against its parameters when the build is set up.
 OUTPUT_KEYS = {"dataset_dir": "data", "name": None, "overwrite": False, "writer": "llamafactory"}
+
+
+def fingerprint(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> str:
+    """What determines the data of a build: its config less ``limit`` (a smoke run is a prefix of
+    the full run) and the ``output`` keys in ``ignore_output``."""
+    cfg = {k: v for k, v in config.items() if k != "limit"}
+    cfg["output"] = {k: v for k, v in cfg["output"].items() if k not in ignore_output}
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -52,7 +65,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def load_config(source: str | dict, overrides: list[str] | None = None) -> BuildConfig:
     if isinstance(source, dict):
-        data = dict(source)
+        data = copy.deepcopy(source)  # overrides must not reach into the caller's nested dicts
     else:
         if not os.path.isfile(source):
             raise ConfigError(f"build config not found: {source}")
@@ -74,11 +87,7 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
     for key in ("source", "output"):
         if not isinstance(data[key], dict):
             raise ConfigError(f"config key '{key}' must be a mapping, got {data[key]!r}.")
-    output = dict(data["output"])
-    for key in output:
-        if key not in OUTPUT_KEYS:
-            raise unknown("key", key, OUTPUT_KEYS, "output")
-    data["output"] = {**OUTPUT_KEYS, **output}
+    data["output"] = {**OUTPUT_KEYS, **data["output"]}
     if not data["output"]["name"]:
         raise ConfigError("output.name is required: it names the dataset in dataset_info.json.")
     if not isinstance(data.get("seed", 0), int):

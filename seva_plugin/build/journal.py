@@ -12,8 +12,8 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.files import write_errors
+from seva_plugin.errors import ConfigError
 
 COMMIT = b'{"kind": "commit"}\n'
 
@@ -65,11 +65,7 @@ class Journal:
                 self.resumed = True
 
     def entries(self) -> Iterator[dict]:
-        with open(self.path, "rb") as fh:
-            for line in fh:
-                entry = json.loads(line)
-                if entry["kind"] not in ("header", "commit"):
-                    yield entry
+        return read_entries(self.path)
 
     def append(self, entries: list[dict]) -> None:
         """Append one batch atomically: all its lines and a commit, or (after recovery) none of them."""
@@ -82,3 +78,28 @@ class Journal:
             os.fsync(fh.fileno())
         for e in entries:
             self.done[e["id"]] += 1
+
+
+def read_entries(path: str) -> Iterator[dict]:
+    """The committed entries of a journal (pairs, drops and rejects): what a batch wrote after the
+    last ``commit`` line is not finished work and is left out."""
+    pending: list[dict] = []
+    bad_line = None  # a line that is not JSON is a torn tail, unless a commit follows it
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line == COMMIT:
+                if bad_line is not None:
+                    raise ConfigError(
+                        f"build journal {path} is damaged: committed line {bad_line} is not JSON. "
+                        "Delete the journal to rebuild from scratch (the data file, if any, is untouched until the build ends)."
+                    )
+                yield from pending
+                pending = []
+                continue
+            try:
+                entry = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                bad_line = bad_line or lineno
+                continue
+            if isinstance(entry, dict) and entry.get("kind") != "header":
+                pending.append(entry)

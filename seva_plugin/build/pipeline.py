@@ -1,12 +1,12 @@
 """A build: source -> (image loading) -> strategy with augmenter and backend -> filters -> journal -> writer.
 
 Everything that can be checked is checked in ``Build.__init__``, before any model loads.
-Images are decoded in a background thread while the model generates the previous batch.
+Images are decoded (and, when the strategy declares its views, prompts encoded and images
+processed by the backend) in a background thread while the model generates the previous batch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -14,18 +14,23 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import seva_plugin
-from seva_plugin.build.config import BuildConfig, load_config, source_spec, split_spec
-from seva_plugin.errors import ConfigError, RecordError, unknown
+from seva_plugin.build.config import OUTPUT_KEYS, BuildConfig, fingerprint, load_config, source_spec, split_spec
+from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable
 from seva_plugin.build.images import load_rgb
 from seva_plugin.build.journal import Journal
-from seva_plugin.registry import get_registry
-from seva_plugin.build.records import LoadedRecord, Pair, Reject, record_seed
+from seva_plugin.build.model_paths import check_model_path
+from seva_plugin.build.records import LoadedRecord, Pair, Reject
 from seva_plugin.build.text import strip_eos
+from seva_plugin.build.views import record_seed
+from seva_plugin.errors import RecordError, unknown
+from seva_plugin.interfaces import GenerationRequest
+from seva_plugin.registry import get_registry
 
 PACKAGES = ("torch", "transformers", "llamafactory", "peft", "trl", "datasets", "pillow", "pluggy")
 
@@ -48,21 +53,11 @@ class BuildResult:
             return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
 
         return (
-            f"{self.kept} pairs kept in {self.data_file}\n"
+            f"{self.kept} pair{'' if self.kept == 1 else 's'} kept in {self.data_file}\n"
             f"dropped: {fmt(self.dropped)}\n"
             f"rejected inputs: {fmt(self.rejected)}" + (f" (see {self.rejects_file})" if self.rejected else "") + "\n"
             f"dataset '{self.name}' registered in {os.path.join(self.dataset_dir, 'dataset_info.json')}"
         )
-
-
-def check_model_path(model: str) -> None:
-    """Fail before loading anything when ``model`` is neither a local model dir nor a hub id."""
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1
-    if os.path.isdir(model):
-        if not os.path.isfile(os.path.join(model, "config.json")):
-            raise ConfigError(f"model directory {model} has no config.json.")
-    elif looks_local:
-        raise ConfigError(f"model path not found: {model}")
 
 
 def check_template(name: str) -> None:
@@ -76,10 +71,10 @@ class Build:
     def __init__(self, config: BuildConfig | dict | str, overrides: list[str] | None = None):
         self.config = config if isinstance(config, BuildConfig) else load_config(config, overrides)
         cfg, registry = self.config, get_registry()
-        check_model_path(cfg.model)
+        check_model_path(cfg.model, "model")
         out = cfg.output
-        self.dataset_dir = os.path.abspath(out["dataset_dir"])
-        self.name = out["name"]
+        self.files = DatasetFiles(out["dataset_dir"], out["name"])
+        self.dataset_dir, self.name = self.files.dataset_dir, self.files.name
         check_writable(self.dataset_dir)
 
         name, params = source_spec(cfg.source)
@@ -91,79 +86,66 @@ class Build:
         name, params = split_spec(cfg.backend, "backend", default="hf")
         self.backend = registry.get("backend", name).build(params, "backend", model=cfg.model, template=cfg.template)
         self.filters = [registry.get("filter", n).build(p, f"filter '{n}'") for n, p in (split_spec(f, "filters") for f in cfg.filters)]
-        writer_params = {k: v for k, v in out.items() if k not in ("dataset_dir", "name", "overwrite", "writer")}
+        writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
         self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
         check_template(cfg.template)
         self.writer.prepare(out["overwrite"])
-
-        self.journal_path = os.path.join(self.dataset_dir, ".seva", f"{self.name}.journal.jsonl")
-        self.rejects_path = os.path.join(self.dataset_dir, f"{self.name}.rejects.jsonl")
-        self.manifest_path = os.path.join(self.dataset_dir, f"{self.name}.manifest.json")
-        data_file = os.path.join(self.dataset_dir, f"{self.name}.jsonl")
-        if os.path.exists(data_file) and not os.path.exists(self.journal_path) and not out["overwrite"]:
-            raise ConfigError(f"{data_file} exists and was not built here; set output.overwrite=true to replace it.")
+        # built before any model loads, so the prefetch thread never races the main thread for it
+        self.views = self.strategy.views(self.augmenter)
 
     def fingerprint(self) -> str:
         """What determines the data: everything but limits and the overwrite switch."""
-        cfg = self.config.to_dict()
-        cfg.pop("limit")
-        cfg["output"] = {k: v for k, v in cfg["output"].items() if k != "overwrite"}
-        return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+        return fingerprint(self.config.to_dict())
 
     # -- producing batches -------------------------------------------------------------------
-    def _prefetch_views(self) -> list | None:
-        """The views the strategy will ask the backend for, when it declares them with
-        ``views(augmenter)``: the backend then prepares each batch (prompt ids, image processing,
-        augmentation) in the prefetch thread while the previous batch generates."""
-        views = getattr(self.strategy, "views", None)
-        return list(views(self.augmenter)) if callable(views) else None
-
     def _batches(self, journal: Journal):
         """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
 
-        Runs in the prefetch thread. When the strategy's views are known, the backend also
+        Runs in the prefetch thread. When the strategy declares its views, the backend also
         prepares each batch here (prompt ids, image processing, augmentation), off the
         generating thread.
         """
         cfg = self.config
-        batch_size = getattr(self.backend, "batch_size", 8)
-        views = self._prefetch_views()
-        prepare = getattr(self.backend, "prepare", None) if views is not None else None
         seen: Counter[str] = Counter()
         batch, rejects = [], []
-        for n, item in enumerate(self.source.iter_records()):
-            if cfg.limit is not None and n >= cfg.limit:
-                break
-            seen[item.id] += 1
-            if seen[item.id] <= journal.done[item.id]:
-                continue  # finished before a resume
-            if isinstance(item, Reject):
-                rejects.append(item)
-                continue
-            if seen[item.id] > 1:
-                rejects.append(Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
-                continue
-            try:
-                images = [load_rgb(p) for p in item.images]
-            except RecordError as exc:
-                rejects.append(Reject(item.id, str(exc), exc.code))
-                continue
-            batch.append(LoadedRecord(item, images, record_seed(cfg.seed, item.id)))
-            if len(batch) == batch_size:
-                if prepare is not None:
-                    prepare(batch, views)
-                yield batch, rejects
-                batch, rejects = [], []
-        if batch or rejects:
-            if batch and prepare is not None:
-                prepare(batch, views)
-            yield batch, rejects
+        records = self.source.iter_records()
+        try:
+            for n, item in enumerate(records):
+                if cfg.limit is not None and n >= cfg.limit:
+                    break
+                seen[item.id] += 1
+                if seen[item.id] <= journal.done[item.id]:
+                    continue  # finished before a resume
+                if isinstance(item, Reject):
+                    rejects.append(item)
+                    continue
+                if seen[item.id] > 1:
+                    rejects.append(Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
+                    continue
+                try:
+                    images = [load_rgb(p) for p in item.images]
+                except RecordError as exc:
+                    rejects.append(Reject(item.id, str(exc), exc.code))
+                    continue
+                batch.append(LoadedRecord(item, images, record_seed(cfg.seed, item.id)))
+                if len(batch) == self.backend.batch_size:
+                    yield self._prepared(batch), rejects
+                    batch, rejects = [], []
+            if batch or rejects:
+                yield self._prepared(batch), rejects
+        finally:
+            if isinstance(records, Generator):  # a source's open file is closed now, not at garbage collection
+                records.close()
+
+    def _prepared(self, batch: list[LoadedRecord]) -> list[LoadedRecord]:
+        if batch and self.views:
+            self.backend.prepare([GenerationRequest(r, view) for view in self.views for r in batch])
+        return batch
 
     # -- running -----------------------------------------------------------------------------
     def _process(self, batch: list[LoadedRecord]) -> list[dict]:
         pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, self.backend, self.augmenter)} if batch else {}
-        augment = self.augmenter.name if getattr(self.strategy, "uses_augmenter", True) else None
-        provenance = {"strategy": self.strategy.name, "augment": augment}
+        provenance = {"strategy": self.strategy.name, "augment": self.augmenter.name if self.strategy.uses_augmenter else None}
         entries = []
         for loaded in batch:
             pair = pairs.get(loaded.id)
@@ -180,19 +162,20 @@ class Build:
         from tqdm.auto import tqdm
 
         started = time.time()
-        journal = Journal(self.journal_path, self.fingerprint(), on_mismatch="restart" if self.config.output["overwrite"] else "error")
+        journal = Journal(self.files.journal, self.fingerprint(), on_mismatch="restart" if self.config.output["overwrite"] else "error")
         counts = Counter(e["kind"] for e in journal.entries())
-        bar = tqdm(desc=f"seva build {self.name}", unit="pair", disable=not progress, initial=counts["pair"] + counts["drop"])
+        bar = tqdm(desc=f"seva build {self.name}", unit="record", disable=not progress, initial=sum(counts.values()))
         try:
             for batch, rejects in prefetch(self._batches(journal)):
                 entries = [{"kind": "reject", "id": r.id, "reason": r.reason, "code": r.code} for r in rejects]
                 entries += self._process(batch)
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
-                bar.update(len(batch))
+                bar.update(len(entries))
                 bar.set_postfix(kept=counts["pair"], dropped=counts["drop"], rejected=counts["reject"])
         finally:
             bar.close()
+            self.backend.close()
         return self._finalize(journal, started)
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
@@ -210,7 +193,7 @@ class Build:
                     rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
 
         files = self.writer.write(pairs(), overwrite)
-        atomic_write_lines(self.rejects_path, rejects)
+        atomic_write_lines(self.files.rejects, rejects)
         seconds = time.time() - started
         kept = files["data"]["records"]
         manifest = {
@@ -224,8 +207,8 @@ class Build:
             "timings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), "seconds_this_run": round(seconds, 2)},
             "files": files,
         }
-        atomic_write_json(self.manifest_path, manifest)
-        return BuildResult(self.name, self.dataset_dir, files["data"]["path"], self.manifest_path, self.rejects_path, kept, dict(dropped), dict(rejected), journal.resumed, seconds)
+        atomic_write_json(self.files.manifest, manifest)
+        return BuildResult(self.name, self.dataset_dir, files["data"]["path"], self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds)
 
 
 def _version(package: str) -> str | None:
@@ -235,26 +218,35 @@ def _version(package: str) -> str | None:
         return None
 
 
-def prefetch(iterator, depth: int = 2):
-    """Run ``iterator`` in a background thread, ``depth`` items ahead (image decoding overlaps generation)."""
+def prefetch(iterator: Generator, depth: int = 2):
+    """Run ``iterator`` in a background thread, ``depth`` items ahead (image decoding overlaps generation).
+
+    When the consumer stops early (an error, Ctrl-C, ``close()``), the thread stops at its next
+    hand-over instead of blocking on a full queue, and closes ``iterator`` (a source's open file).
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(done)
+            put(done)
         except BaseException as exc:  # re-raised in the consumer
-            q.put(exc)
+            put(exc)
+        finally:
+            iterator.close()
 
     thread = threading.Thread(target=work, daemon=True, name="seva-prefetch")
     thread.start()
@@ -265,6 +257,7 @@ def prefetch(iterator, depth: int = 2):
             yield item
     finally:
         stop.set()
+        thread.join(timeout=5)
 
 
 def build(config, overrides: list[str] | None = None, progress: bool = True) -> BuildResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,12 +58,6 @@ def with_image_markers(question: str, n_images: int) -> str:
     if IMAGE_TOKEN in question:
         return question
     return IMAGE_TOKEN * n_images + question
-
-
-def record_seed(seed: int, record_id: str) -> int:
-    """A per-record seed that does not depend on batch layout, order or resume."""
-    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 @dataclass

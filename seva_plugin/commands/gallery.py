@@ -18,8 +18,8 @@ import os
 import statistics
 from collections import Counter
 
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.records import IMAGE_TOKEN
+from seva_plugin.errors import ConfigError
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -134,8 +134,8 @@ class ViewMaker:
 
     def views(self, record: dict, images: list) -> list:
         """The augmented images (PIL) for one record, as view 1 of ``HfBackend.generate`` made them."""
-        from seva_plugin.plugins.backends.hf import augment_tensors, image_slices, view_generator
         from seva_plugin.build.records import LoadedRecord, PromptRecord
+        from seva_plugin.plugins.backends.hf import augment_tensors, image_slices, view_generator
 
         if not self.uses_augmenter or "seed" not in record.get("provenance", {}):
             return []

@@ -37,9 +37,9 @@ from collections.abc import Callable
 import yaml
 
 from seva_plugin.build.config import apply_overrides, load_config
-from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.build.files import atomic_write_json
 from seva_plugin.commands.host import llamafactory_cli
+from seva_plugin.errors import ConfigError, SevaError
 
 STATE_FILE = "iterate_state.json"
 STEPS = ("build", "train", "merge")

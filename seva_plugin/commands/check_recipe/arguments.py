@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 
-from seva_plugin.errors import did_you_mean
 from seva_plugin.commands.check_recipe.facts import allowed_values, arg_fields, dpo_loss_facts, scalar_kind, setting
 from seva_plugin.commands.check_recipe.report import CheckReport
+from seva_plugin.errors import did_you_mean
 
 
 def check_keys(recipe: dict, report: CheckReport) -> None:

@@ -6,11 +6,11 @@ import json
 import os
 from dataclasses import dataclass
 
-from seva_plugin.errors import did_you_mean
 from seva_plugin.commands.check_recipe.build_configs import DATA_TEMPLATES, build_command, generation_config, template_entry
 from seva_plugin.commands.check_recipe.facts import mix_facts, setting
 from seva_plugin.commands.check_recipe.files import first_record, show
 from seva_plugin.commands.check_recipe.report import CheckReport, split_list
+from seva_plugin.errors import did_you_mean
 
 
 @dataclass

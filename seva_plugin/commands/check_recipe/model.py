@@ -6,10 +6,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from seva_plugin.errors import did_you_mean
 from seva_plugin.commands.check_recipe.facts import known_models, templates
 from seva_plugin.commands.check_recipe.files import read_json
 from seva_plugin.commands.check_recipe.report import CheckReport
+from seva_plugin.errors import did_you_mean
 
 # Multimodal plugin of a template (LLaMA-Factory's data/mm_plugin.py PLUGINS) -> the model_type values
 # (config.json) it can process. Plugins not listed are not checked.

@@ -3,7 +3,8 @@ same template, image processing and seeded augmenters as the SeVa build."""
 
 from __future__ import annotations
 
-from seva_plugin.build.records import IMAGE_TOKEN, LoadedRecord, PromptRecord, record_seed
+from seva_plugin.build.records import IMAGE_TOKEN, LoadedRecord, PromptRecord
+from seva_plugin.build.views import record_seed
 
 
 def loaded_records(examples, seed: int) -> list[LoadedRecord]:

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from seva_plugin.errors import SevaError
 from seva_plugin.commands.host import llamafactory_cli
+from seva_plugin.errors import SevaError
 
 REPO = Path(__file__).resolve().parents[2]  # recipes/ and data_templates/ sit next to the package
 SFT_RECIPE = REPO / "recipes" / "demo_sft_cpu.yaml"
@@ -128,10 +128,10 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
 
     from seva_plugin import api
     from seva_plugin.build.config import load_config
-    from seva_plugin.plugins.backends.hf import HfBackend
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
+    from seva_plugin.plugins.backends.hf import HfBackend
 
     for path in (SFT_RECIPE, DPO_RECIPE, BUILD_CONFIG):
         if not path.is_file():

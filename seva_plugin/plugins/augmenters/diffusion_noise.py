@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import Augmenter
 
 
 def noise_coefficients(step: int, num_steps: int = 1000) -> tuple[float, float]:
@@ -24,7 +25,7 @@ def noise_coefficients(step: int, num_steps: int = 1000) -> tuple[float, float]:
 
 
 @dataclass
-class DiffusionNoise:
+class DiffusionNoise(Augmenter):
     name = "diffusion_noise"
     space = "tensor"
     step: int = 500  # T=500 is "more stable across runs"; the paper's best numbers used T=800

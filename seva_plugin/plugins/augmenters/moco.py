@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
+from seva_plugin.interfaces import Augmenter
 
 
 @dataclass
-class Moco:
+class Moco(Augmenter):
     name = "moco"
     space = "pixel"
     crop_scale: float = 0.2  # smallest crop area fraction (MoCo v2: 0.2)

@@ -1,67 +1,42 @@
-"""Backend ``hf``: batched generation with transformers, prompts rendered by LLaMA-Factory.
+"""Backend ``hf``: batched ``transformers`` generation, prompts rendered by LLaMA-Factory.
 
 The model, tokenizer, processor and template are loaded by LLaMA-Factory's own loaders, so the
-prompt text and image tokens are exactly those ``llamafactory-cli train`` will see for the same
-``template``. A batch is processed once; tensor-space augmenters noise a copy of the processed
-pixels, and every view of every record goes through one ``generate`` call.
+prompt text, image tokens and pixels are exactly those ``llamafactory-cli train`` sees for the
+same ``template`` (``rendering.py``). Requests with the same decoding settings go through one
+``generate`` call: each view's images are processed once, tensor-space augmenters noise a copy
+of the processed pixels, and a request with ``n`` answers contributes ``n`` rows.
 
-The build pipeline calls ``prepare(records, views)`` from its prefetch thread, so prompt encoding,
-image processing and augmentation of the next batch overlap the current batch's ``generate``;
-``generate`` then finds the batch ready (the same values it would compute itself).
+Greedy requests without stop strings or log-probabilities run ``generate`` as it is. Anything
+else goes through ``hf_decoding``: per-row seeded sampling (so answers never depend on batch
+layout), log-probabilities of the unscaled model, and stop strings.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any
 
 from seva_plugin import hookimpl
+from seva_plugin.build.views import sample_seed
 from seva_plugin.errors import ConfigError
-from seva_plugin.build.records import IMAGE_TOKEN, LoadedRecord
+from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
+from seva_plugin.plugins.backends.pixels import concat_mm
+from seva_plugin.plugins.backends.rendering import Renderer, infer_args
 
-SENTINEL = "\x00"
-
-
-class Loaded(NamedTuple):
-    model: Any
-    tokenizer: Any
-    processor: Any
-    template: Any  # llamafactory.data.Template
-
-
-class _load_once:  # lower case: used as a decorator, like functools.cached_property
-    """``functools.cached_property`` that computes at most once when two threads ask at once.
-
-    The value lives in the instance ``__dict__`` under the property's name, as with
-    ``cached_property``, so a caller can pre-fill it (``seva inspect`` fills it without a model).
-    """
-
-    def __init__(self, func):
-        self.func = func
-        self.__doc__ = func.__doc__
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, instance, owner=None):
-        if instance is None:
-            return self
-        with instance._load_lock:  # only reached while the value is not in __dict__ yet
-            if self.name not in instance.__dict__:
-                instance.__dict__[self.name] = self.func(instance)
-        return instance.__dict__[self.name]
+PREPARED_KEEP = 4  # batches made ahead and not yet asked for; a strategy that never asks must not leak
 
 
 @dataclass
-class HfBackend:
+class HfBackend(Backend):
     name = "hf"
     model: str  # supplied by the build config
     template: str  # supplied by the build config
-    batch_size: int = 8  # records per generate call (each contributes one sequence per view)
+    batch_size: int = 8  # records per batch (each request contributes n rows per view)
     max_new_tokens: int = 512  # official SeVa value
     do_sample: bool = False  # official SeVa: greedy
     temperature: float = 1.0
@@ -71,6 +46,7 @@ class HfBackend:
     image_max_pixels: int | None = None  # LLaMA-Factory's image_max_pixels (keep equal to the recipe's)
     adapter: str | None = None  # a LoRA adapter dir to apply on top of the model
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
+    trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -79,154 +55,112 @@ class HfBackend:
             raise ConfigError("backend.min_new_tokens must be between 0 and backend.max_new_tokens.")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ConfigError(f"backend.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}.")
-        self._expansions: dict = {}
         self._load_lock = threading.Lock()
-        # The fast tokenizer is not safe to call from two threads at once (its Rust side can
-        # raise "Already borrowed"); prompt encoding (prefetch thread) and decoding share this lock.
-        self._tokenizer_lock = threading.Lock()
-        self._prepared: deque = deque()  # (records, views, (ids, mm)) made ahead by ``prepare``
+        self._prepared: deque = deque()  # (key, inputs) made ahead by ``prepare``
         self._prepared_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------
-    @_load_once
-    def loaded(self) -> Loaded:
-        """(model, tokenizer, processor, template), loaded on first use by LLaMA-Factory's loaders."""
-        return self._load()
-
-    def _load(self, with_model: bool = True) -> Loaded:
-        """Load with LLaMA-Factory's loaders (``with_model=False``: everything but the weights)."""
-        os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the progress bar readable
+    @cached_property
+    def _device_and_dtype(self) -> tuple[str, str]:
         import torch
-        from llamafactory.data import get_template_and_fix_tokenizer
-        from llamafactory.hparams import get_infer_args
-        from llamafactory.model import load_model, load_tokenizer
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
-        args = {"model_name_or_path": self.model, "template": self.template, "infer_dtype": dtype, "trust_remote_code": True}
-        if self.image_max_pixels:
-            args["image_max_pixels"] = self.image_max_pixels
-        if self.adapter and with_model:
-            args["adapter_name_or_path"] = self.adapter
-        model_args, data_args, finetuning_args, _ = get_infer_args(args)
-        model_args.device_map = {"": device}
-        tokenizer_module = load_tokenizer(model_args)
-        tokenizer, processor = tokenizer_module["tokenizer"], tokenizer_module["processor"]
-        tokenizer.padding_side = "left"
-        template = get_template_and_fix_tokenizer(tokenizer, data_args)
-        if not with_model:
-            return Loaded(None, tokenizer, processor, template)
-        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
-        model.eval()
-        return Loaded(model, tokenizer, processor, template)
+        return device, self.dtype if self.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
 
-    def load_without_model(self) -> Loaded:
-        """Tokenizer, processor and template only: enough to re-create the exact views a build
-        fed the model (``seva inspect``) without loading weights. ``generate`` is then unavailable."""
+    def _args(self, with_adapter: bool):
+        _, dtype = self._device_and_dtype
+        return infer_args(self.model, self.template, dtype, self.image_max_pixels, self.trust_remote_code, self.adapter if with_adapter else None)
+
+    @property
+    def renderer(self) -> Renderer:
+        """Tokenizer, processor and template, loaded on first use without the weights (enough for
+        ``seva inspect`` to rebuild the views a build fed the model)."""
         with self._load_lock:
-            if "loaded" not in self.__dict__:
-                self.__dict__["loaded"] = self._load(with_model=False)
-        return self.__dict__["loaded"]
+            if "_renderer" not in self.__dict__:
+                model_args, data_args, _ = self._args(with_adapter=False)
+                self.__dict__["_renderer"] = Renderer.load(model_args, data_args)
+        return self.__dict__["_renderer"]
 
-    # -- prompts -----------------------------------------------------------------------------
-    def _expand_images(self, images) -> list[str]:
-        """The image-token text each image expands to, cached by image size (all it depends on)."""
-        key = tuple(img.size for img in images)
-        if key not in self._expansions:
-            _, _, processor, template = self.loaded
-            content = SENTINEL.join([IMAGE_TOKEN] * len(images))
-            (msg,) = template.mm_plugin.process_messages([{"role": "user", "content": content}], images, [], [], processor)
-            self._expansions[key] = msg["content"].split(SENTINEL)
-        return self._expansions[key]
+    @property
+    def hf_model(self):
+        """The model, loaded on first use by LLaMA-Factory's ``load_model`` (adapter applied)."""
+        renderer = self.renderer
+        with self._load_lock:
+            if "_model" not in self.__dict__:
+                from llamafactory.model import load_model
 
-    def prompt_ids(self, prompt: str, images) -> list[int]:
-        """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes it."""
-        _, tokenizer, processor, template = self.loaded
-        parts = prompt.split(IMAGE_TOKEN)
-        expansions = self._expand_images(images)
-        content = parts[0] + "".join(e + p for e, p in zip(expansions, parts[1:], strict=True))
-        messages = [{"role": "user", "content": content}, {"role": "assistant", "content": ""}]
-        with self._tokenizer_lock:
-            ids, _ = template.encode_oneturn(tokenizer, messages, None, None)
-            ids, _ = template.mm_plugin.process_token_ids(ids, None, images, [], [], tokenizer, processor)
-        return ids
+                device, _ = self._device_and_dtype
+                model_args, _, finetuning_args = self._args(with_adapter=True)
+                model_args.device_map = {"": device}
+                model = load_model(renderer.tokenizer, model_args, finetuning_args, is_trainable=False)
+                self.__dict__["_model"] = model.eval()
+        return self.__dict__["_model"]
 
-    def mm_inputs(self, images_per_record: list[list], batch_ids: list[list[int]]) -> dict:
-        _, _, processor, template = self.loaded
-        flat = [img for imgs in images_per_record for img in imgs]
-        n = len(images_per_record)
-        return template.mm_plugin.get_mm_inputs(flat, [], [], [len(i) for i in images_per_record], [0] * n, [0] * n, batch_ids, processor)
+    def close(self) -> None:
+        self.__dict__.pop("_model", None)
 
-    # -- generation --------------------------------------------------------------------------
-    def generate(self, records: list[LoadedRecord], views: list) -> list[list[str]]:
-        """Answers for every record under every view (``None`` is the clean image)."""
-        ids, mm = self._take_prepared(records, views) or self.model_inputs(records, views)
-        texts = self._generate(ids, mm)
-        n = len(records)
-        return [texts[v * n : (v + 1) * n] for v in range(len(views))]
+    # -- the contract ------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Answer]:
+        answers: list[Answer | None] = [None] * len(requests)
+        for indices in _groups(requests, self._decoding):
+            group = [requests[i] for i in indices]
+            for i, answer in zip(indices, self._generate(group), strict=True):
+                answers[i] = answer
+        return answers  # type: ignore[return-value]
 
-    def prepare(self, records: list[LoadedRecord], views: list) -> None:
-        """Compute ``generate``'s inputs for this batch ahead of time (called from the prefetch thread).
-
-        Best effort: on any error nothing is kept, and ``generate`` recomputes (and raises) itself.
-        With sampling on, pixel-space augmenters are left to ``generate``: they draw from torch's
-        global RNG, which sampling in the main thread also uses.
-        """
-        if not records or (self.do_sample and any(v is not None and v.space != "tensor" for v in views)):
+    def prepare(self, requests: Sequence[GenerationRequest]) -> None:
+        """Make ``generate``'s inputs ahead (the build's prefetch thread). Best effort: on any error
+        nothing is kept, and ``generate`` recomputes (and raises) itself."""
+        if not requests:
             return
         try:
-            inputs = self.model_inputs(records, views)
+            inputs = self.model_inputs(requests)
         except Exception:  # noqa: BLE001 - generate() will recompute and report it
             return
         with self._prepared_lock:
-            self._prepared.append((list(records), list(views), inputs))
-            while len(self._prepared) > 4:  # a strategy that never calls generate() must not leak
+            self._prepared.append((_inputs_key(requests), inputs))
+            while len(self._prepared) > PREPARED_KEEP:
                 self._prepared.popleft()
 
-    def _take_prepared(self, records, views):
+    def _take_prepared(self, requests):
+        key = _inputs_key(requests)
         with self._prepared_lock:
             for entry in self._prepared:
-                recs, vws, inputs = entry
-                if _same(recs, records) and _same(vws, views):
+                if entry[0] == key:
                     self._prepared.remove(entry)
-                    return inputs
+                    return entry[1]
         return None
 
-    def model_inputs(self, records: list[LoadedRecord], views: list) -> tuple[list[list[int]], dict]:
-        """Token ids and multimodal tensors of every view of every record, views one after another."""
-        clean_ids = [self.prompt_ids(r.record.prompt, r.images) for r in records]
-        clean_mm = None
-        all_ids, all_mm = [], []
-        for v, view in enumerate(views):
-            if view is None or view.space == "tensor":
-                if clean_mm is None:
-                    clean_mm = self.mm_inputs([r.images for r in records], clean_ids)
-                mm = clean_mm if view is None else augment_tensors(clean_mm, view, records, v)
-                ids = clean_ids
-            else:
-                images = [[view(img, view_generator(r.seed, v, k)) for k, img in enumerate(r.images)] for r in records]
-                ids = [self.prompt_ids(r.record.prompt, imgs) for r, imgs in zip(records, images, strict=True)]
-                mm = self.mm_inputs(images, ids)
-            all_ids += ids
-            all_mm.append(mm)
-        return all_ids, concat_mm(all_mm)
+    # -- inputs ------------------------------------------------------------------------------
+    def model_inputs(self, requests: Sequence[GenerationRequest]) -> tuple[list[list[int]], list[list[int]], dict]:
+        """``(prompt ids, prefix ids, multimodal tensors)`` per row: requests in order, each
+        repeated ``n`` times. Consecutive requests with the same view are processed together."""
+        renderer = self.renderer
+        prompt_ids, prefix_ids, mm_parts = [], [], []
+        clean: dict[tuple, tuple] = {}  # the clean inputs of a run of records, reused by its tensor views
+        for run in _runs(requests):
+            records = [r.record for r in run for _ in range(r.n)]
+            key = tuple(id(r) for r in records)
+            view = run[0].view
+            if (view.clean or view.augmenter.space == "tensor") and key not in clean:
+                clean[key] = renderer.view_inputs(records, CLEAN)
+            ids, mm = renderer.view_inputs(records, view, clean.get(key))
+            prompt_ids += ids
+            prefix_ids += [renderer.answer_ids(r.prefix) for r in run for _ in range(r.n)]
+            mm_parts.append(mm)
+        return prompt_ids, prefix_ids, concat_mm(mm_parts)
 
-    def generation_kwargs(self) -> dict:
-        _, tokenizer, _, template = self.loaded
-        kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample, eos_token_id=template.get_stop_token_ids(tokenizer))
-        if self.min_new_tokens:
-            kwargs["min_new_tokens"] = self.min_new_tokens
-        kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        return kwargs
+    def _decoding(self, request: GenerationRequest) -> tuple:
+        """What must be equal for two requests to share a ``generate`` call."""
+        sampling = request.sampling or (Sampling(self.temperature, self.top_p) if self.do_sample else None)
+        return (request.max_new_tokens or self.max_new_tokens, sampling, tuple(request.stop), request.logprobs)
 
     def batch_inputs(self, ids: list[list[int]], mm: dict) -> dict:
         """Left-padded ids plus multimodal tensors on the model's device and dtype."""
         import torch
 
-        model, tokenizer, _, _ = self.loaded
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model, tokenizer = self.hf_model, self.renderer.tokenizer
+        pad = _pad_id(tokenizer)
         width = max(map(len, ids))
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
@@ -241,17 +175,115 @@ class HfBackend:
             inputs["mm_token_type_ids"] = mm_token_types(input_ids, model.config).to(model.device)
         return inputs
 
-    def _generate(self, ids: list[list[int]], mm: dict) -> list[str]:
+    # -- generation --------------------------------------------------------------------------
+    def _generate(self, group: list[GenerationRequest]) -> list[Answer]:
         import torch
 
-        model, tokenizer, _, _ = self.loaded
-        inputs = self.batch_inputs(ids, mm)
+        max_new_tokens, sampling, stops, want_logprobs = self._decoding(group[0])
+        if sampling is None and any(r.n > 1 for r in group):
+            raise ConfigError("a request for n > 1 answers needs sampling (backend.do_sample or the request's sampling).")
+        prompt_ids, prefix_ids, mm = self._take_prepared(group) or self.model_inputs(group)
+        model, renderer = self.hf_model, self.renderer
+        tokenizer = renderer.tokenizer
+        eos = renderer.template.get_stop_token_ids(tokenizer)
+        rows = [p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)]
+        inputs = self.batch_inputs(rows, mm)
+        width = inputs["input_ids"].shape[1]
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=_pad_id(tokenizer))
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
+        picker = None
+        if sampling is not None or want_logprobs:
+            from transformers import LogitsProcessorList
+
+            seeds = [sample_seed(r.sampling_seed, k) if sampling else None for r in group for k in range(r.n)]
+            banned = _banned_ids(tokenizer, model, eos) if sampling else []
+            s = sampling or Sampling()
+            picker = token_picker_for(seeds, s, banned, len(tokenizer))
+            kwargs.update(logits_processor=LogitsProcessorList([picker]), repetition_penalty=1.0, no_repeat_ngram_size=0)
+        if stops:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_stop_on_text(stops, renderer, width, prefix_ids)])
         with torch.inference_mode():
-            out = model.generate(**inputs, **self.generation_kwargs())
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        with self._tokenizer_lock:
-            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+            out = model.generate(**inputs, **kwargs)
+        new = out[:, width:].tolist()
+        logprobs = torch.stack(picker.logprobs, dim=1).tolist() if picker is not None and picker.logprobs else [[] for _ in new]
+        results = [_finish(row, lp, set(eos), stops, renderer, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True)]
+        answers, n = [], 0
+        for r in group:
+            mine = results[n : n + r.n]
+            n += r.n
+            answers.append(Answer([m[0] for m in mine], [m[1] for m in mine], [m[2] for m in mine] if want_logprobs else None))
+        return answers
+
+
+def token_picker_for(seeds, sampling: Sampling, banned, vocab_limit):
+    from seva_plugin.plugins.backends.hf_decoding import token_picker
+
+    return token_picker(seeds, sampling.temperature, sampling.top_p, banned, vocab_limit)
+
+
+def _stop_on_text(stops, renderer: Renderer, width: int, prefix_ids):
+    from seva_plugin.plugins.backends.hf_decoding import stop_on_text
+
+    return stop_on_text(stops, renderer.continuation, width, prefix_ids)
+
+
+def _finish(row: list[int], logprobs: list[float], eos: set[int], stops: tuple[str, ...], renderer: Renderer, prefix: list[int]):
+    """``(text, finish reason, log-probs)`` of one generated row: cut at its first end-of-sequence
+    token (later tokens are padding) or right after its first stop string."""
+    for n, token in enumerate(row):
+        if token in eos:
+            return renderer.continuation(prefix, row[:n]), "eos", logprobs[: n + 1]
+    text = renderer.continuation(prefix, row)
+    hits = [(text.find(s), s) for s in stops if s in text]
+    if hits:
+        at, stop = min(hits)
+        for m in range(1, len(row) + 1):  # the token that completed the stop string
+            if stop in renderer.continuation(prefix, row[:m]):
+                return text[: at + len(stop)], "stop", logprobs[:m]
+    return text, "length", logprobs[: len(row)]
+
+
+def _groups(requests: Sequence[GenerationRequest], decoding) -> list[list[int]]:
+    """Indices of requests grouped by decoding settings, in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(decoding(r), []).append(i)
+    return list(groups.values())
+
+
+def _runs(requests: Sequence[GenerationRequest]) -> list[list[GenerationRequest]]:
+    """Consecutive requests with the same view."""
+    runs: list[list[GenerationRequest]] = []
+    for r in requests:
+        if runs and runs[-1][0].view == r.view:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return runs
+
+
+def _inputs_key(requests: Sequence[GenerationRequest]) -> tuple:
+    """What determines ``model_inputs``: the record objects, views, prefixes and answer counts."""
+    return tuple((id(r.record), r.view.key(), r.prefix, r.n) for r in requests)
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _banned_ids(tokenizer, model, eos: list[int]) -> list[int]:
+    """Special tokens a sampled answer may not contain (end-of-sequence aside): fed back as a
+    prefix, an image placeholder would break the image-token count, a pad or BOS token the text."""
+    banned = set(tokenizer.all_special_ids)
+    banned |= {i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
+    for attr in ("image_token_id", "image_token_index", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        value = getattr(model.config, attr, None)
+        if isinstance(value, int):
+            banned.add(value)
+    return sorted(banned - set(eos))
 
 
 def mm_token_types(input_ids, config):
@@ -268,68 +300,6 @@ def mm_token_types(input_ids, config):
         if token is not None:
             types[input_ids == token] = value
     return types
-
-
-def _same(a: list, b: list) -> bool:
-    """The same objects in the same order (identity, not equality)."""
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
-
-
-def view_generator(seed: int, view: int, image: int):
-    """The generator for image ``image`` of view ``view`` of a record with ``seed``: independent of
-    batch layout and order, so a build resumes identically and ``seva inspect`` can re-create the view."""
-    import torch
-
-    return torch.Generator().manual_seed((seed + 1_000_003 * view + 7919 * image) % 2**63)
-
-
-def image_slices(mm: dict) -> list[slice]:
-    """Where each image's pixels sit in ``pixel_values``: one row per image (LLaVA, LLaVA-NeXT),
-    or a run of patches per image (Qwen2-VL, sized by ``image_grid_thw``)."""
-    if "image_grid_thw" in mm:
-        counts = [int(c) for c in mm["image_grid_thw"].prod(-1)]
-    else:
-        counts = [1] * len(mm["pixel_values"])
-    starts = [sum(counts[:i]) for i in range(len(counts))]
-    return [slice(s, s + c) for s, c in zip(starts, counts, strict=True)]
-
-
-def augment_tensors(mm: dict, augmenter, records: list[LoadedRecord], view: int) -> dict:
-    """A copy of ``mm`` whose pixels went through a tensor-space augmenter, seeded per record and image."""
-    pixels = mm["pixel_values"].clone()
-    slices = iter(image_slices(mm))
-    for record in records:
-        for k in range(len(record.images)):
-            s = next(slices)
-            pixels[s] = augmenter(pixels[s], view_generator(record.seed, view, k))
-    return {**mm, "pixel_values": pixels}
-
-
-def concat_mm(parts: list[dict]) -> dict:
-    """Join the multimodal inputs of several views along the batch axis."""
-    import torch
-
-    if len(parts) == 1:
-        return parts[0]
-    out = {}
-    for key in parts[0]:
-        values = [p[key] for p in parts]
-        if isinstance(values[0], torch.Tensor):
-            if values[0].dim() >= 2 and key == "pixel_values" and "image_grid_thw" not in parts[0]:
-                values = _pad_dim1(values)  # LLaVA-NeXT: views may differ in patch count
-            out[key] = torch.cat(values, dim=0)
-        else:
-            out[key] = [x for v in values for x in v]
-    return out
-
-
-def _pad_dim1(tensors):
-    import torch
-
-    if tensors[0].dim() < 5 or len({t.shape[1] for t in tensors}) == 1:
-        return tensors
-    width = max(t.shape[1] for t in tensors)
-    return [torch.cat([t, t.new_zeros((t.shape[0], width - t.shape[1], *t.shape[2:]))], dim=1) for t in tensors]
 
 
 @hookimpl

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from seva_plugin import hookimpl
 from seva_plugin.build.text import normalise
+from seva_plugin.interfaces import Filter
 
 
 @dataclass
-class Empty:
+class Empty(Filter):
     name = "empty"
 
     def __call__(self, pair) -> str | None:
@@ -22,7 +23,7 @@ class Empty:
 
 
 @dataclass
-class Identical:
+class Identical(Filter):
     name = "identical"
     ignore_case: bool = False
 
@@ -34,7 +35,7 @@ class Identical:
 
 
 @dataclass
-class Truncated:
+class Truncated(Filter):
     """Drops pairs where an answer looks cut off mid-sentence (no final punctuation)."""
 
     name = "truncated"

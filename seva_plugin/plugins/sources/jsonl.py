@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from seva_plugin import hookimpl
 from seva_plugin.build.records import Reject
+from seva_plugin.interfaces import Source
 from seva_plugin.plugins.sources.common import iter_json_rows, make_record
 
 
 @dataclass
-class JsonlSource:
+class JsonlSource(Source):
     """``image`` may be a path or a list of paths, relative to ``image_dir``
     (default: the folder of the file). ``images`` is accepted as a synonym."""
 

@@ -11,13 +11,14 @@ import os
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.records import Reject
+from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import Source
 from seva_plugin.plugins.sources.common import iter_json_rows, make_record
 
 
 @dataclass
-class LlamaFactorySource:
+class LlamaFactorySource(Source):
     name = "llamafactory"
     dataset: str
     dataset_dir: str = "data"

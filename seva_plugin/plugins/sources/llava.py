@@ -12,8 +12,9 @@ import random
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.records import IMAGE_TOKEN, Reject
+from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import Source
 from seva_plugin.plugins.sources.common import iter_json_rows, make_record
 
 OCR_SUFFIX = "Answer the question using a single word or phrase."
@@ -29,7 +30,7 @@ def open_ended(question: str) -> str:
 
 
 @dataclass
-class LlavaSource:
+class LlavaSource(Source):
     name = "llava"
     file: str
     image_dir: str | None = None  # the folder the "image" paths are relative to

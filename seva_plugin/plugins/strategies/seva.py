@@ -1,7 +1,7 @@
 """Strategy ``seva``: chosen is the answer on the clean image, rejected the answer on the augmented one.
 
-Both answers come from the same model, prompt and decoding in one batched call; the pair is
-built from one record, so chosen and rejected can never be mismatched across records.
+Both answers come from the same model, prompt and decoding, asked together; the pair is built
+from one record, so chosen and rejected can never be mismatched across records.
 """
 
 from __future__ import annotations
@@ -10,19 +10,22 @@ from dataclasses import dataclass
 
 from seva_plugin import hookimpl
 from seva_plugin.build.records import Pair
+from seva_plugin.interfaces import CLEAN, GenerationRequest, Strategy, View
 
 
 @dataclass
-class Seva:
+class Seva(Strategy):
     name = "seva"
 
-    def views(self, augmenter) -> list:
-        """Clean and augmented: declared up front so the backend can prepare batches ahead."""
-        return [None, augmenter]
+    def views(self, augmenter) -> list[View]:
+        """Clean (view 0) and augmented (view 1): declared up front so the backend can prepare batches ahead."""
+        return [CLEAN, View(1, augmenter)]
 
     def make_pairs(self, records, backend, augmenter) -> list[Pair]:
-        clean, augmented = backend.generate(records, self.views(augmenter))
-        return [Pair(r.record, c, a) for r, c, a in zip(records, clean, augmented, strict=True)]
+        requests = [GenerationRequest(r, view) for view in self.views(augmenter) for r in records]
+        answers = backend.generate(requests)
+        n = len(records)
+        return [Pair(r.record, c.texts[0], a.texts[0]) for r, c, a in zip(records, answers[:n], answers[n:], strict=True)]
 
 
 @hookimpl

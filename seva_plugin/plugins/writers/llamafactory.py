@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines, locked, write_errors
+from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import Writer
 
 
 def dataset_entry(file_name: str) -> dict:
@@ -26,7 +27,7 @@ def dataset_entry(file_name: str) -> dict:
 
 
 @dataclass
-class LlamaFactoryWriter:
+class LlamaFactoryWriter(Writer):
     name = "llamafactory"
     dataset_dir: str  # supplied from output.dataset_dir
     dataset_name: str  # supplied from output.name

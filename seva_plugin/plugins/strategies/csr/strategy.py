@@ -30,15 +30,16 @@ from functools import cache, cached_property
 from typing import Any
 
 from seva_plugin import hookimpl
-from seva_plugin.plugins.strategies.csr.scoring import AGGREGATES, MODES, Candidate, Step, describe, paper_reward, prune, select_pair, sibling_ranks
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.records import Pair
+from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import Strategy
+from seva_plugin.plugins.strategies.csr.scoring import AGGREGATES, MODES, Candidate, Step, describe, paper_reward, prune, select_pair, sibling_ranks
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
 
 
 @dataclass
-class Csr:
+class Csr(Strategy):
     name = "csr"
     uses_augmenter = False  # the build's `augment` is accepted but never applied
     clip_model: str = DEFAULT_CLIP  # CLIP for the visual score (official: clip-vit-large-patch14-336)

@@ -1,0 +1,124 @@
+"""Prompts and pixels exactly as ``llamafactory-cli train`` sees them, without model weights.
+
+LLaMA-Factory's own loaders give the tokenizer, the processor and the chat template; its
+multimodal plugin expands image tokens and processes images. Every backend renders through this
+module, so generation and training see the same text, token ids and normalised pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from seva_plugin.build.records import IMAGE_TOKEN
+from seva_plugin.build.views import view_generator
+from seva_plugin.plugins.backends.pixels import augment_tensors
+
+SENTINEL = "\x00"
+
+
+def infer_args(model: str, template: str, dtype: str = "float32", image_max_pixels: int | None = None, trust_remote_code: bool = False, adapter: str | None = None):
+    """LLaMA-Factory's ``(model_args, data_args, finetuning_args)`` for inference."""
+    os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the progress bar readable
+    from llamafactory.hparams import get_infer_args
+
+    args: dict[str, Any] = {"model_name_or_path": model, "template": template, "infer_dtype": dtype, "trust_remote_code": trust_remote_code}
+    if image_max_pixels:
+        args["image_max_pixels"] = image_max_pixels
+    if adapter:
+        args["adapter_name_or_path"] = adapter
+    model_args, data_args, finetuning_args, _ = get_infer_args(args)
+    return model_args, data_args, finetuning_args
+
+
+@dataclass
+class Renderer:
+    """Tokenizer, processor and LLaMA-Factory template of one model, with a lock: the fast
+    tokenizer is not safe to call from two threads at once (the build's prefetch thread encodes
+    while the main thread decodes)."""
+
+    tokenizer: Any
+    processor: Any
+    template: Any  # llamafactory.data.Template
+
+    def __post_init__(self):
+        self.tokenizer.padding_side = "left"
+        self.lock = threading.Lock()
+        self._expansions: dict = {}
+
+    @classmethod
+    def load(cls, model_args, data_args) -> Renderer:
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.model import load_tokenizer
+
+        module = load_tokenizer(model_args)
+        tokenizer, processor = module["tokenizer"], module["processor"]
+        return cls(tokenizer, processor, get_template_and_fix_tokenizer(tokenizer, data_args))
+
+    # -- text --------------------------------------------------------------------------------
+    def _expand_images(self, images) -> list[str]:
+        """The image-token text each image expands to, cached by image size (all it depends on)."""
+        key = tuple(img.size for img in images)
+        if key not in self._expansions:
+            content = SENTINEL.join([IMAGE_TOKEN] * len(images))
+            (msg,) = self.template.mm_plugin.process_messages([{"role": "user", "content": content}], images, [], [], self.processor)
+            self._expansions[key] = msg["content"].split(SENTINEL)
+        return self._expansions[key]
+
+    def prompt_ids(self, prompt: str, images) -> list[int]:
+        """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes them."""
+        parts = prompt.split(IMAGE_TOKEN)
+        expansions = self._expand_images(images)
+        content = parts[0] + "".join(e + p for e, p in zip(expansions, parts[1:], strict=True))
+        messages = [{"role": "user", "content": content}, {"role": "assistant", "content": ""}]
+        with self.lock:
+            ids, _ = self.template.encode_oneturn(self.tokenizer, messages, None, None)
+            ids, _ = self.template.mm_plugin.process_token_ids(ids, None, images, [], [], self.tokenizer, self.processor)
+        return ids
+
+    def answer_ids(self, text: str) -> list[int]:
+        """An answer prefix as training tokenizes a response: on its own, no special tokens."""
+        if not text:
+            return []
+        with self.lock:
+            return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def continuation(self, prefix_ids: list[int], new_ids: list[int]) -> str:
+        """The text ``new_ids`` add after ``prefix_ids`` (decoded together, so a leading space that a
+        tokenizer drops at the start of a text is kept)."""
+        with self.lock:
+            if not prefix_ids:
+                return self.tokenizer.decode(new_ids, skip_special_tokens=True)
+            head = self.tokenizer.decode(prefix_ids, skip_special_tokens=True)
+            return self.tokenizer.decode(prefix_ids + new_ids, skip_special_tokens=True)[len(head) :]
+
+    # -- pixels ------------------------------------------------------------------------------
+    def mm_inputs(self, images_per_record: list[list], batch_ids: list[list[int]]) -> dict:
+        """The processor's multimodal tensors for a batch, as LLaMA-Factory's collator builds them."""
+        flat = [img for imgs in images_per_record for img in imgs]
+        n = len(images_per_record)
+        counts = [len(i) for i in images_per_record]
+        return self.template.mm_plugin.get_mm_inputs(flat, [], [], counts, [0] * n, [0] * n, batch_ids, self.processor)
+
+    def view_inputs(self, records: list, view, clean: tuple[list[list[int]], dict] | None = None) -> tuple[list[list[int]], dict]:
+        """Prompt ids and multimodal tensors of ``records`` (``LoadedRecord``) under ``view``.
+
+        Tensor-space augmenters noise a copy of the processed clean pixels (``clean``: this
+        method's result for the clean view of the same records, if already made); pixel-space
+        augmenters change the images before the processor, so the prompt is re-rendered for their
+        sizes. Image ``k`` of a record is augmented with ``view_generator(record.seed, view.id, k)``.
+        """
+        augmenter = view.augmenter
+        if augmenter is not None and augmenter.space != "tensor":
+            images = [[augmenter(img, view_generator(r.seed, view.id, k)) for k, img in enumerate(r.images)] for r in records]
+            ids = [self.prompt_ids(r.record.prompt, imgs) for r, imgs in zip(records, images, strict=True)]
+            return ids, self.mm_inputs(images, ids)
+        if clean is None:
+            ids = [self.prompt_ids(r.record.prompt, r.images) for r in records]
+            clean = ids, self.mm_inputs([r.images for r in records], ids)
+        if augmenter is None:
+            return clean
+        ids, mm = clean
+        return ids, augment_tensors(mm, augmenter, [(r.seed, len(r.images)) for r in records], view.id)

@@ -101,12 +101,14 @@ class GenerationRequest:
 class Answer:
     """The ``n`` answers to one request, in order: their texts (continuations of the prefix, an
     end-of-sequence token not included), why each ended (``eos``: the model ended the answer;
-    ``stop``: a stop string; ``length``: ``max_new_tokens``), and, when asked, each generated
-    token's log-probability under the model's unscaled distribution."""
+    ``stop``: a stop string; ``length``: ``max_new_tokens``), and, when log-probabilities were
+    asked for, each generated token's id and log-probability under the model's unscaled
+    distribution (an ending end-of-sequence token included)."""
 
     texts: list[str]
     finish_reasons: list[FinishReason]
     logprobs: list[list[float]] | None = None
+    token_ids: list[list[int]] | None = None
 
 
 # -- components ----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import os
 import pytest
 
 from conftest import make_images, read_jsonl
-from seva_plugin.plugins.strategies.csr.scoring import Candidate, Step, paper_reward, prune, rank_score, select_pair, sibling_ranks
 from seva_plugin.errors import ConfigError
+from seva_plugin.plugins.strategies.csr.scoring import Candidate, Step, paper_reward, prune, rank_score, select_pair, sibling_ranks
 from seva_plugin.registry import get_registry
 
 torch = pytest.importorskip("torch")
@@ -43,7 +43,7 @@ def backend(tiny_llava):
     from seva_plugin.plugins.backends.hf import HfBackend
 
     b = HfBackend(model=tiny_llava, template="llava", batch_size=4)
-    b.loaded  # noqa: B018 - load once for the module
+    b.hf_model  # noqa: B018 - load once for the module
     return b
 
 
@@ -51,7 +51,8 @@ def backend(tiny_llava):
 def records(tmp_path_factory):
     from PIL import Image
 
-    from seva_plugin.build.records import LoadedRecord, PromptRecord, record_seed
+    from seva_plugin.build.records import LoadedRecord, PromptRecord
+    from seva_plugin.build.views import record_seed
 
     folder = tmp_path_factory.mktemp("csr_images")
     out = []
@@ -94,7 +95,7 @@ def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path):
         component.build({"clip_model": tiny_clip, "mode": "rank"}, "strategy")
     with pytest.raises(ConfigError, match="reward_lambda must be in"):
         component.build({"clip_model": tiny_clip, "reward_lambda": 1.5}, "strategy")
-    with pytest.raises(ConfigError, match="CLIP model path not found"):
+    with pytest.raises(ConfigError, match="clip_model: model path not found"):
         component.build({"clip_model": str(tmp_path / "nope")}, "strategy")
     with pytest.raises(ConfigError, match="'num_proposals' must be int"):
         component.build({"clip_model": tiny_clip, "num_proposals": "5"}, "strategy")
@@ -136,57 +137,43 @@ def test_select_pair_in_both_modes_and_without_a_second_answer():
 
 
 def test_parse_row_and_degenerate_sentences():
-    from seva_plugin.plugins.strategies.csr.strategy import degenerate, parse_row
+    from seva_plugin.interfaces import Answer
+    from seva_plugin.plugins.strategies.csr.search import degenerate, proposals
 
-    eos, stops = {2}, {9}
-    p = parse_row([5, 6, 9, 3, 3], [-1.0, -2.0, -3.0, 0.0, 0.0], eos, stops)
-    assert (p.tokens, p.text_tokens, p.ended, p.language) == ([5, 6, 9], [5, 6, 9], "stop", -2.0)
-    p = parse_row([5, 2, 3], [-1.0, -3.0, 0.0], eos, stops)
-    assert (p.tokens, p.text_tokens, p.ended, p.language) == ([5, 2], [5], "eos", -2.0)
-    assert parse_row([5, 6], [-1.0, -1.0], eos, stops).ended == "length"
+    props = proposals(Answer([" A cat.", "", " Dog"], ["stop", "eos", "length"], [[-1.0, -3.0], [-2.0], [-1.0, -1.0]], [[5, 9], [2], [6, 7]]))
+    assert [(p.text, p.ended, p.language, p.tokens, p.index) for p in props] == [
+        (" A cat.", "stop", -2.0, (5, 9), 0),
+        ("", "eos", -2.0, (2,), 1),
+        (" Dog", "length", -1.0, (6, 7), 2),
+    ]
     assert degenerate("the the the the the the cat")
     assert degenerate("wow!!!!!!!!!!!")
     assert not degenerate("A red square on a white background.")
-
-
-def test_sampler_is_seeded_per_row_scores_unscaled_and_skips_banned_tokens():
-    from seva_plugin.plugins.strategies.csr.strategy import make_sampler
-
-    scores = torch.tensor([[5.0, 1.0, 0.0, 4.0, 3.0]] * 3)  # token 0 (banned) and 4 (past the vocab) are likely
-    sampler = make_sampler([11, 12, 11], temperature=2.0, top_p=1.0, banned=[0], vocab_limit=4)
-    picks = [sampler(None, scores.clone()).argmax(-1).tolist() for _ in range(60)]
-    assert all(0 not in p and 4 not in p for p in picks)
-    assert all(p[0] == p[2] for p in picks)  # same seed, same samples, whatever the batch
-    assert any(p[0] != p[1] for p in picks) and len({p[0] for p in picks}) > 1
-    logp = torch.log_softmax(scores[0], dim=-1)  # the unscaled distribution, not the temperature-2 one
-    for step, p in zip(sampler.logprobs, picks, strict=True):
-        assert float(step[0]) == pytest.approx(float(logp[p[0]]))
-    nucleus = make_sampler([1], temperature=1.0, top_p=0.01, banned=[0], vocab_limit=4)
-    assert {int(nucleus(None, scores[:1].clone()).argmax()) for _ in range(20)} == {3}  # the top allowed token
 
 
 # --------------------------------------------------------------------------- #
 # the search with real models
 # --------------------------------------------------------------------------- #
 def test_language_score_is_the_models_own_log_probability(paper_search, backend, records):
-    """Recompute a candidate's per-sentence scores with one teacher-forced forward pass."""
+    """Recompute each sentence's score with one teacher-forced forward pass over the prompt, the
+    path so far (as the backend tokenizes an answer prefix) and the sentence's own tokens."""
     strategy, results = paper_search
-    model = backend.loaded.model
+    model, renderer = backend.hf_model, backend.renderer
     checked = 0
     for loaded, result in zip(records, results, strict=True):
-        prompt = backend.prompt_ids(loaded.record.prompt, loaded.images)
-        mm = backend.mm_inputs([loaded.images], [prompt])
+        prompt = renderer.prompt_ids(loaded.record.prompt, loaded.images)
+        mm = renderer.mm_inputs([loaded.images], [prompt])
         candidate = max(result.candidates, key=lambda c: len(c.steps))
-        prefix = list(prompt)
+        prefix_text = ""
         for step in candidate.steps:
-            ids = prefix + list(step.tokens)
+            prefix = prompt + renderer.answer_ids(prefix_text)
             with torch.no_grad():
-                logits = model(**backend.batch_inputs([ids], mm)).logits[0].float()
+                logits = model(**backend.batch_inputs([prefix + list(step.tokens)], mm)).logits[0].float()
             logp = torch.log_softmax(logits, dim=-1)
-            start = len(prefix)
-            expected = sum(float(logp[start - 1 + j, t]) for j, t in enumerate(step.tokens)) / len(step.tokens)
+            expected = sum(float(logp[len(prefix) - 1 + j, t]) for j, t in enumerate(step.tokens)) / len(step.tokens)
             assert step.language == pytest.approx(expected, abs=1e-3)
-            prefix += list(step.tokens)  # only a path's last sentence can end in end-of-sequence
+            sentence = renderer.continuation(renderer.answer_ids(prefix_text), list(step.tokens))
+            prefix_text += sentence[: sentence.index(".") + 1] if "." in sentence else sentence  # cut after the stop, as the backend does
             checked += 1
     assert checked >= 2
 
@@ -271,20 +258,14 @@ def test_search_does_not_depend_on_the_batch(tiny_clip, backend, records, paper_
 
 
 def test_sentences_end_at_the_sentence_end_character(tiny_clip, backend, records):
-    """With a frequent end character ('e') most sentences stop before the token cap, right after it."""
+    """With a frequent end character ('e') sentences stop right after its first occurrence."""
     strategy = csr(tiny_clip, sentence_end="e", max_sentence_tokens=8, max_response_chars=30)
-    tokenizer = backend.loaded.tokenizer
     stopped = 0
     for result in strategy.search(records[:1], backend):
         for cand in result.candidates:
             for step in cand.steps:
-                last = tokenizer.decode([step.tokens[-1]]).strip()
-                if len(step.tokens) < 8 and step.tokens[-1] != tokenizer.eos_token_id:
-                    assert last.endswith("e")
-                    stopped += 1
-                else:
-                    # a sentence that ran to the cap contains no earlier end token
-                    assert not any(tokenizer.decode([t]).strip().endswith("e") for t in step.tokens[:-1])
+                assert "e" not in step.text[:-1]  # nothing after the first end character
+                stopped += step.text.endswith("e")
     assert stopped > 0
 
 

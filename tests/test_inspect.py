@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
-from seva_plugin import inspect as insp  # noqa: E402
+from seva_plugin.commands import gallery as insp  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,48 +78,57 @@ def test_limit_caps_the_gallery(built, tmp_path):
     assert "first 2 of 6" in html and "(2 of 6 pairs)" in text
 
 
-def test_augmented_view_is_the_one_the_model_saw(built):
-    """The gallery's view equals the backend's noised pixels for the record's seed, de-normalised."""
+def _seen(maker, image):
+    """What the model saw of ``image``: the processor's output, de-normalised."""
     import numpy as np
 
-    from seva_plugin.plugins.backends.hf import HfBackend, augment_tensors
+    mm = maker.renderer.mm_inputs([[image]], [[0]])
+    ip = maker.processor.image_processor
+    pixels = mm["pixel_values"][0].numpy()
+    return np.clip(pixels.transpose(1, 2, 0) * np.array(ip.image_std) + np.array(ip.image_mean), 0, 1) * 255
+
+
+def test_views_are_the_ones_the_model_saw(built):
+    """Clean and noised views equal the backend's pixels for the record's seed, de-normalised."""
+    import numpy as np
+
     from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord, PromptRecord
+    from seva_plugin.build.views import view_generator
 
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
     record = records[0]
     maker = insp.ViewMaker(manifest["config"])
     image = load_rgb(insp.image_paths(record, str(data_dir))[0])
-    (view,) = maker.views(record, [image])
+    (clean,), (view,) = maker.views(record, [image])
+    assert clean.size != image.size or np.asarray(clean).tolist() != np.asarray(image).tolist()  # resized/cropped, as the model saw it
+    assert np.abs(np.asarray(clean, dtype=float) - _seen(maker, image)).max() <= 1.0
 
-    backend = HfBackend(model=model, template="llava")
-    prompt = record["conversations"][0]["value"]
-    loaded = LoadedRecord(PromptRecord(record["id"], prompt, []), [image], record["provenance"]["seed"])
-    mm = backend.mm_inputs([[image]], [backend.prompt_ids(prompt, [image])])
-    noise = maker.augmenter
-    pixels = augment_tensors(mm, noise, [loaded], 1)["pixel_values"][0].numpy()
+    mm = maker.renderer.mm_inputs([[image]], [[0]])
+    noised = maker.augmenter(mm["pixel_values"][0:1], view_generator(record["provenance"]["seed"], 1, 0))[0].numpy()
     ip = maker.processor.image_processor
-    expected = np.clip(pixels.transpose(1, 2, 0) * np.array(ip.image_std) + np.array(ip.image_mean), 0, 1) * 255
+    expected = np.clip(noised.transpose(1, 2, 0) * np.array(ip.image_std) + np.array(ip.image_mean), 0, 1) * 255
     assert np.abs(np.asarray(view, dtype=float) - expected).max() <= 1.0
     # a different seed gives different noise, so the match above is not an accident
-    other = maker.views({**record, "provenance": {**record["provenance"], "seed": 1}}, [image])[0]
+    other = maker.views({**record, "provenance": {**record["provenance"], "seed": 1}}, [image])[1][0]
     assert np.asarray(other).tolist() != np.asarray(view).tolist()
 
 
 def test_pixel_space_augmenter_view(built):
-    """For ``moco`` the view is the augmented PIL image, drawn from the same seeded generator."""
+    """For ``moco`` the view is the augmented image (same seeded generator) after the processor."""
+    import numpy as np
+
     from seva_plugin.api import augmenter
-    from seva_plugin.plugins.backends.hf import view_generator
     from seva_plugin.build.images import load_rgb
+    from seva_plugin.build.views import view_generator
 
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
-    config = {**manifest["config"], "augment": "moco"}
+    maker = insp.ViewMaker({**manifest["config"], "augment": "moco"})
     image = load_rgb(insp.image_paths(records[0], str(data_dir))[0])
-    (view,) = insp.ViewMaker(config).views(records[0], [image])
-    expected = augmenter("moco")(image, view_generator(records[0]["provenance"]["seed"], 1, 0))
-    assert view.tobytes() == expected.tobytes()
+    _, (view,) = maker.views(records[0], [image])
+    expected = _seen(maker, augmenter("moco")(image, view_generator(records[0]["provenance"]["seed"], 1, 0)))
+    assert np.abs(np.asarray(view, dtype=float) - expected).max() <= 1.0
 
 
 def test_summary_figures():
@@ -165,4 +174,5 @@ def test_no_augmented_view_for_strategies_without_one(built):
     data_dir, _ = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
     image = load_rgb(insp.image_paths(records[0], str(data_dir))[0])
-    assert insp.ViewMaker({**manifest["config"], "strategy": "csr"}).views(records[0], [image]) == []
+    clean, augmented = insp.ViewMaker({**manifest["config"], "strategy": "csr"}).views(records[0], [image])
+    assert len(clean) == 1 and augmented == []

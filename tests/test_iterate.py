@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import make_images, read_jsonl
-from seva_plugin import iterate as iterate_mod
-from seva_plugin.errors import ConfigError
+from seva_plugin.commands import iterate as iterate_mod
 from seva_plugin.commands.iterate import Iteration, iterate, split_overrides
+from seva_plugin.errors import ConfigError
 
 pytest.importorskip("llamafactory")
 

@@ -11,10 +11,11 @@ import pytest
 
 from conftest import make_images, read_jsonl
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError
 from seva_plugin.build.pipeline import Build, build
-from seva_plugin.registry import get_plugin_manager, get_registry
 from seva_plugin.build.records import Pair
+from seva_plugin.interfaces import GenerationRequest, Strategy
+from seva_plugin.errors import ConfigError
+from seva_plugin.registry import get_plugin_manager, get_registry
 
 
 def test_build_writes_llamafactory_data_registry_and_manifest(build_config, tmp_path):
@@ -96,13 +97,13 @@ def test_bad_records_go_to_rejects_and_the_build_goes_on(build_config, prompts, 
 
 
 @dataclass
-class HalfIdentical:
+class HalfIdentical(Strategy):
     """A test strategy: the real clean answer, with rejected made identical or empty for some records."""
 
     name = "test_half_identical"
 
     def make_pairs(self, records, backend, augmenter):
-        (clean,) = backend.generate(records, [None])
+        clean = [a.texts[0] for a in backend.generate([GenerationRequest(r) for r in records])]
         out = []
         for r, c in zip(records, clean, strict=True):
             n = int(r.id[1:])

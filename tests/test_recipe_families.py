@@ -41,16 +41,17 @@ def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, templat
 def test_qwen2_vl_generation_gets_the_mm_token_types_training_uses(tmp_path):
     from PIL import Image
 
-    from seva_plugin.plugins.backends.hf import HfBackend
     from seva_plugin.build.records import LoadedRecord, PromptRecord
     from seva_plugin.dev.tiny_models import build_tiny_qwen2_vl
+    from seva_plugin.interfaces import GenerationRequest
+    from seva_plugin.plugins.backends.hf import HfBackend
 
     backend = HfBackend(model=build_tiny_qwen2_vl(tmp_path / "qwen"), template="qwen2_vl", image_max_pixels=3136, max_new_tokens=4)
     records = [LoadedRecord(PromptRecord(str(i), "<image>Colour?", ["x.png"]), [Image.new("RGB", (56, 56 + 28 * i), (200, 0, 0))], i) for i in range(2)]
-    ids, mm = backend.model_inputs(records, [None])
+    ids, _, mm = backend.model_inputs([GenerationRequest(r) for r in records])
     inputs = backend.batch_inputs(ids, mm)
-    model = backend.loaded.model
+    model = backend.hf_model
     types = inputs["mm_token_type_ids"]
     assert types.shape == inputs["input_ids"].shape
     assert (types == 1).sum().item() == (inputs["input_ids"] == model.config.image_token_id).sum().item() > 0
-    assert len(backend.generate(records, [None])[0]) == 2
+    assert len(backend.generate([GenerationRequest(r) for r in records])) == 2

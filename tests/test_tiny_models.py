@@ -23,7 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
-from seva_plugin import tiny_models  # noqa: E402
+from seva_plugin.dev import tiny_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "tiny_dpo_cpu.yaml"

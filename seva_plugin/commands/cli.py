@@ -57,6 +57,25 @@ def cmd_iterate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from seva_plugin.commands.export import export
+
+    result = export(args.data_dir, args.name, args.to, args.out, out_name=args.out_name, overwrite=args.overwrite, shard_size=args.shard_size, licence=args.license)
+    print(result.summary())
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    from seva_plugin.commands.recipes import copy, listing
+
+    if args.action == "copy":
+        for path in copy(args.names, args.to, force=args.force):
+            print(path)
+        return 0
+    print(listing())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seva", description="Self-supervised visual preference data (SeVa, CSR) for LLaMA-Factory.")
     p.add_argument("--version", action="version", version=f"seva-plugin {__version__}")
@@ -94,11 +113,42 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("--work-dir", required=True)
     it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
     it.set_defaults(func=cmd_iterate)
+
+    e = sub.add_parser("export", help="convert a finished build to TRL's format, Parquet with embedded images, or JSONL, without regenerating")
+    e.add_argument("data_dir", help="the output.dataset_dir of the build")
+    e.add_argument("--name", required=True, help="the dataset name (output.name)")
+    e.add_argument("--to", required=True, choices=["trl", "parquet", "jsonl"], help="trl: TRL's vision preference format; parquet: LLaMA-Factory with embedded images; jsonl: LLaMA-Factory with image paths")
+    e.add_argument("--out", required=True, help="folder to write into (its dataset_info.json gets the entry, for parquet and jsonl)")
+    e.add_argument("--out-name", help="dataset name in --out (default: --name)")
+    e.add_argument("--shard-size", type=int, help="parquet, trl: pairs per shard file (default 1000)")
+    e.add_argument("--license", help="parquet, trl: the dataset card's licence, a Hub licence id (default: the build's output.license, else unknown)")
+    e.add_argument("--overwrite", action="store_true", help="replace a dataset of the same name in --out")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("recipes", help="list the shipped recipes and build templates, or copy some to a folder")
+    r.add_argument("action", nargs="?", choices=["list", "copy"], default="list")
+    r.add_argument("names", nargs="*", help="files to copy, e.g. seva_llava.yaml (recipes and data_templates are searched)")
+    r.add_argument("--to", default=".", help="destination folder for copy (default: the current folder)")
+    r.add_argument("--force", action="store_true", help="replace files that already exist there")
+    r.set_defaults(func=cmd_recipes)
     return p
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """``key=value`` overrides are accepted anywhere on the line, options included:
+    ``seva iterate B R --rounds 2 --work-dir D model=...`` works as ``docs/csr.md`` shows."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    strays = [a for a in extra if a.startswith("-") or "=" not in a]
+    if strays or (extra and not hasattr(args, "overrides")):
+        p.error(f"unrecognized arguments: {' '.join(strays or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except SevaError as exc:

@@ -1,8 +1,8 @@
 """``seva inspect``: a terminal summary of a built dataset and a self-contained HTML gallery.
 
 The gallery shows, for each pair, the clean image and the augmented view the model saw,
-rebuilt from the manifest's config and the record's seed exactly as the ``hf`` backend
-built it (tensor-space noise is de-normalised for display), the question, and chosen and
+rebuilt from the manifest's config and the record's seed exactly as the backend built it
+(after the processor's resize and crop; pixels de-normalised for display), the question, and chosen and
 rejected side by side with their word-level differences marked. Only the processor is
 loaded, never the model weights.
 """
@@ -18,6 +18,7 @@ import os
 import statistics
 from collections import Counter
 
+from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.records import IMAGE_TOKEN
 from seva_plugin.errors import ConfigError
 
@@ -30,17 +31,10 @@ def _read_jsonl(path: str) -> list[dict]:
 
 def load_dataset(data_dir: str, name: str) -> tuple[list[dict], dict, list[dict]]:
     """(records, manifest, journal entries); the manifest and journal may be missing ({} / [])."""
-    data = os.path.join(data_dir, f"{name}.jsonl")
-    if not os.path.isfile(data):
-        raise ConfigError(f"no dataset '{name}' in {data_dir}: {data} not found.")
-    manifest_path = os.path.join(data_dir, f"{name}.manifest.json")
-    manifest = {}
-    if os.path.isfile(manifest_path):
-        with open(manifest_path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    journal_path = os.path.join(data_dir, ".seva", f"{name}.journal.jsonl")
-    journal = [e for e in _read_jsonl(journal_path) if e.get("kind") not in ("header", "commit")] if os.path.isfile(journal_path) else []
-    return _read_jsonl(data), manifest, journal
+    files = DatasetFiles(data_dir, name)
+    if not os.path.isfile(files.data):
+        raise ConfigError(f"no dataset '{name}' in {data_dir}: {files.data} not found.")
+    return _read_jsonl(files.data), files.read_manifest(), list(files.journal_entries())
 
 
 def image_paths(record: dict, data_dir: str) -> list[str]:
@@ -118,7 +112,7 @@ class ViewMaker:
         self.augmenter = registry.get("augmenter", name).build(params, "augment")
         strategy, _ = split_spec(config.get("strategy", "seva"), "strategy")
         # CSR and the like answer on the clean image only: there is no second view to show
-        self.uses_augmenter = getattr(registry.get("strategy", strategy).cls, "uses_augmenter", True)
+        self.uses_augmenter = registry.get("strategy", strategy).cls.uses_augmenter
         backend_name, backend_params = split_spec(config.get("backend", "hf"), "backend")
         if backend_name != "hf":  # other backends render prompts the same way; keep only what shapes pixels
             backend_params = {k: v for k, v in backend_params.items() if k == "image_max_pixels"}
@@ -130,24 +124,26 @@ class ViewMaker:
         import transformers
 
         transformers.logging.set_verbosity_error()
-        self.processor = self.backend.load_without_model().processor
+        self.renderer = self.backend.renderer
+        self.processor = self.renderer.processor
 
-    def views(self, record: dict, images: list) -> list:
-        """The augmented images (PIL) for one record, as view 1 of ``HfBackend.generate`` made them."""
+    def views(self, record: dict, images: list) -> tuple[list, list]:
+        """``(clean, augmented)``: the images of one record as the model saw them (after the
+        processor's resize and crop, de-normalised), clean and under view 1 of the build's
+        strategy; no augmented images when the strategy never applies its augmenter."""
         from seva_plugin.build.records import LoadedRecord, PromptRecord
-        from seva_plugin.plugins.backends.hf import augment_tensors, image_slices, view_generator
+        from seva_plugin.interfaces import CLEAN, View
+        from seva_plugin.plugins.backends.pixels import image_slices
 
-        if not self.uses_augmenter or "seed" not in record.get("provenance", {}):
-            return []
-        seed = int(record["provenance"]["seed"])
-        aug = self.augmenter
-        if aug.space != "tensor":
-            return [aug(img, view_generator(seed, 1, k)) for k, img in enumerate(images)]
+        seed = record.get("provenance", {}).get("seed")
         prompt = record["conversations"][0]["value"]
-        loaded = LoadedRecord(PromptRecord(record.get("id", ""), prompt, []), images, seed)
-        ids = [self.backend.prompt_ids(prompt, images)]
-        mm = augment_tensors(self.backend.mm_inputs([images], ids), aug, [loaded], 1)
-        return [self.to_image(mm, s) for s in image_slices(mm)]
+        loaded = LoadedRecord(PromptRecord(record.get("id", ""), prompt, []), images, int(seed or 0))
+        clean = self.renderer.view_inputs([loaded], CLEAN)
+        seen = [self.to_image(clean[1], s) for s in image_slices(clean[1])]
+        if not self.uses_augmenter or seed is None:
+            return seen, []
+        _, mm = self.renderer.view_inputs([loaded], View(1, self.augmenter), clean)
+        return seen, [self.to_image(mm, s) for s in image_slices(mm)]
 
     def to_image(self, mm: dict, where: slice):
         """De-normalise one image's pixels for display (first tile for LLaVA-NeXT; un-patchified for Qwen2-VL)."""
@@ -254,8 +250,8 @@ def write_gallery(path: str, name: str, records: list[dict], data_dir: str, mani
     shown = records[: max(0, limit)]
     parts = []
     for n, record in enumerate(tqdm(shown, desc="gallery", unit="pair", disable=len(shown) < 50), 1):
-        clean = [load_rgb(p) for p in image_paths(record, data_dir)]
-        augmented = maker.views(record, clean) if maker else []
+        images = [load_rgb(p) for p in image_paths(record, data_dir)]
+        clean, augmented = maker.views(record, images) if maker else (images, [])
         parts.append(render_pair(n, record, clean, augmented, label))
     more = f"Showing the first {len(shown)} of {len(records)} pairs (raise --limit to see more)." if len(shown) < len(records) else f"All {len(records)} pairs."
     page = (

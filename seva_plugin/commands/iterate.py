@@ -25,7 +25,6 @@ Overrides: ``key=value`` edit the build config; ``train.key=value`` go to ``llam
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,8 @@ from collections.abc import Callable
 
 import yaml
 
-from seva_plugin.build.config import apply_overrides, load_config
+from seva_plugin.build.config import apply_overrides, fingerprint, load_config
+from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.files import atomic_write_json
 from seva_plugin.commands.host import llamafactory_cli
 from seva_plugin.errors import ConfigError, SevaError
@@ -74,11 +74,8 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
 
 
 def _fingerprint(build_config: dict) -> str:
-    """What makes two runs the same iteration: the build config minus what iterate sets per round
-    and what never changes the data (``limit``, as for a build's journal; ``output.overwrite``)."""
-    cfg = {k: v for k, v in build_config.items() if k != "limit"}
-    cfg["output"] = {k: v for k, v in cfg["output"].items() if k not in ("dataset_dir", "overwrite")}
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+    """What makes two runs the same iteration: the build's fingerprint, less the folder iterate sets per round."""
+    return fingerprint(build_config, ignore_output=("dataset_dir", "overwrite"))
 
 
 class Iteration:
@@ -149,7 +146,7 @@ class Iteration:
                     "model": previous,  # generates the round's data and is the DPO reference
                     "dataset": f"{self.config.output['name']}_r{n}",
                     "dataset_dir": self.data_dir,
-                    "manifest": os.path.join(self.data_dir, f"{self.config.output['name']}_r{n}.manifest.json"),
+                    "manifest": DatasetFiles(self.data_dir, f"{self.config.output['name']}_r{n}").manifest,
                     "adapter": adapter,
                     "output_model": os.path.join(folder, "merged") if self.finetuning_type in ADAPTER_TYPES else adapter,
                     "steps_done": [],

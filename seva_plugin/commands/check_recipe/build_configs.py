@@ -6,6 +6,8 @@ import glob
 import json
 import os
 
+from seva_plugin import resources
+from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.commands.check_recipe.files import read_json, read_yaml, section, show
 
 # The folder of build configs and of the dataset_info.json entries to copy into a dataset_dir.
@@ -13,14 +15,13 @@ DATA_TEMPLATES = "data_templates"
 
 
 def _template_dirs(recipe_path: str) -> list[str]:
-    """data_templates/ folders near the current directory, the recipe, and this package's checkout."""
+    """data_templates/ folders near the current directory and the recipe, then the shipped ones."""
     here = os.path.dirname(os.path.abspath(recipe_path))
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     dirs = [
         os.path.join(os.getcwd(), DATA_TEMPLATES),
         os.path.join(here, DATA_TEMPLATES),
         os.path.join(os.path.dirname(here), DATA_TEMPLATES),
-        os.path.join(package_root, DATA_TEMPLATES),
+        str(resources.folder("data_templates")),
     ]
     out = []
     for d in dirs:
@@ -74,7 +75,7 @@ def template_entry(name: str, recipe_path: str) -> str | None:
 
 def generation_config(name: str, recipe_path: str, dataset_dir: str) -> tuple[str, dict] | None:
     """The build config a dataset was generated with (its manifest) or will be (data_templates/)."""
-    manifest = os.path.join(dataset_dir, f"{name}.manifest.json")
+    manifest = DatasetFiles(dataset_dir, name).manifest
     if os.path.isfile(manifest):
         cfg = read_json(manifest).get("config")
         if isinstance(cfg, dict):

@@ -20,19 +20,23 @@ def loaded_records(examples, seed: int) -> list[LoadedRecord]:
 
 
 def answers(backend, examples, views: list, seed: int, desc: str = "", batch_size: int = 64) -> list[list[str]]:
-    """``answers[v][i]``: the greedy answer to ``examples[i]`` under ``views[v]`` (None = clean image).
+    """``answers[v][i]``: the greedy answer to ``examples[i]`` under ``views[v]`` (``View`` objects).
 
-    Each record's noise comes from the same per-record seed the pipeline uses, so an evaluation
-    at the build's noise step sees exactly the views the build saw.
+    Each record's noise comes from its per-record seed and the view's id, as in the pipeline, so
+    the same ``View`` gives the same noise before and after training, and an evaluation at the
+    build's noise step with view id 1 sees exactly the views the build saw.
     """
     from tqdm.auto import tqdm
+
+    from seva_plugin.interfaces import GenerationRequest
 
     records = loaded_records(examples, seed)
     out: list[list[str]] = [[] for _ in views]
     with tqdm(total=len(records), desc=desc, unit="question", leave=False, disable=not desc) as bar:
         for i in range(0, len(records), batch_size):
             chunk = records[i : i + batch_size]
-            for v, texts in enumerate(backend.generate(chunk, views)):
-                out[v] += texts
+            got = backend.generate([GenerationRequest(r, view) for view in views for r in chunk])
+            for v in range(len(views)):
+                out[v] += [a.texts[0].strip() for a in got[v * len(chunk) : (v + 1) * len(chunk)]]
             bar.update(len(chunk))
     return out

@@ -15,13 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from seva_plugin import resources
+from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.commands.host import llamafactory_cli
 from seva_plugin.errors import SevaError
 
-REPO = Path(__file__).resolve().parents[2]  # recipes/ and data_templates/ sit next to the package
-SFT_RECIPE = REPO / "recipes" / "demo_sft_cpu.yaml"
-DPO_RECIPE = REPO / "recipes" / "demo_dpo_cpu.yaml"
-BUILD_CONFIG = REPO / "data_templates" / "demo_seva.yaml"
+SFT_RECIPE = resources.path("recipes", "demo_sft_cpu.yaml")  # shipped with the package
+DPO_RECIPE = resources.path("recipes", "demo_dpo_cpu.yaml")
+BUILD_CONFIG = resources.path("data_templates", "demo_seva.yaml")
 NOISE_STEPS = (0, 200, 500, 800, 900, 999)
 IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tokens)
 POSITION_STD = 0.5  # see prepare_base_model
@@ -31,11 +32,6 @@ SIZES = {
     "full": {"n_sft": 600, "n_unlabeled": 300, "n_heldout": 150, "sft_overrides": {}},
     "small": {"n_sft": 150, "n_unlabeled": 60, "n_heldout": 30, "sft_overrides": {"num_train_epochs": 12}},
 }
-
-
-def read_journal(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [e for e in map(json.loads, fh) if e["kind"] in ("pair", "drop", "reject")]
 
 
 def _say(msg: str) -> None:
@@ -131,11 +127,12 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
+    from seva_plugin.interfaces import CLEAN, View
     from seva_plugin.plugins.backends.hf import HfBackend
 
     for path in (SFT_RECIPE, DPO_RECIPE, BUILD_CONFIG):
         if not path.is_file():
-            raise SevaError(f"{path} not found: the demo runs from a checkout of seva-plugin (pip install -e .).")
+            raise SevaError(f"{path} not found: the package is installed without its recipes; reinstall seva-plugin.")
     size = SIZES["small" if small else "full"]
     out = os.path.abspath(out_dir)
     data_dir, logs = os.path.join(out, "data"), os.path.join(out, "logs")
@@ -167,16 +164,17 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     step = config.augment["step"]
     steps = sorted({*NOISE_STEPS, step})
     _say(f"[4/6] asking the SFT model {len(world.heldout)} held-out questions, clean and noised at t={', '.join(map(str, steps[1:]))}")
-    views = [None if t == 0 else api.augmenter("diffusion_noise", step=t) for t in steps]
+    # one view id for every noise step: the same per-record noise draw, before and after DPO
+    views = [CLEAN if t == 0 else View(1, api.augmenter("diffusion_noise", step=t)) for t in steps]
     before_answers = answers(HfBackend(model=sft_dir, template="llava", max_new_tokens=8), world.heldout, views, seed, desc="evaluate")
     lap("evaluate before")
 
     _say(f"[5/6] building SeVa pairs on {len(world.unlabeled)} unlabeled prompts (diffusion noise t={step}) with seva_plugin.build.pipeline.build")
-    journal_path = os.path.join(data_dir, ".seva", f"{config.output['name']}.journal.jsonl")
-    if os.path.exists(journal_path):  # a rerun's SFT model is new: never resume the last run's pairs
-        os.unlink(journal_path)
+    files = DatasetFiles(data_dir, config.output["name"])
+    if os.path.exists(files.journal):  # a rerun's SFT model is new: never resume the last run's pairs
+        os.unlink(files.journal)
     result = api.build(config, progress=True)
-    journal = read_journal(journal_path)
+    journal = list(files.journal_entries())
     lap("build pairs")
 
     dpo_dir = os.path.join(out, "dpo_adapter")
@@ -186,7 +184,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
         llamafactory_train(DPO_RECIPE, dpo_overrides, dpo_dir, os.path.join(logs, "dpo.log"), "dpo")
         lap("dpo")
         after = HfBackend(model=sft_dir, template="llava", max_new_tokens=8, adapter=dpo_dir)
-        after_answers = answers(after, world.heldout, [None, views[steps.index(step)]], seed, desc="evaluate")
+        after_answers = answers(after, world.heldout, [CLEAN, views[steps.index(step)]], seed, desc="evaluate")
         lap("evaluate after")
     else:  # nothing to train on: the model is its own "after"
         _say("[6/6] no pairs were kept, so there is nothing to train DPO on; skipped")

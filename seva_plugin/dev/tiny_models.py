@@ -245,8 +245,12 @@ def build_tiny_llava(
     vocab: Iterable[str] | None = None,
     *,
     patch_size: int = 8,
+    head_dim: int = 16,
 ) -> str:
     """Build a tiny LLaVA-1.5 twin (template ``llava``) in ``out_dir``.
+
+    ``head_dim``: the language model's attention head size (4 heads, so its width is
+    ``4 * head_dim``); vLLM's CPU attention needs 32 or more.
 
     ``image_size``/``patch_size`` set the vision grid: each image becomes
     ``(image_size // patch_size) ** 2`` ``<image>`` tokens (16 by default; the
@@ -266,7 +270,7 @@ def build_tiny_llava(
 
     config = LlavaConfig(
         vision_config=_clip_vision_config(image_size, patch_size),
-        text_config=_llama_text_config(_embedding_rows(tokenizer), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"]),
+        text_config=_llama_text_config(_embedding_rows(tokenizer), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"], hidden=4 * head_dim),
         image_token_index=ids["<image>"],
         vision_feature_select_strategy="default",  # drop CLS, as LLaVA-1.5 does
         vision_feature_layer=-1,  # last layer of the 2-layer tower (real: -2 of 24)
@@ -300,13 +304,14 @@ def build_tiny_llava_next(
     vocab: Iterable[str] | None = None,
     *,
     patch_size: int = 8,
+    head_dim: int = 16,
 ) -> str:
     """Build a tiny LLaVA-NeXT twin (template ``llava_next``) in ``out_dir``.
 
     AnyRes tiling uses grid pinpoints of one or two ``image_size`` tiles, so an
     image becomes 16 (base view) + up to 40 (tiles, unpadded, plus one newline
     per row) = at most 56 ``<image>`` tokens at the defaults.
-    ``vocab`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
+    ``vocab`` and ``head_dim`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
     """
     from transformers import (
         LlavaNextConfig,
@@ -325,7 +330,7 @@ def build_tiny_llava_next(
 
     config = LlavaNextConfig(
         vision_config=_clip_vision_config(image_size, patch_size),
-        text_config=_llama_text_config(_embedding_rows(tokenizer), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"]),
+        text_config=_llama_text_config(_embedding_rows(tokenizer), bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"], hidden=4 * head_dim),
         image_token_index=ids["<image>"],
         image_grid_pinpoints=pinpoints,  # must match the image processor's
         vision_feature_select_strategy="default",
@@ -373,6 +378,7 @@ def build_tiny_qwen2_vl(
     vocab: Iterable[str] | None = None,
     *,
     max_pixels: int = 112 * 112,
+    head_dim: int = 16,
 ) -> str:
     """Build a tiny Qwen2-VL twin (template ``qwen2_vl``) in ``out_dir``.
 
@@ -381,7 +387,7 @@ def build_tiny_qwen2_vl(
     ``h * w / 784`` tokens. The saved image processor caps images at
     ``max_pixels`` (16 tokens at the default); callers should still pass a small
     ``image_max_pixels`` to LLaMA-Factory, which resizes before the processor
-    (3136 = 56x56 px gives 4 tokens). ``vocab`` as in :func:`build_tiny_llava`.
+    (3136 = 56x56 px gives 4 tokens). ``vocab`` and ``head_dim`` as in :func:`build_tiny_llava`.
     Returns ``out_dir`` as ``str``.
     """
     from transformers import (
@@ -406,8 +412,8 @@ def build_tiny_qwen2_vl(
     _check_single_tokens(tokenizer, extra)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
 
-    hidden, heads = 64, 4
-    head_dim = hidden // heads
+    heads = 4
+    hidden = heads * head_dim
     config = Qwen2VLConfig(
         text_config=dict(
             vocab_size=_embedding_rows(tokenizer),
@@ -418,7 +424,7 @@ def build_tiny_qwen2_vl(
             num_key_value_heads=2,
             max_position_embeddings=4096,
             # multimodal RoPE: (temporal, height, width) sections sum to head_dim / 2
-            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+            rope_scaling={"type": "mrope", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]},
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?=
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test test-fast bench lint clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the tests that start llamafactory-cli, seva, Ray or an engine process.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 bench: install
 	$(PY) -m benchmarks.bench $(if $(MODEL),--model $(MODEL))

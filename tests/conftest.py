@@ -11,6 +11,8 @@ from PIL import Image
 
 from seva_plugin.commands.host import llamafactory_cli
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: recipes/, data_templates/, docs/
+
 # Tiny models gain nothing from a second thread and lose a lot when the cores are shared:
 # one thread here and in every subprocess (llamafactory-cli, seva build) the tests start.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

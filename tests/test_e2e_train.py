@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from conftest import make_images, run_train
+from conftest import REPO, make_images, run_train
 
-RECIPE = os.path.join(os.path.dirname(__file__), "..", "recipes", "tiny_dpo_cpu.yaml")
+RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 
 
 @pytest.mark.slow

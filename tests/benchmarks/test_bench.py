@@ -18,6 +18,7 @@ pytest.importorskip("llamafactory")
 BENCH_LINE = re.compile(r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+)$")
 
 
+@pytest.mark.slow
 def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     cmd = [
         sys.executable, "-m", "benchmarks.bench", "--out", str(tmp_path / "bench"),

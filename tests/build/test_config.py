@@ -42,3 +42,56 @@ def test_specs():
     assert source_spec({"file": "a.jsonl"})[0] == "jsonl"
     with pytest.raises(ConfigError):
         split_spec({"step": 3}, "augment")
+
+
+def test_load_config_leaves_the_callers_dicts_alone():
+    """Overrides used to write into the caller's nested dicts (``api.build(cfg, overrides)`` twice
+    built the second time with the first call's overrides)."""
+    import copy
+
+    from seva_plugin.build.config import fingerprint
+
+    config = {**BASE, "backend": {"name": "hf", "batch_size": 4}, "augment": {"name": "diffusion_noise", "step": 500}}
+    before = copy.deepcopy(config)
+    cfg = load_config(config, ["backend.batch_size=32", "augment.step=800", "output.overwrite=true"])
+    assert config == before
+    assert cfg.backend["batch_size"] == 32 and cfg.augment["step"] == 800
+    # the fingerprint ignores what never changes the data
+    assert fingerprint(cfg.to_dict()) == fingerprint(load_config(config, ["backend.batch_size=32", "augment.step=800", "limit=3"]).to_dict())
+    assert fingerprint(cfg.to_dict()) != fingerprint(load_config(config).to_dict())
+
+
+def test_a_writers_own_output_keys_are_accepted_and_checked_by_the_writer(tmp_path):
+    """``output.image_paths`` (documented) was refused as an unknown key before any writer saw it."""
+    from seva_plugin.build.pipeline import Build
+    from seva_plugin.dev.tiny_models import build_tiny_llava
+
+    model = build_tiny_llava(tmp_path / "llava")
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "image": "x.png", "question": "Q?"}\n')
+    config = {"model": model, "template": "llava", "source": {"file": str(tmp_path / "p.jsonl")}, "output": {"dataset_dir": str(tmp_path / "data"), "name": "d"}}
+    assert load_config({**config, "output": {**config["output"], "image_paths": "absolute"}}).output["image_paths"] == "absolute"
+    build = Build({**config, "output": {**config["output"], "image_paths": "absolute"}})
+    assert build.writer.image_paths == "absolute"
+    with pytest.raises(ConfigError, match="unknown key 'image_path' in output.*Did you mean 'image_paths'"):
+        Build({**config, "output": {**config["output"], "image_path": "absolute"}})
+
+
+def test_a_missing_local_model_folder_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    """``models/llava`` next to a ``models/`` folder is a local path: missing, it fails at once
+    (it used to pass as a hub id and cost minutes of hub retries)."""
+    from seva_plugin.build.model_paths import check_model_path, looks_local
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    assert looks_local("models/llava") and looks_local("./x") and looks_local("/abs/x") and looks_local("a/b/c")
+    assert not looks_local("llava-hf/llava-1.5-7b-hf")
+    with pytest.raises(ConfigError, match="model: model path not found: models/llava"):
+        check_model_path("models/llava", "model")
+    with pytest.raises(ConfigError, match="has no config.json"):
+        check_model_path("models", "model")
+    check_model_path("llava-hf/llava-1.5-7b-hf", "model")  # a hub id passes the path rule
+    # CSR's CLIP goes through the same rule
+    from seva_plugin.registry import get_registry
+
+    with pytest.raises(ConfigError, match="clip_model: model path not found: models/clip"):
+        get_registry().get("strategy", "csr").build({"clip_model": "models/clip"}, "strategy")

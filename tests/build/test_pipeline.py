@@ -160,6 +160,7 @@ def test_config_and_environment_errors_come_before_any_model_loads(build_config,
     assert "loaded" not in vars(b.backend)  # the model was never loaded
 
 
+@pytest.mark.slow
 def test_cli_build_with_overrides_and_clear_errors(build_config, tmp_path):
     import yaml
 
@@ -171,3 +172,70 @@ def test_cli_build_with_overrides_and_clear_errors(build_config, tmp_path):
     assert "pairs kept in" in ok.stdout and os.path.isfile(tmp_path / "data" / "cli_set.jsonl")
     bad = subprocess.run([*seva, "build", str(path), "augment.stepp=3"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown key 'stepp' in augment") and "Traceback" not in bad.stderr
+
+
+def test_prefetch_stops_and_closes_the_source_when_the_consumer_leaves():
+    """The prefetch thread used to block forever on ``put`` once the consumer was gone, and the
+    source iterator (an open file) was never closed."""
+    import threading
+
+    from seva_plugin.build.pipeline import prefetch
+
+    closed = threading.Event()
+
+    def source():
+        try:
+            for i in range(1000):
+                yield i
+        finally:
+            closed.set()
+
+    it = prefetch(source(), depth=1)
+    assert next(it) == 0
+    it.close()  # the consumer leaves early (an error, Ctrl-C)
+    assert closed.wait(5)
+    assert not any(t.name == "seva-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_strategy_needs_nothing_but_the_contract(build_config, tmp_path):
+    """CSR used to check four backend methods and call a fifth; now any backend serving
+    ``generate`` runs both strategies. A scripted backend (no model at all) proves it."""
+    from seva_plugin.interfaces import Answer, Backend
+    from seva_plugin.registry import Registry, make_plugin_manager
+
+    class Scripted(Backend):
+        name = "scripted"
+
+        def __init__(self, model, template):
+            self.calls = 0
+
+        def generate(self, requests):
+            self.calls += 1
+            out = []
+            for r in requests:
+                words = ["The square is red.", " It is small.", ""] if r.view.clean else ["A blue circle.", " Big.", ""]
+                step = r.prefix.count(".")
+                text = words[min(step, 2)]
+                reason = "eos" if not text else "stop"
+                out.append(Answer([text] * r.n, [reason] * r.n, [[-0.5 - k * 0.1] * 3 for k in range(r.n)] if r.logprobs else None, [[1, 2, 3]] * r.n if r.logprobs else None))
+            return out
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(Scripted)
+
+    pm = make_plugin_manager(entry_points=False)
+    pm.register(Plugin(), name="scripted-plugin")
+    registry = Registry(pm)
+    import seva_plugin.build.pipeline as pipeline
+
+    original = pipeline.get_registry
+    pipeline.get_registry = lambda: registry
+    try:
+        config = {**build_config, "backend": {"name": "scripted"}, "limit": 2}
+        result = Build({**config, "output": {**config["output"], "name": "scripted_seva"}}).run(progress=False)
+        rows = read_jsonl(result.data_file)
+        assert [(r["chosen"]["value"], r["rejected"]["value"]) for r in rows] == [("The square is red.", "A blue circle.")] * 2
+    finally:
+        pipeline.get_registry = original

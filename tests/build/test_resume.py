@@ -46,6 +46,7 @@ def commits(journal_path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_build_then_rerun_equals_an_uninterrupted_build(tiny_llava, many_prompts, tmp_path):
     reference = build(config(tiny_llava, many_prompts, tmp_path / "ref", tokens=16, batch=2), progress=False)
 

@@ -15,7 +15,7 @@ import yaml
 
 from seva_plugin.commands.check_recipe import CheckReport, check_recipe, find_build_config, main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO as ROOT  # noqa: E402
 RECIPES = sorted(glob.glob(os.path.join(ROOT, "recipes", "*.yaml")))
 SEVA_COLUMNS = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}
 

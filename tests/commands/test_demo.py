@@ -130,3 +130,23 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     html = tmp_path / "gallery.html"
     inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html))
     assert html.read_text().count('<section class="pair"') == p["kept"]
+
+
+def test_noised_evaluation_is_paired_before_and_after(tiny_llava, tmp_path):
+    """The demo compares noised accuracy before and after DPO: both must see the same noise.
+    Noise used to be seeded by the view's position in a list (4 before, 1 after); now by the
+    view's explicit id, so a view answers the same wherever it stands in the list."""
+    from seva_plugin.api import augmenter
+    from seva_plugin.commands.demo.evaluate import answers
+    from seva_plugin.commands.demo.world import make_world
+    from seva_plugin.interfaces import CLEAN, View
+    from seva_plugin.plugins.backends.hf import HfBackend
+
+    world = make_world(str(tmp_path / "world"), seed=0, n_sft=0, n_unlabeled=0, n_heldout=6)
+    backend = HfBackend(model=tiny_llava, template="llava", max_new_tokens=6)
+    noised = View(1, augmenter("diffusion_noise", step=900))
+    other = View(1, augmenter("diffusion_noise", step=200))
+    before = answers(backend, world.heldout, [CLEAN, other, noised], seed=0)
+    after = answers(backend, world.heldout, [CLEAN, noised], seed=0)
+    assert before[2] == after[1]
+    assert before[0] == after[0]

@@ -16,7 +16,7 @@ from seva_plugin.errors import ConfigError
 
 pytest.importorskip("llamafactory")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO  # noqa: E402
 RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 
 
@@ -64,6 +64,7 @@ def test_split_overrides():
     )
 
 
+@pytest.mark.slow
 def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, tiny_llava, tmp_path, monkeypatch):
     work = tmp_path / "work"
     calls = []
@@ -130,6 +131,7 @@ def test_a_different_config_in_the_same_work_dir_is_refused(build_yaml, tmp_path
         Iteration(build_yaml, RECIPE, 1, str(work), overrides=["seed=7"])
 
 
+@pytest.mark.slow
 def test_failed_training_names_its_log_and_is_retried(build_yaml, tmp_path, monkeypatch):
     fake_cli = tmp_path / "llamafactory-cli"
     fake_cli.write_text("#!/bin/sh\necho \"ValueError: Some keys are not used by the HfArgumentParser\"\nexit 1\n")
@@ -144,6 +146,7 @@ def test_failed_training_names_its_log_and_is_retried(build_yaml, tmp_path, monk
     assert "no_such_key=1" in (work / "r0" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_seva_strategy_with_full_fine_tuning_needs_no_merge(build_yaml, tiny_llava, tmp_path, monkeypatch):
     """The other strategy, and a recipe without an adapter: the trained output_dir is the next model."""
     work = tmp_path / "work"

@@ -23,9 +23,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
+import conftest  # noqa: E402
 from seva_plugin.dev import tiny_models  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(conftest.REPO)
 RECIPE = REPO / "recipes" / "tiny_dpo_cpu.yaml"
 
 # family -> (builder, LLaMA-Factory template, extra recipe overrides)
@@ -210,6 +211,7 @@ def test_clip_loads_and_scores(tmp_path, images):
 # through LLaMA-Factory's loaders
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.slow
 def test_loads_through_llamafactory_and_generates_batched(family, tiny_dirs, images):
     model, tokenizer, processor, template = _load_with_llamafactory(tiny_dirs[family], FAMILIES[family][1])
     assert processor is not None and model.dtype == torch.float32

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from conftest import run_train
+from conftest import REPO, run_train
 from seva_plugin.build.pipeline import build
 
-RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
+RECIPES = os.path.join(REPO, "recipes")
 FAMILIES = [
     ("seva_llava.yaml", "build_tiny_llava", "llava", {}),
     ("seva_llava_13b.yaml", "build_tiny_llava", "llava", {}),

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pluggy
 import pytest
 
-from seva_plugin import hookimpl, hookspecs
+from conftest import REPO
+from seva_plugin import hookimpl, hookspecs, interfaces
 from seva_plugin.errors import ConfigError
 from seva_plugin.registry import KINDS, Registry, make_plugin_manager
 
@@ -26,7 +27,7 @@ def test_every_builtin_is_registered_by_its_own_module():
     for kind, names in BUILTINS.items():
         assert names <= set(registry.names(kind)), kind
         for name in names:
-            assert registry.get(kind, name).plugin.startswith("seva_plugin.default_plugins.")
+            assert registry.get(kind, name).plugin.startswith("seva_plugin.plugins.")
 
 
 def test_every_hook_is_documented_and_every_kind_has_a_hook():
@@ -34,12 +35,12 @@ def test_every_hook_is_documented_and_every_kind_has_a_hook():
     assert len(specs) == len(KINDS)
     for name in specs:
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
-        doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")).read()
+        doc = open(os.path.join(REPO, "docs", "plugins.md")).read()
         assert name in doc, f"{name} is not in docs/plugins.md"
 
 
 @dataclass
-class Blur:
+class Blur(interfaces.Augmenter):
     name = "test_blur"
     space = "pixel"
     radius: float = 1.0
@@ -99,6 +100,7 @@ def test_unknown_component_suggests_the_closest_name():
         registry.get("augmenter", "difusion_noise")
 
 
+@pytest.mark.slow
 def test_seva_plugins_lists_kind_name_and_plugin_without_heavy_imports():
     code = "import sys; from seva_plugin.commands.cli import main; main(['plugins']); print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -106,3 +108,21 @@ def test_seva_plugins_lists_kind_name_and_plugin_without_heavy_imports():
         for name in names:
             assert any(line.split()[:2] == [kind, name] for line in out.splitlines()), (kind, name)
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_component_must_subclass_its_interface():
+    class NotAnAugmenter:
+        name = "plain"
+
+        def __call__(self, image, generator=None):
+            return image
+
+    class Plugin:
+        @hookimpl
+        def register_augmenters(self, register):
+            register(NotAnAugmenter)
+
+    pm = make_plugin_manager(entry_points=False)
+    pm.register(Plugin(), name="bad-plugin")
+    with pytest.raises(ConfigError, match="bad-plugin registered .*NotAnAugmenter.* does not subclass seva_plugin.interfaces.Augmenter"):
+        Registry(pm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -90,18 +91,31 @@ def test_report_prints_the_figures_it_is_given():
 
 
 @pytest.mark.slow
-def test_small_demo_end_to_end(tmp_path, capsys):
-    """A shrunken ``seva demo``: the real llamafactory-cli SFT and DPO runs, and a report whose
-    figures match what the files on disk say."""
+def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp_path):
+    """``seva demo --small`` from a non-editable install, run in an empty folder (no checkout in
+    sight): the real llamafactory-cli SFT and DPO runs, and a report whose figures match what the
+    files on disk say."""
     pytest.importorskip("llamafactory")
-    from seva_plugin.commands.demo import run_demo
+    import subprocess
+    import sys
+
+    from conftest import REPO
     from seva_plugin.commands.demo.world import is_correct, make_world, truth_table
     from seva_plugin.commands.gallery import inspect_dataset
 
-    r = run_demo(str(tmp_path / "demo"), small=True)
-    printed = capsys.readouterr().out
-    assert printed.strip() == (tmp_path / "demo" / "report.txt").read_text().strip()
-    assert json.loads((tmp_path / "demo" / "report.json").read_text())["dpo"] == r["dpo"]
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), REPO], check=True, capture_output=True)
+    work = tmp_path / "empty"
+    work.mkdir()
+    code = "import seva_plugin, sys; print(seva_plugin.__file__, file=sys.stderr); from seva_plugin.commands.cli import main; sys.exit(main(['demo', '--small', '--out', 'demo']))"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert str(site) in run.stderr.splitlines()[0]  # the installed copy ran, not the checkout
+    printed = run.stdout
+    demo = work / "demo"
+    assert printed.strip() == (demo / "report.txt").read_text().strip()
+    r = json.loads((demo / "report.json").read_text())
 
     # pairs kept and dropped add up to the prompts, and match the files
     p = r["pairs"]
@@ -110,14 +124,14 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     assert len(rows) == p["kept"]
 
     # pair precision recomputed from the written pairs and the world's ground truth
-    world = make_world(str(tmp_path / "demo" / "world"), seed=0, n_sft=150, n_unlabeled=60, n_heldout=30)
+    world = make_world(str(demo / "world"), seed=0, n_sft=150, n_unlabeled=60, n_heldout=30)
     truth = truth_table(world)
     if rows:
         chosen_ok = sum(is_correct(x["chosen"]["value"], truth[x["id"]].answer) for x in rows) / len(rows)
         assert p["precision"]["kept"]["chosen_correct"] == pytest.approx(chosen_ok)
         assert f"chosen correct {100 * chosen_ok:5.1f}%" in printed
         assert r["paths"]["adapter"] in printed
-        assert (tmp_path / "demo" / "dpo_adapter" / "adapter_config.json").exists()
+        assert (demo / "dpo_adapter" / "adapter_config.json").exists()
     # accuracy rows: one per noise step, each in [0, 1], t=0 equal to the "before" figure
     assert r["noise"]["steps"][0] == 0 and len(r["noise"]["accuracy"]) == len(r["noise"]["steps"])
     assert r["noise"]["accuracy"][0] == r["dpo"]["before"]

@@ -130,14 +130,14 @@ class Timing:
         return min(self.runs)
 
 
-def run_builder(cfg: dict, loaded) -> tuple[float, str]:
+def run_builder(cfg: dict, loaded_backend) -> tuple[float, str]:
     """``Build(cfg).run()`` timed from construction to the manifest; the model is already loaded."""
     from seva_plugin.build.pipeline import Build
 
     shutil.rmtree(cfg["output"]["dataset_dir"], ignore_errors=True)
     start = time.perf_counter()
     build = Build(cfg)
-    build.backend.__dict__["loaded"] = loaded  # share the loaded weights: model loading is outside every timing
+    build.backend.share_weights(loaded_backend)  # model loading is outside every timing
     result = build.run(progress=False)
     seconds = time.perf_counter() - start
     return seconds, sha256(result.data_file)
@@ -145,7 +145,14 @@ def run_builder(cfg: dict, loaded) -> tuple[float, str]:
 
 def prepared_batches(backend, augmenter, records, batch_size: int) -> list[dict]:
     """The builder's own model inputs for every batch (clean + augmented), made before timing."""
-    return [backend.batch_inputs(*backend.model_inputs(records[i : i + batch_size], [None, augmenter])) for i in range(0, len(records), batch_size)]
+    from seva_plugin.interfaces import CLEAN, GenerationRequest, View
+
+    views = [CLEAN, View(1, augmenter)]
+    out = []
+    for i in range(0, len(records), batch_size):
+        ids, _, mm = backend.model_inputs([GenerationRequest(r, v) for v in views for r in records[i : i + batch_size]])
+        out.append(backend.batch_inputs(ids, mm))
+    return out
 
 
 def run_bare(model, batches: list[dict], gen_kwargs: dict) -> float:
@@ -250,7 +257,7 @@ def memory_child(args) -> None:
     cfg["backend"]["min_new_tokens"] = 0
     with quiet():
         build = Build(cfg)
-        build.backend.loaded  # noqa: B018 - load first: the rate below is the build's own
+        build.backend.hf_model  # noqa: B018 - load first: the rate below is the build's own
         start = time.perf_counter()
         result = build.run(progress=False)
     seconds = time.perf_counter() - start
@@ -367,10 +374,12 @@ def main(argv=None) -> int:
     placeholder = write_prompts(os.path.join(root, "placeholder.jsonl"), ["unused.jpg"], 1)
     with quiet():
         probe = Build(build_config(model_dir, template, placeholder, os.path.join(root, "probe"), "probe", sizes[0], tokens, args.step))
-        loaded = probe.backend.loaded
-    model, tokenizer, processor, tpl = loaded
+        loaded = probe.backend
+        model, renderer = loaded.hf_model, loaded.renderer
+    tokenizer, processor, tpl = renderer.tokenizer, renderer.processor, renderer.template
     backend, augmenter = probe.backend, probe.augmenter
-    gen_kwargs = backend.generation_kwargs()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    gen_kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, eos_token_id=tpl.get_stop_token_ids(tokenizer), pad_token_id=pad)
     image_size = args.image_size or 2 * input_side(processor)
 
     log(f"writing {n} prompts, one {image_size} px JPEG file each")
@@ -388,7 +397,7 @@ def main(argv=None) -> int:
     for r in records:
         raw, _ = tpl.encode_oneturn(tokenizer, [{"role": "user", "content": r.record.prompt}, {"role": "assistant", "content": ""}], None, None)
         texts.append(tokenizer.decode(raw, skip_special_tokens=False))
-    same_ids = processor(images=records[0].images, text=texts[0], add_special_tokens=False)["input_ids"][0] == backend.prompt_ids(
+    same_ids = processor(images=records[0].images, text=texts[0], add_special_tokens=False)["input_ids"][0] == backend.renderer.prompt_ids(
         records[0].record.prompt, records[0].images
     )
     if not same_ids:

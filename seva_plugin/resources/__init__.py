@@ -20,7 +20,7 @@ def folder(kind: str) -> Path:
     checkout = Path(__file__).resolve().parents[2] / kind  # a source checkout: the top-level folder
     if checkout.is_dir() and (checkout / ".." / "seva_plugin").is_dir():
         return checkout
-    return Path(str(files(f"seva_plugin.resources.{kind}")))
+    return Path(str(files("seva_plugin.resources"))) / kind  # installed: seva_plugin/resources/<kind>/
 
 
 def path(kind: str, name: str) -> Path:

@@ -96,6 +96,11 @@ class HfBackend(Backend):
                 self.__dict__["_model"] = model.eval()
         return self.__dict__["_model"]
 
+    def share_weights(self, other: HfBackend) -> None:
+        """Use ``other``'s loaded model and renderer (the same model folder), so a benchmark times
+        generation without loading the weights again."""
+        self.__dict__.update(_renderer=other.renderer, _model=other.hf_model)
+
     def close(self) -> None:
         self.__dict__.pop("_model", None)
 

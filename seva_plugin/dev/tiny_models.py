@@ -12,6 +12,10 @@ builder                imitates                            LLaMA-Factory templat
 ``build_tiny_llava``       llava-hf/llava-1.5-7b-hf        ``llava``
 ``build_tiny_llava_next``  llava-hf/llava-v1.6-vicuna-7b   ``llava_next``
 ``build_tiny_qwen2_vl``    Qwen/Qwen2-VL-2B-Instruct       ``qwen2_vl``
+``build_tiny_qwen2_5_vl``  Qwen/Qwen2.5-VL-3B-Instruct     ``qwen2_vl``
+``build_tiny_qwen3_vl``    Qwen/Qwen3-VL-4B-Instruct       ``qwen3_vl_nothink`` / ``qwen3_vl``
+``build_tiny_internvl3``   OpenGVLab/InternVL3-1B-hf       ``intern_vl``
+``build_tiny_gemma3``      google/gemma-3-4b-it            ``gemma3``
 ``build_tiny_clip``        openai/clip-vit-large-patch14   (CSR visual score)
 =====================  ==================================  =====================
 
@@ -29,9 +33,13 @@ from collections.abc import Iterable
 __all__ = [
     "BASE_WORDS",
     "build_tiny_clip",
+    "build_tiny_gemma3",
+    "build_tiny_internvl3",
     "build_tiny_llava",
     "build_tiny_llava_next",
+    "build_tiny_qwen2_5_vl",
     "build_tiny_qwen2_vl",
+    "build_tiny_qwen3_vl",
 ]
 
 # Small English corpus for the tokenizers: enough words that prompts such as
@@ -575,4 +583,340 @@ def build_tiny_clip(
         crop_size={"height": image_size, "width": image_size},
     )
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return _save(out_dir, model, processor)
+
+
+# --------------------------------------------------------------------------- #
+# Families LLaMA-Factory users train now: Qwen2.5-VL, Qwen3-VL, InternVL3, Gemma 3
+# --------------------------------------------------------------------------- #
+# Their text towers use head_dim 32 (vLLM's CPU attention needs at least 32).
+_TWIN_HIDDEN, _TWIN_HEADS = 128, 4  # head_dim 32
+
+
+def _qwen_style_tokenizer(specials: list[str], extra: list[str], extra_special_tokens: dict, added: Iterable[str] = ()):
+    """Byte-level BPE with Qwen's conventions: no BOS, ``<|im_end|>`` ends a turn, ``<|endoftext|>`` pads.
+    ``added``: tokens added as ordinary (non-special) tokens, as Qwen3 adds ``<think>``."""
+    from transformers import PreTrainedTokenizerFast
+
+    raw = _train_byte_level_bpe(specials, extra)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        extra_special_tokens=extra_special_tokens,
+    )
+    if added:
+        tokenizer.add_tokens(list(added), special_tokens=False)
+    _check_single_tokens(tokenizer, extra)
+    return tokenizer
+
+
+def build_tiny_qwen2_5_vl(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    vocab: Iterable[str] | None = None,
+    *,
+    max_pixels: int = 112 * 112,
+) -> str:
+    """Build a tiny Qwen2.5-VL twin (template ``qwen2_vl``) in ``out_dir``.
+
+    As Qwen2-VL: 14-px patches, 2x2 merged into one ``<|image_pad|>`` token (about
+    ``h * w / 784`` tokens an image), ``max_pixels`` caps the saved image processor; the
+    vision tower has Qwen2.5-VL's window attention (a 112-px window, the last block full)
+    and RMSNorm/SwiGLU blocks. Text: 2 layers, head_dim 32, M-RoPE sections [4, 6, 6].
+    ``vocab`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
+    """
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    extra = list(vocab or [])
+    tokenizer = _qwen_style_tokenizer(_QWEN_SPECIALS, extra, {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
+    hidden, heads = _TWIN_HIDDEN, _TWIN_HEADS
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=_embedding_rows(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=2,
+            out_hidden_size=hidden,  # the merger projects into the LLM width
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[1],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    assert sum(config.text_config.rope_parameters["mrope_section"]) == hidden // heads // 2
+    model = _seeded_init(Qwen2_5_VLForConditionalGeneration, config, seed)
+    _set_special_ids(model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"])
+    size = {"shortest_edge": 28 * 28, "longest_edge": max_pixels}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=dict(size)),
+        video_processor=Qwen2VLVideoProcessor(size=dict(size)),
+        tokenizer=tokenizer,
+    )
+    return _save(out_dir, model, processor)
+
+
+def build_tiny_qwen3_vl(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    vocab: Iterable[str] | None = None,
+    *,
+    max_pixels: int = 128 * 128,
+) -> str:
+    """Build a tiny Qwen3-VL twin (templates ``qwen3_vl`` and ``qwen3_vl_nothink``) in ``out_dir``.
+
+    Qwen3-VL's layout: 16-px patches, 2x2 merged into one ``<|image_pad|>`` token (about
+    ``h * w / 1024`` tokens an image), learned position embeddings interpolated to the grid,
+    DeepStack features of vision block 0 added to the first text layer, interleaved M-RoPE
+    (sections [6, 5, 5] of head_dim 32), and ``<think>``/``</think>`` as ordinary added tokens
+    as in Qwen3's tokenizer. ``vocab`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
+    """
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    extra = list(vocab or [])
+    tokenizer = _qwen_style_tokenizer(
+        _QWEN_SPECIALS, extra, {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}, added=("<think>", "</think>")
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
+    hidden, heads = _TWIN_HIDDEN, _TWIN_HEADS
+    config = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=_embedding_rows(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=2,
+            head_dim=hidden // heads,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [6, 5, 5], "mrope_interleaved": True},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=2,
+            out_hidden_size=hidden,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=64,  # an 8x8 learned grid, interpolated to each image's
+            deepstack_visual_indexes=[0],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    model = _seeded_init(Qwen3VLForConditionalGeneration, config, seed)
+    _set_special_ids(model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"])
+    size = {"shortest_edge": 32 * 32, "longest_edge": max_pixels}
+    half = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])  # Qwen3-VL's normalisation
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=dict(size), patch_size=16, merge_size=2, temporal_patch_size=2, **half),
+        video_processor=Qwen3VLVideoProcessor(size=dict(size), patch_size=16, merge_size=2, temporal_patch_size=2, **half),
+        tokenizer=tokenizer,
+    )
+    return _save(out_dir, model, processor)
+
+
+_INTERNVL_SPECIALS = [*_QWEN_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+
+
+def build_tiny_internvl3(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    vocab: Iterable[str] | None = None,
+    *,
+    image_size: int = 56,
+    patch_size: int = 14,
+) -> str:
+    """Build a tiny InternVL3 twin (transformers' own ``InternVLForConditionalGeneration``,
+    template ``intern_vl``) in ``out_dir``.
+
+    Like OpenGVLab/InternVL3-1B-hf: a Qwen2 text tower, an InternViT vision tower and a
+    pixel-shuffle (0.5) projector. Each ``image_size`` tile becomes
+    ``(image_size // patch_size) ** 2 / 4`` ``<IMG_CONTEXT>`` tokens (4 at the defaults) between
+    ``<img>`` and ``</img>``. One tile an image unless LLaMA-Factory's ``crop_to_patches`` is on:
+    then a grid of up to 12 tiles plus a thumbnail. ``vocab`` as in :func:`build_tiny_llava`.
+    Returns ``out_dir`` as ``str``.
+    """
+    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor, InternVLVideoProcessor
+
+    if image_size % (2 * patch_size):
+        raise ValueError("image_size must be a multiple of 2 * patch_size (pixel shuffle halves the grid)")
+    extra = list(vocab or [])
+    tokenizer = _qwen_style_tokenizer(
+        _INTERNVL_SPECIALS,
+        extra,
+        {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _INTERNVL_SPECIALS}
+    hidden, heads = _TWIN_HIDDEN, _TWIN_HEADS
+    tokens_per_tile = (image_size // patch_size) ** 2 // 4
+    config = InternVLConfig(
+        vision_config=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=[image_size, image_size],
+            patch_size=[patch_size, patch_size],
+            use_qk_norm=False,
+            norm_type="layer_norm",
+            use_mean_pooling=False,
+        ),
+        text_config=dict(
+            model_type="qwen2",
+            vocab_size=_embedding_rows(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=False,
+        ),
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=tokens_per_tile,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+    model = _seeded_init(InternVLForConditionalGeneration, config, seed)
+    _set_special_ids(model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"])
+    imagenet = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])  # InternVL's normalisation
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size={"height": image_size, "width": image_size}, crop_to_patches=False, min_patches=1, max_patches=12, **imagenet),
+        video_processor=InternVLVideoProcessor(size={"height": image_size, "width": image_size}, **imagenet),
+        tokenizer=tokenizer,
+        image_seq_length=tokens_per_tile,
+    )
+    return _save(out_dir, model, processor)
+
+
+_GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+
+
+def build_tiny_gemma3(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    vocab: Iterable[str] | None = None,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    tokens_per_image: int = 4,
+) -> str:
+    """Build a tiny Gemma 3 twin (``Gemma3ForConditionalGeneration``, template ``gemma3``) in ``out_dir``.
+
+    Like google/gemma-3-4b-it: a SigLIP tower whose ``(image_size // patch_size) ** 2`` patches are
+    average-pooled to ``tokens_per_image`` ``<image_soft_token>`` tokens between
+    ``<start_of_image>`` and ``<end_of_image>``; a Gemma 3 text tower with one sliding-window and
+    one full-attention layer (head_dim 32); ``<bos>`` starts a text and ``<end_of_turn>`` ends a
+    turn. Every image is resized to ``image_size`` (one row of ``pixel_values``) unless
+    LLaMA-Factory's ``image_do_pan_and_scan`` is on: then wide or tall images add crops.
+    ``vocab`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
+    """
+    from tokenizers import processors
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor, PreTrainedTokenizerFast
+
+    side = int(tokens_per_image**0.5)
+    if side * side != tokens_per_image or (image_size // patch_size) % side:
+        raise ValueError("tokens_per_image must be a square whose side divides image_size // patch_size")
+    extra = list(vocab or [])
+    raw = _train_byte_level_bpe(_GEMMA3_SPECIALS, extra)
+    bos_id = raw.token_to_id("<bos>")
+    raw.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos_id)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+    )
+    _check_single_tokens(tokenizer, extra)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _GEMMA3_SPECIALS}
+    hidden, heads = _TWIN_HIDDEN, _TWIN_HEADS
+    config = Gemma3Config(
+        text_config=dict(
+            vocab_size=_embedding_rows(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=2,
+            head_dim=hidden // heads,
+            query_pre_attn_scalar=hidden // heads,
+            sliding_window=64,
+            layer_types=["sliding_attention", "full_attention"],
+            max_position_embeddings=4096,
+            bos_token_id=ids["<bos>"],
+            eos_token_id=ids["<eos>"],
+            pad_token_id=ids["<pad>"],
+        ),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+            vision_use_head=False,
+        ),
+        mm_tokens_per_image=tokens_per_image,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+        tie_word_embeddings=True,
+    )
+    model = _seeded_init(Gemma3ForConditionalGeneration, config, seed)
+    # Like gemma-3-it: generation stops at <end_of_turn> or <eos>.
+    _set_special_ids(model, bos=ids["<bos>"], eos=[ids["<eos>"], ids["<end_of_turn>"]], pad=ids["<pad>"])
+    image_processor = Gemma3ImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_pan_and_scan=False
+    )
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=tokens_per_image)
     return _save(out_dir, model, processor)

@@ -174,7 +174,7 @@ def run_sequential(model, processor, augmenter, rows: list[dict], texts: list[st
     from PIL import Image
 
     from seva_plugin.build.views import record_seed
-    from seva_plugin.plugins.backends.hf import view_generator
+    from seva_plugin.build.views import view_generator
 
     start = time.perf_counter()
     with torch.inference_mode():
@@ -224,7 +224,7 @@ def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> di
 
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
     from seva_plugin.plugins.augmenters.moco import Moco
-    from seva_plugin.plugins.backends.hf import view_generator
+    from seva_plugin.build.views import view_generator
 
     pils = [Image.open(p).convert("RGB").resize((size, size)) for p in images]
     pixels = torch.randn(len(pils), 3, size, size, generator=torch.Generator().manual_seed(0))

@@ -29,6 +29,7 @@ from seva_plugin.build.records import LoadedRecord, Pair, Reject
 from seva_plugin.build.text import strip_eos
 from seva_plugin.build.views import record_seed
 from seva_plugin.errors import RecordError, unknown
+from seva_plugin.families import check_model_template
 from seva_plugin.interfaces import GenerationRequest
 from seva_plugin.registry import get_registry
 
@@ -89,6 +90,7 @@ class Build:
         writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
         self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
         check_template(cfg.template)
+        check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
         self.writer.prepare(out["overwrite"])
         # built before any model loads, so the prefetch thread never races the main thread for it
         self.views = self.strategy.views(self.augmenter)

@@ -11,6 +11,7 @@ from seva_plugin.commands.check_recipe.facts import mix_facts, setting
 from seva_plugin.commands.check_recipe.files import first_record, show
 from seva_plugin.commands.check_recipe.report import CheckReport, split_list
 from seva_plugin.errors import did_you_mean
+from seva_plugin.families import thinking_mismatch
 
 
 @dataclass
@@ -169,9 +170,10 @@ def _check_provenance(recipe: dict, recipe_path: str, name: str, dataset_dir: st
     source, cfg = found
     built_template, template = cfg.get("template"), recipe.get("template")
     if built_template and template and built_template != template:
-        report.warn(
+        why = thinking_mismatch(str(built_template), str(template))
+        report.error(
             f"dataset '{name}' is generated with template '{built_template}' ({source}) but trained with template '{template}': "
-            "train with the format the answers were generated in (the official SeVa code mixed two templates; this plugin keeps one)."
+            + (why if why else "train with the format the answers were generated in (the official SeVa code mixed two templates; this plugin keeps one).")
         )
     built_model, model = cfg.get("model"), recipe.get("model_name_or_path")
     if built_model and model and os.path.basename(str(built_model).rstrip("/")).lower() != os.path.basename(str(model).rstrip("/")).lower():

@@ -99,14 +99,7 @@ def scalar_kind(tp) -> type | None:
 # -- templates and models -----------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def templates() -> dict[str, str]:
-    """template name -> name of its multimodal plugin ('base' when it has no image support)."""
-    from llamafactory.data.mm_plugin import PLUGINS
-    from llamafactory.data.template import TEMPLATES
-
-    by_class = {cls: name for name, cls in PLUGINS.items()}
-    return {name: by_class.get(type(t.mm_plugin), type(t.mm_plugin).__name__) for name, t in TEMPLATES.items()}
+# templates() (template name -> its multimodal plugin) is in seva_plugin.families, shared with `seva build`.
 
 
 @functools.lru_cache(maxsize=1)

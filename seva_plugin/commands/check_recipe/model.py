@@ -6,32 +6,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from seva_plugin.commands.check_recipe.facts import known_models, templates
+from seva_plugin.commands.check_recipe.facts import known_models
 from seva_plugin.commands.check_recipe.files import read_json
 from seva_plugin.commands.check_recipe.report import CheckReport
 from seva_plugin.errors import did_you_mean
+from seva_plugin.families import PLUGIN_MODEL_TYPES, template_misfit, templates
 
-# Multimodal plugin of a template (LLaMA-Factory's data/mm_plugin.py PLUGINS) -> the model_type values
-# (config.json) it can process. Plugins not listed are not checked.
-PLUGIN_MODEL_TYPES: dict[str, set[str]] = {
-    "llava": {"llava"},
-    "pixtral": {"llava", "mistral3"},
-    "llava_next": {"llava_next"},
-    "llava_next_video": {"llava_next_video"},
-    "video_llava": {"video_llava"},
-    "qwen2_vl": {"qwen2_vl", "qwen2_5_vl", "Keye", "dots_ocr"},
-    "qwen3_vl": {"qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"},
-    "paligemma": {"paligemma"},
-    "mllama": {"mllama"},
-    "gemma3": {"gemma3"},
-    "gemma3n": {"gemma3n"},
-    "intern_vl": {"internvl", "interns1"},
-    "glm4v": {"glm4v", "glm4v_moe", "glm_ocr"},
-    "minicpm_v": {"minicpmv", "minicpmo"},
-    "kimi_vl": {"kimi_vl"},
-    "llama4": {"llama4"},
-}
-KNOWN_MODEL_TYPES = set().union(*PLUGIN_MODEL_TYPES.values())
+# PLUGIN_MODEL_TYPES and the template/model rule live in seva_plugin.families: `seva build` applies the same rule.
 
 # Hub ids that are not in LLaMA-Factory's model table, recognised by name: (pattern, plugin, model_type).
 ID_PATTERNS = [
@@ -137,16 +118,9 @@ def check_template(recipe: dict, report: CheckReport) -> tuple[str | None, Model
         else (f" Templates for it: {', '.join(family_templates)}." if family_templates else "")
     )
     if facts.where in ("local", "cache"):
-        mt = facts.model_type
-        if plugin == "base" and mt in KNOWN_MODEL_TYPES:
-            report.error(
-                f"template '{template}' has no image support, but {model} is a {mt} vision-language model: LLaMA-Factory stops with \"This model does not support image input\".{suggestion}"
-            )
-        elif plugin in PLUGIN_MODEL_TYPES and mt and mt not in PLUGIN_MODEL_TYPES[plugin]:
-            report.error(
-                f"template '{template}' (image plugin {plugin}) does not fit {model} (model_type {mt}): it expands <image> for "
-                f"{', '.join(sorted(PLUGIN_MODEL_TYPES[plugin]))} models, so image features and image tokens would not match.{suggestion}"
-            )
+        problem = template_misfit(template, facts.model_type, model)
+        if problem:
+            report.error(problem + suggestion)
     elif facts.plugin:
         if plugin == "base":
             report.error(f"template '{template}' has no image support, but {model} is a {facts.plugin}-family vision-language model.{suggestion}")

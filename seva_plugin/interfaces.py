@@ -202,6 +202,10 @@ class Writer(Component):
     def write(self, pairs: Iterable[dict], overwrite: bool) -> dict:
         """Write ``pairs`` (dicts, in source order); return what was written, for the manifest."""
 
+    def finish(self, manifest: dict) -> None:
+        """Runs once the manifest is written, with it: describe the output where that needs the whole
+        build's record (a dataset card with config, counts and provenance). Default: nothing."""
+
 
 KINDS: dict[str, type[Component]] = {
     "source": Source,

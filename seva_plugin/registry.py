@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "seva_plugin.plugins.strategies.csr.strategy",
     "seva_plugin.plugins.filters.answers",
     "seva_plugin.plugins.writers.llamafactory",
+    "seva_plugin.plugins.writers.trl",
 )
 
 

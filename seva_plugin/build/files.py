@@ -38,14 +38,18 @@ def write_errors(what: str) -> Iterator[None]:
 
 def atomic_write_lines(path: str, lines: Iterable[str]) -> str:
     """Write ``lines`` to ``path`` via a temp file and rename; return the sha256 of the bytes."""
+    return atomic_write_bytes(path, (line.encode("utf-8") for line in lines))
+
+
+def atomic_write_bytes(path: str, chunks: Iterable[bytes]) -> str:
+    """Write ``chunks`` to ``path`` via a temp file and rename; return the sha256 of the bytes."""
     folder = os.path.dirname(os.path.abspath(path))
     digest = hashlib.sha256()
     with write_errors(path):
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                for line in lines:
-                    data = line.encode("utf-8")
+                for data in chunks:
                     digest.update(data)
                     fh.write(data)
                 fh.flush()

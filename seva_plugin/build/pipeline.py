@@ -210,6 +210,7 @@ class Build:
             "files": files,
         }
         atomic_write_json(self.files.manifest, manifest)
+        self.writer.finish(manifest)
         return BuildResult(self.name, self.dataset_dir, files["data"]["path"], self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds)
 
 

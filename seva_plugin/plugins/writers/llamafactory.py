@@ -1,8 +1,13 @@
-"""Writer ``llamafactory``: sharegpt preference JSONL plus its ``dataset_info.json`` entry.
+"""Writer ``llamafactory``: sharegpt preference data plus its ``dataset_info.json`` entry.
 
-Image paths are written relative to ``dataset_dir`` when the image lies inside it and absolute
-otherwise, so they resolve when LLaMA-Factory trains with ``dataset_dir`` set to this folder
-(media_dir defaults to dataset_dir), from any working directory.
+``format: jsonl`` (the default) writes ``NAME.jsonl`` with image paths, relative to ``dataset_dir``
+when the image lies inside it and absolute otherwise, so they resolve when LLaMA-Factory trains with
+``dataset_dir`` set to this folder (media_dir defaults to dataset_dir), from any working directory.
+
+``format: parquet`` writes ``NAME/`` as a Hub-ready folder (``parquet_folder.py``): the images
+embedded with the features of the Hub's preference sets, so LLaMA-Factory can mix it with ``rlhf_v``
+and the like (a path-based JSONL cannot: "The features can't be aligned because the key _images
+..."), sharded, with a dataset card. The entry names the ``NAME/data`` folder.
 """
 
 from __future__ import annotations
@@ -15,6 +20,21 @@ from seva_plugin import hookimpl
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines, locked, write_errors
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import Writer
+from seva_plugin.plugins.writers.card import card
+from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
+from seva_plugin.plugins.writers.parquet_folder import DATA, ParquetFolder, embedded_rows
+from seva_plugin.plugins.writers.rows import sharegpt_features, sharegpt_row
+
+FORMATS = ("jsonl", "parquet")
+USAGE = """Train with LLaMA-Factory: copy this folder into your `dataset_dir` and register it in `dataset_info.json`:
+
+```json
+"{name}": {{"file_name": "{name}/data", "formatting": "sharegpt", "ranking": true,
+  "columns": {{"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}}}}
+```
+
+Its features are those of the Hub's preference sets (`llamafactory/RLHF-V`), so `dataset: {name},rlhf_v` mixes the two.
+From Python: `datasets.load_dataset("path/to/{name}", split="train")`."""
 
 
 def dataset_entry(file_name: str) -> dict:
@@ -31,12 +51,18 @@ class LlamaFactoryWriter(Writer):
     name = "llamafactory"
     dataset_dir: str  # supplied from output.dataset_dir
     dataset_name: str  # supplied from output.name
-    image_paths: str = "auto"  # auto | relative | absolute
+    image_paths: str = "auto"  # jsonl: auto | relative | absolute
+    format: str = "jsonl"  # jsonl (image paths) | parquet (images embedded, sharded, with a dataset card)
+    shard_size: int = 1000  # parquet: pairs per shard file
+    license: str = "unknown"  # parquet: the card's licence, a Hub licence id
 
     def __post_init__(self):
         if self.image_paths not in ("auto", "relative", "absolute"):
             raise ConfigError(f"output.image_paths must be auto, relative or absolute, got {self.image_paths!r}.")
-        self.entry = dataset_entry(f"{self.dataset_name}.jsonl")
+        if self.format not in FORMATS:
+            raise ConfigError(f"output.format must be jsonl or parquet, got {self.format!r}.")
+        self.folder = ParquetFolder(os.path.join(self.dataset_dir, self.dataset_name), sharegpt_features(), self.shard_size) if self.format == "parquet" else None
+        self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
 
     def _read_info(self) -> dict:
@@ -59,8 +85,12 @@ class LlamaFactoryWriter(Writer):
                 f"{self.info_path} already has a different entry '{self.dataset_name}': {json.dumps(existing)}. "
                 "Choose another output.name or set output.overwrite=true."
             )
+        if self.folder:
+            self.folder.check_target(overwrite)
 
-    def _image_path(self, path: str) -> str:
+    def _image_path(self, path: str | dict, record_id: str, index: int) -> str:
+        if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
+            path = save_embedded(path, os.path.join(self.dataset_dir, f"{self.dataset_name}_images"), file_stem(record_id, index))
         root = os.path.abspath(self.dataset_dir)
         inside = os.path.commonpath([root, path]) == root
         if self.image_paths == "relative" or (self.image_paths == "auto" and inside):
@@ -73,7 +103,7 @@ class LlamaFactoryWriter(Writer):
             "conversations": [{"from": "human", "value": pair["prompt"]}],
             "chosen": {"from": "gpt", "value": pair["chosen"]},
             "rejected": {"from": "gpt", "value": pair["rejected"]},
-            "images": [self._image_path(p) for p in pair["images"]],
+            "images": [self._image_path(p, pair["id"], k) for k, p in enumerate(pair["images"])],
         }
         for key in ("provenance", "meta", "scores"):
             if pair.get(key):
@@ -81,7 +111,28 @@ class LlamaFactoryWriter(Writer):
         return out
 
     def write(self, pairs, overwrite: bool) -> dict:
-        """Write the data file atomically, then merge the entry into dataset_info.json under a lock."""
+        """Write the data atomically, then merge the entry into dataset_info.json under a lock."""
+        data = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
+        with locked(self.info_path), write_errors(self.info_path):
+            self.prepare(overwrite)
+            info = self._read_info()
+            info[self.dataset_name] = self.entry
+            atomic_write_json(self.info_path, info)
+        return {"data": data, "dataset_info": self.info_path}
+
+    def finish(self, manifest: dict) -> None:
+        """Parquet: the dataset card, once the manifest holds the counts and provenance."""
+        if self.folder:
+            data = manifest["files"]["data"]
+            usage = USAGE.format(name=self.dataset_name)
+            self.folder.write_card(card(self.dataset_name, manifest, sharegpt_features(), data, licence=self.license, tags=["llama-factory"], usage=usage))
+
+    def _write_parquet(self, pairs) -> dict:
+        skipped: list[dict] = []
+        data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped))
+        return {**data, "format": "parquet", "skipped": skipped}
+
+    def _write_jsonl(self, pairs) -> dict:
         data_path = os.path.join(self.dataset_dir, self.entry["file_name"])
         count = 0
 
@@ -92,12 +143,7 @@ class LlamaFactoryWriter(Writer):
                 yield json.dumps(self.record(pair), ensure_ascii=False) + "\n"
 
         sha = atomic_write_lines(data_path, lines())
-        with locked(self.info_path), write_errors(self.info_path):
-            self.prepare(overwrite)
-            info = self._read_info()
-            info[self.dataset_name] = self.entry
-            atomic_write_json(self.info_path, info)
-        return {"data": {"path": data_path, "sha256": sha, "records": count}, "dataset_info": self.info_path}
+        return {"path": data_path, "format": "jsonl", "sha256": sha, "records": count}
 
 
 @hookimpl

@@ -1,0 +1,181 @@
+"""A Hub-ready dataset folder: ``README.md`` (the dataset card) and ``data/train-XXXXX-of-YYYYY.parquet``.
+
+The layout ``push_to_hub`` writes, so ``load_dataset(folder)`` reads it as it is and
+``huggingface-cli upload REPO folder --repo-type dataset`` publishes it. LLaMA-Factory is pointed at
+``data/`` (the dataset_info.json entry names that folder): it loads every file of a folder and
+needs them all of one type, which is why the card sits one level up.
+
+Rows are written a row group at a time (``ROW_GROUP`` rows, the ``datasets`` default for image
+sets), so memory holds one row group's images, never the whole set. Shards of ``shard_size`` rows
+are written into a hidden temporary folder that replaces ``data/`` only once every shard is
+complete: a killed write leaves the previous ``data/`` (or none), never a partial one.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import TYPE_CHECKING
+
+import seva_plugin
+from seva_plugin.build.files import atomic_write_lines, write_errors
+from seva_plugin.errors import ConfigError, RecordError
+from seva_plugin.plugins.writers.embedding import embed
+
+if TYPE_CHECKING:
+    from datasets import Features
+
+ROW_GROUP = 100  # rows per Parquet row group: datasets' PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS
+DATA = "data"
+SPLIT = "train"
+CARD = "README.md"
+# Parquet schema metadata naming the writer: how a later build recognises its own folder.
+OWNER_KEY = b"seva_plugin"
+
+
+def embedded_rows(pairs: Iterable[dict], to_row: Callable[[dict, list], dict], skipped: list[dict]) -> Iterator[dict]:
+    """``to_row(pair, images)`` for each pair, its images embedded. A pair with an image that cannot
+    be read is added to ``skipped`` (id, reason, code) and the others go on."""
+    for pair in pairs:
+        try:
+            images = [embed(image) for image in pair["images"]]
+        except RecordError as exc:
+            skipped.append({"id": pair["id"], "reason": str(exc), "code": exc.code})
+            continue
+        yield to_row(pair, images)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ParquetFolder:
+    def __init__(self, root: str, features: Features, shard_size: int):
+        if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+            raise ConfigError(f"output.shard_size must be a positive number of pairs per Parquet file, got {shard_size!r}.")
+        self.root = root
+        self.features = features
+        self.shard_size = shard_size
+        schema = features.arrow_schema
+        self.schema = schema.with_metadata({**(schema.metadata or {}), OWNER_KEY: json.dumps({"version": seva_plugin.__version__})})
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self.root, DATA)
+
+    @property
+    def card_path(self) -> str:
+        return os.path.join(self.root, CARD)
+
+    def shards(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.data_dir, "*.parquet")))
+
+    def written_by_seva(self) -> bool:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        shards = self.shards()
+        if not shards:
+            return False
+        try:
+            return OWNER_KEY in (pq.read_schema(shards[0]).metadata or {})
+        except (OSError, pa.ArrowException):
+            return False
+
+    def check_target(self, overwrite: bool) -> None:
+        """Refuse to replace a folder that seva-plugin did not write (unless ``overwrite``)."""
+        if overwrite or not os.path.isdir(self.root) or not os.listdir(self.root) or self.written_by_seva():
+            return
+        raise ConfigError(
+            f"{self.root} exists and was not written by seva-plugin (no seva shards in {DATA}/); "
+            "choose another output.name or set output.overwrite=true to replace it."
+        )
+
+    def write(self, rows: Iterable[dict]) -> dict:
+        """Write ``rows`` as shards, replace ``data/`` with them, and describe what was written."""
+        with write_errors(self.root):
+            os.makedirs(self.root, exist_ok=True)
+            self._remove_leftovers()
+            tmp = tempfile.mkdtemp(dir=self.root, prefix=f".{DATA}.tmp-")
+            try:
+                counts = self._write_parts(iter(rows), tmp)
+                shards = self._name_parts(tmp, counts)
+                self._swap_in(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return {
+            "path": self.data_dir,
+            "records": sum(counts),
+            "bytes": sum(s["bytes"] for s in shards),
+            "shard_size": self.shard_size,
+            "shards": shards,
+        }
+
+    def write_card(self, text: str) -> str:
+        atomic_write_lines(self.card_path, [text])
+        return self.card_path
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _remove_leftovers(self) -> None:
+        """Temporary folders of a write that was killed."""
+        for path in glob.glob(os.path.join(self.root, f".{DATA}.tmp-*")) + glob.glob(os.path.join(self.root, f".{DATA}.old-*")):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _write_parts(self, rows: Iterator[dict], folder: str) -> list[int]:
+        """Stream ``rows`` into ``part-NNNNN.parquet`` files of ``shard_size`` rows; return their row counts.
+        No rows still make one (empty) file, so the folder stays loadable."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        group = min(ROW_GROUP, self.shard_size)
+        counts: list[int] = []
+        batch = list(islice(rows, group))
+        while batch or not counts:
+            path = os.path.join(folder, f"part-{len(counts):05d}.parquet")
+            written = 0
+            with pq.ParquetWriter(path, self.schema) as writer:
+                while batch:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=self.schema))
+                    written += len(batch)
+                    batch = list(islice(rows, min(group, self.shard_size - written)))
+            counts.append(written)
+            _fsync(path)
+            batch = list(islice(rows, group)) if written == self.shard_size else []
+        return counts
+
+    def _name_parts(self, folder: str, counts: list[int]) -> list[dict]:
+        shards = []
+        for index, records in enumerate(counts):
+            name = f"{SPLIT}-{index:05d}-of-{len(counts):05d}.parquet"
+            path = os.path.join(folder, name)
+            os.rename(os.path.join(folder, f"part-{index:05d}.parquet"), path)
+            shards.append({"file": name, "records": records, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+        _fsync(folder)
+        return shards
+
+    def _swap_in(self, folder: str) -> None:
+        old = os.path.join(self.root, f".{DATA}.old-{os.getpid()}")
+        if os.path.exists(self.data_dir):
+            os.rename(self.data_dir, old)
+        os.rename(folder, self.data_dir)
+        _fsync(self.root)
+        shutil.rmtree(old, ignore_errors=True)

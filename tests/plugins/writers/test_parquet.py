@@ -8,8 +8,8 @@ import os
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from PIL import Image
+from writer_pairs import front_matter, make_pairs, manifest_for
 
 from conftest import make_images, run_train
 from seva_plugin.build.pipeline import build
@@ -21,37 +21,12 @@ from seva_plugin.plugins.writers.rows import pair_from_sharegpt, sharegpt_featur
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "recipes", "tiny_dpo_cpu.yaml")
 
 
-def make_pairs(folder, n: int) -> list[dict]:
-    names = make_images(folder, n)
-    return [
-        {
-            "id": f"p{i}",
-            "prompt": "<image>What colour is the square?",
-            "images": [os.path.join(folder, name)],
-            "chosen": f"red {i}",
-            "rejected": f"blue {i}",
-            "provenance": {"strategy": "seva", "augment": "diffusion_noise", "seed": i},
-        }
-        for i, name in enumerate(names)
-    ]
-
-
-def manifest_for(files: dict, kept: int) -> dict:
-    return {"config": {"model": "tiny/llava", "template": "llava", "strategy": "seva"}, "counts": {"kept": kept, "records": kept}, "files": files}
-
-
 def write(tmp_path, pairs, **keys) -> tuple[LlamaFactoryWriter, dict]:
     writer = LlamaFactoryWriter(str(tmp_path / "data"), "seva_pq", format="parquet", **keys)
     writer.prepare(overwrite=False)
     files = writer.write(iter(pairs), overwrite=False)
     writer.finish(manifest_for(files, files["data"]["records"]))
     return writer, files
-
-
-def front_matter(path) -> dict:
-    text = open(path, encoding="utf-8").read()
-    assert text.startswith("---\n")
-    return yaml.safe_load(text.split("---\n")[1])
 
 
 def test_parquet_shards_embed_the_image_bytes_with_hub_features(tmp_path):

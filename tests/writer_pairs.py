@@ -1,0 +1,37 @@
+"""Helpers for writer and export tests: pairs as a build's journal holds them, without a model."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from conftest import make_images
+
+
+def make_pairs(folder, n: int) -> list[dict]:
+    """``n`` SeVa-like pairs, each with one image file in ``folder``."""
+    names = make_images(folder, n)
+    return [
+        {
+            "id": f"p{i}",
+            "prompt": "<image>What colour is the square?",
+            "images": [os.path.join(folder, name)],
+            "chosen": f"red {i}",
+            "rejected": f"blue {i}",
+            "provenance": {"strategy": "seva", "augment": "diffusion_noise", "seed": i},
+        }
+        for i, name in enumerate(names)
+    ]
+
+
+def manifest_for(files: dict, kept: int) -> dict:
+    """The parts of a build manifest a writer's ``finish`` reads."""
+    return {"config": {"model": "tiny/llava", "template": "llava", "strategy": "seva"}, "counts": {"kept": kept, "records": kept}, "files": files}
+
+
+def front_matter(path) -> dict:
+    """The YAML front matter of a dataset card."""
+    text = open(path, encoding="utf-8").read()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])

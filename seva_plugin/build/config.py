@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from seva_plugin.build.ray_settings import ray_settings
 from seva_plugin.errors import ConfigError, unknown
 
 
@@ -26,6 +27,7 @@ class BuildConfig:
     filters: list[Any] = field(default_factory=lambda: ["empty", "identical"])
     seed: int = 0
     limit: int | None = None  # stop after this many source records (smoke runs)
+    ray: dict[str, Any] | None = None  # workers on a Ray cluster (build/ray_settings.py); never changes the data
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -38,8 +40,8 @@ OUTPUT_KEYS = {"dataset_dir": "data", "name": None, "overwrite": False, "writer"
 
 def fingerprint(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> str:
     """What determines the data of a build: its config less ``limit`` (a smoke run is a prefix of
-    the full run) and the ``output`` keys in ``ignore_output``."""
-    cfg = {k: v for k, v in config.items() if k != "limit"}
+    the full run), ``ray`` (the same data on any number of workers) and the ``output`` keys in ``ignore_output``."""
+    cfg = {k: v for k, v in config.items() if k not in ("limit", "ray")}
     cfg["output"] = {k: v for k, v in cfg["output"].items() if k not in ignore_output}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -92,6 +94,7 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
         raise ConfigError("output.name is required: it names the dataset in dataset_info.json.")
     if not isinstance(data.get("seed", 0), int):
         raise ConfigError(f"seed must be an integer, got {data['seed']!r}.")
+    data["ray"] = ray_settings(data.get("ray"))
     return BuildConfig(**data)
 
 

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import seva_plugin
-from seva_plugin.build.config import OUTPUT_KEYS, BuildConfig, fingerprint, load_config, source_spec, split_spec
+from seva_plugin.build.batch import WorkSpec
+from seva_plugin.build.config import OUTPUT_KEYS, BuildConfig, fingerprint, load_config, source_spec
 from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable
 from seva_plugin.build.images import load_rgb
 from seva_plugin.build.journal import Journal
 from seva_plugin.build.model_paths import check_model_path
-from seva_plugin.build.records import LoadedRecord, Pair, Reject
-from seva_plugin.build.text import strip_eos
+from seva_plugin.build.ray_workers import make_workers
+from seva_plugin.build.records import LoadedRecord, Reject
 from seva_plugin.build.views import record_seed
 from seva_plugin.errors import RecordError, unknown
 from seva_plugin.families import check_model_template
@@ -80,13 +81,10 @@ class Build:
 
         name, params = source_spec(cfg.source)
         self.source = registry.get("source", name).build(params, "source", seed=cfg.seed)
-        name, params = split_spec(cfg.augment, "augment")
-        self.augmenter = registry.get("augmenter", name).build(params, "augment")
-        name, params = split_spec(cfg.strategy, "strategy", default="seva")
-        self.strategy = registry.get("strategy", name).build(params, "strategy")
-        name, params = split_spec(cfg.backend, "backend", default="hf")
-        self.backend = registry.get("backend", name).build(params, "backend", model=cfg.model, template=cfg.template)
-        self.filters = [registry.get("filter", n).build(p, f"filter '{n}'") for n, p in (split_spec(f, "filters") for f in cfg.filters)]
+        # the per-batch components, resolved here so Ray workers build the same ones (build/batch.py)
+        self.spec = WorkSpec.resolve(cfg, registry)
+        self.work = self.spec.build()
+        self.augmenter, self.strategy, self.backend, self.filters = self.work.augmenter, self.work.strategy, self.work.backend, self.work.filters
         writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
         self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
         check_template(cfg.template)
@@ -100,12 +98,12 @@ class Build:
         return fingerprint(self.config.to_dict())
 
     # -- producing batches -------------------------------------------------------------------
-    def _batches(self, journal: Journal):
+    def _batches(self, journal: Journal, prepare: bool = True):
         """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
 
-        Runs in the prefetch thread. When the strategy declares its views, the backend also
-        prepares each batch here (prompt ids, image processing, augmentation), off the
-        generating thread.
+        Runs in the prefetch thread. When the strategy declares its views (and ``prepare``: the
+        backend is in this process), the backend also prepares each batch here (prompt ids, image
+        processing, augmentation), off the generating thread.
         """
         cfg = self.config
         seen: Counter[str] = Counter()
@@ -131,10 +129,10 @@ class Build:
                     continue
                 batch.append(LoadedRecord(item, images, record_seed(cfg.seed, item.id)))
                 if len(batch) == self.backend.batch_size:
-                    yield self._prepared(batch), rejects
+                    yield self._prepared(batch) if prepare else batch, rejects
                     batch, rejects = [], []
             if batch or rejects:
-                yield self._prepared(batch), rejects
+                yield self._prepared(batch) if prepare else batch, rejects
         finally:
             if isinstance(records, Generator):  # a source's open file is closed now, not at garbage collection
                 records.close()
@@ -145,38 +143,27 @@ class Build:
         return batch
 
     # -- running -----------------------------------------------------------------------------
-    def _process(self, batch: list[LoadedRecord]) -> list[dict]:
-        pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, self.backend, self.augmenter)} if batch else {}
-        provenance = {"strategy": self.strategy.name, "augment": self.augmenter.name if self.strategy.uses_augmenter else None}
-        entries = []
-        for loaded in batch:
-            pair = pairs.get(loaded.id)
-            if pair is None:
-                entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair"})
-                continue
-            pair = Pair(pair.record, strip_eos(pair.chosen), strip_eos(pair.rejected), pair.scores)
-            reason = next((r for r in (f(pair) for f in self.filters) if r), None)
-            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}}
-            entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})
-        return entries
-
     def run(self, progress: bool = True) -> BuildResult:
         from tqdm.auto import tqdm
 
         started = time.time()
         journal = Journal(self.files.journal, self.fingerprint(), on_mismatch="restart" if self.config.output["overwrite"] else "error")
         counts = Counter(e["kind"] for e in journal.entries())
+        # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
+        self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
         bar = tqdm(desc=f"seva build {self.name}", unit="record", disable=not progress, initial=sum(counts.values()))
         try:
-            for batch, rejects in prefetch(self._batches(journal)):
+            workers.start()
+            for rejects, processed in workers.map(prefetch(self._batches(journal, prepare=workers.local))):
                 entries = [{"kind": "reject", "id": r.id, "reason": r.reason, "code": r.code} for r in rejects]
-                entries += self._process(batch)
+                entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
                 bar.update(len(entries))
                 bar.set_postfix(kept=counts["pair"], dropped=counts["drop"], rejected=counts["reject"])
         finally:
             bar.close()
+            workers.close()
             self.backend.close()
         return self._finalize(journal, started)
 
@@ -206,6 +193,7 @@ class Build:
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
             "counts": {"kept": kept, "dropped": dict(dropped), "rejected": dict(rejected), "records": kept + sum(dropped.values()) + sum(rejected.values())},
             "resumed": journal.resumed,
+            "workers": self.workers.describe() if hasattr(self, "workers") else None,
             "timings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), "seconds_this_run": round(seconds, 2)},
             "files": files,
         }

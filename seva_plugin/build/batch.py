@@ -1,0 +1,136 @@
+"""The per-batch work of a build, the one code path for a build in one process and for each Ray worker.
+
+:class:`WorkSpec` names the components a batch needs (augmenter, strategy, backend, filters) as
+registry entries plus their parameters: the driver resolves it against its own registry, so a
+plugin registered only in the driver process still reaches the workers. :class:`BatchWork`
+holds those components and turns a batch of loaded records into journal entries:
+``strategy.make_pairs`` -> end-of-sequence text stripped -> filters.
+
+An exception raised for a batch is narrowed down by bisection: the halves are retried until the
+record that raises is found, and it becomes a reject with the exception as its reason, while the
+other records of the batch get their pairs. A configuration problem (``ConfigError``) is not a
+record's fault and stops the build, as does a batch where every record fails the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from seva_plugin.build.config import BuildConfig, split_spec
+from seva_plugin.build.records import LoadedRecord, Pair
+from seva_plugin.build.text import strip_eos
+from seva_plugin.errors import RecordError, SevaError
+
+GENERATION_ERROR = "generation_error"
+
+
+class BatchFailed(SevaError):
+    """Every record of a batch failed with the same error: a systematic problem, not bad records."""
+
+
+@dataclass(frozen=True)
+class WorkSpec:
+    """The per-batch components as ``(registry entry, params, context)``; picklable, built anywhere."""
+
+    augment: tuple
+    strategy: tuple
+    backend: tuple
+    filters: tuple = ()
+
+    @classmethod
+    def resolve(cls, cfg: BuildConfig, registry) -> WorkSpec:
+        """Look every component up in ``registry`` (unknown names fail here)."""
+        name, params = split_spec(cfg.augment, "augment")
+        augment = (registry.get("augmenter", name), params, "augment", {})
+        name, params = split_spec(cfg.strategy, "strategy", default="seva")
+        strategy = (registry.get("strategy", name), params, "strategy", {})
+        name, params = split_spec(cfg.backend, "backend", default="hf")
+        backend = (registry.get("backend", name), params, "backend", {"model": cfg.model, "template": cfg.template})
+        filters = tuple((registry.get("filter", n), p, f"filter '{n}'", {}) for n, p in (split_spec(f, "filters") for f in cfg.filters))
+        return cls(augment, strategy, backend, filters)
+
+    def build(self) -> BatchWork:
+        """Instantiate the components (parameters checked strictly; no model loads here)."""
+
+        def make(entry):
+            component, params, where, context = entry
+            return component.build(params, where, **context)
+
+        return BatchWork(make(self.augment), make(self.strategy), make(self.backend), [make(f) for f in self.filters])
+
+    @property
+    def backend_params(self) -> dict[str, Any]:
+        return dict(self.backend[1])
+
+
+@dataclass
+class BatchWork:
+    augmenter: Any
+    strategy: Any
+    backend: Any
+    filters: list = field(default_factory=list)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {"strategy": self.strategy.name, "augment": self.augmenter.name if self.strategy.uses_augmenter else None}
+
+    def process(self, batch: Sequence[LoadedRecord]) -> list[dict]:
+        """Journal entries for ``batch``, one per record, in its order: pairs, drops, and rejects for
+        records whose generation raised."""
+        return bisect(list(batch), self.entries)
+
+    def entries(self, batch: Sequence[LoadedRecord]) -> list[dict]:
+        """Journal entries for ``batch``; raises what the strategy or backend raises."""
+        pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, self.backend, self.augmenter)} if batch else {}
+        provenance = self.provenance
+        entries = []
+        for loaded in batch:
+            pair = pairs.get(loaded.id)
+            if pair is None:
+                entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair"})
+                continue
+            pair = Pair(pair.record, strip_eos(pair.chosen), strip_eos(pair.rejected), pair.scores)
+            reason = next((r for r in (f(pair) for f in self.filters) if r), None)
+            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}}
+            entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})
+        return entries
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def reject_entry(record_id: str, exc: BaseException) -> dict:
+    if isinstance(exc, RecordError):
+        return {"kind": "reject", "id": record_id, "reason": str(exc), "code": exc.code}
+    return {"kind": "reject", "id": record_id, "reason": f"generation failed: {type(exc).__name__}: {exc}", "code": GENERATION_ERROR}
+
+
+def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]]) -> list[dict]:
+    """``work(batch)``; where it raises, the halves again, down to the records that raise."""
+    failures: list[BaseException] = []
+
+    def run(part: list[LoadedRecord]) -> list[dict]:
+        try:
+            return work(part)
+        except SevaError as exc:
+            if not isinstance(exc, RecordError):
+                raise  # the config, not the record
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - narrowed down to the record that raises
+            error = exc
+        if len(part) == 1:
+            failures.append(error)
+            return [reject_entry(part[0].id, error)]
+        half = len(part) // 2
+        return run(part[:half]) + run(part[half:])
+
+    entries = run(batch)
+    if len(batch) > 1 and len(failures) == len(batch) and len({f"{type(e).__name__}: {e}" for e in failures}) == 1:
+        error = failures[0]
+        raise BatchFailed(
+            f"every record of a batch ({len(batch)} records, from '{batch[0].id}') failed with the same error, which looks like a problem "
+            f"of the setup rather than of the records: {type(error).__name__}: {error}"
+        ) from error
+    return entries

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import import_module
@@ -15,7 +16,7 @@ from importlib import import_module
 import pluggy
 
 from seva_plugin import hookspecs, interfaces
-from seva_plugin.errors import ConfigError, unknown
+from seva_plugin.errors import ConfigError, show, unknown
 
 KINDS = tuple(interfaces.KINDS)
 
@@ -26,6 +27,7 @@ DEFAULT_PLUGINS = (
     "seva_plugin.plugins.augmenters.diffusion_noise",
     "seva_plugin.plugins.augmenters.moco",
     "seva_plugin.plugins.backends.hf",
+    "seva_plugin.plugins.backends.vllm",
     "seva_plugin.plugins.strategies.seva",
     "seva_plugin.plugins.strategies.csr.strategy",
     "seva_plugin.plugins.filters.answers",
@@ -64,22 +66,42 @@ class Component:
 
 def _check_types(cls, kwargs: dict, where: str) -> None:
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
-    simple = {"int": int, "float": (int, float), "bool": bool, "str": str}
     for key, value in kwargs.items():
-        hint = hints.get(key)
-        expected = simple.get(expected_name(hint))
-        if expected is None or value is None:
-            continue
-        if isinstance(value, bool) and expected is not bool:
-            ok = False
-        else:
-            ok = isinstance(value, expected)
-        if not ok:
-            raise ConfigError(f"{where}: '{key}' must be {expected_name(hint)}, got {value!r}.")
+        if key in hints:
+            check_value(f"{where}: '{key}'", value, expected_name(hints[key]))
 
 
 def expected_name(hint) -> str:
     return hint if isinstance(hint, str) else getattr(hint, "__name__", str(hint))
+
+
+SIMPLE = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def check_value(label: str, value, hint: str) -> None:
+    """The one type rule for config values, components' keys and the build config's own alike:
+    ``hint`` is a field's annotation as written (``bool``, ``int | None``, ``float``...). A YAML
+    string is never a boolean or a number (``overwrite: "false"`` is refused), a boolean never a
+    number, a float never an integer, and numbers are finite. Annotations of other types are not
+    checked here (their component checks them)."""
+    parts = [p.strip() for p in str(hint).split("|")]
+    nullable = "None" in parts
+    kinds = [p for p in parts if p != "None"]
+    if not kinds or any(k not in SIMPLE for k in kinds) or (value is None and nullable):
+        return
+    for kind in kinds:
+        if kind == "bool" and isinstance(value, bool):
+            return
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{label} must be a finite number, got {show(value)}.")
+            return
+        if kind == "str" and isinstance(value, str):
+            return
+    wanted = " or ".join(SIMPLE[k] for k in kinds) + (" or null" if nullable else "")
+    raise ConfigError(f"{label} must be {wanted}, got {show(value)}.")
 
 
 class Registry:

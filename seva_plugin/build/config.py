@@ -12,7 +12,13 @@ from typing import Any
 import yaml
 
 from seva_plugin.build.ray_settings import ray_settings
-from seva_plugin.errors import ConfigError, unknown
+from seva_plugin.errors import ConfigError, show, unknown
+
+# YAML limits (docs/config.md): a config is small; aliases may not expand it past MAX_YAML_NODES
+# (a 650-byte "billion laughs" file expands to 9**9 strings, over 6 GB).
+MAX_CONFIG_BYTES = 1 << 20  # a build config file
+MAX_OVERRIDE_BYTES = 64 << 10  # one key=value override
+MAX_YAML_NODES = 100_000  # values in one document with every alias expanded
 
 
 @dataclass
@@ -36,6 +42,7 @@ class BuildConfig:
 # Keys every build's output has; the rest of ``output`` are the chosen writer's own keys,
 # checked strictly against its parameters when the build is set up.
 OUTPUT_KEYS = {"dataset_dir": "data", "name": None, "overwrite": False, "writer": "llamafactory"}
+OUTPUT_TYPES = {"dataset_dir": "str", "name": "str", "overwrite": "bool", "writer": "str"}
 
 
 def fingerprint(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> str:
@@ -52,7 +59,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. augment.step=800).")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
+        value = load_yaml(raw, f"override '{show(item, 60)[1:-1]}'", MAX_OVERRIDE_BYTES) if raw else ""
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -71,11 +78,10 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
     else:
         if not os.path.isfile(source):
             raise ConfigError(f"build config not found: {source}")
-        with open(source, encoding="utf-8") as fh:
-            try:
-                data = yaml.safe_load(fh) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+        if os.path.getsize(source) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a build config.")
+        with open(source, encoding="utf-8", errors="replace") as fh:
+            data = load_yaml(fh.read(), source) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{source} must hold a mapping of config keys.")
     data = apply_overrides(data, overrides or [])
@@ -88,14 +94,82 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
             raise ConfigError(f"config key '{key}' is required.")
     for key in ("source", "output"):
         if not isinstance(data[key], dict):
-            raise ConfigError(f"config key '{key}' must be a mapping, got {data[key]!r}.")
+            raise ConfigError(f"config key '{key}' must be a mapping, got {show(data[key])}.")
     data["output"] = {**OUTPUT_KEYS, **data["output"]}
     if not data["output"]["name"]:
         raise ConfigError("output.name is required: it names the dataset in dataset_info.json.")
-    if not isinstance(data.get("seed", 0), int):
-        raise ConfigError(f"seed must be an integer, got {data['seed']!r}.")
+    check_config_values(data)
     data["ray"] = ray_settings(data.get("ray"))
     return BuildConfig(**data)
+
+
+def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """``yaml.safe_load`` with limits: ``text`` at most ``max_bytes``, and at most ``MAX_YAML_NODES``
+    values once every alias is expanded (checked on the composed node graph, before anything is
+    built from it). Any problem is a ConfigError naming ``what``."""
+    if len(text) > max_bytes:
+        raise ConfigError(f"{what} is larger than {max_bytes:,} bytes.")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, what)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {show(str(exc), 300)[1:-1]}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply to be a config.") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, what: str) -> None:
+    """Count the values of ``root`` with aliases expanded (each shared node once, times its uses)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(f"{what}: an alias refers to the value that contains it (a recursive YAML alias).")
+        open_nodes.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        open_nodes.discard(key)
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{what}: its YAML aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); write the values out instead."
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def check_config_values(data: dict) -> None:
+    """The build config's own values, by the type rule every component's keys follow
+    (``registry.check_value``), plus their ranges; ``output.name`` must be a safe file name."""
+    from seva_plugin.build.dataset_files import check_name
+    from seva_plugin.registry import check_value
+
+    hints = {f.name: f.type for f in fields(BuildConfig)}
+    for key in ("model", "template", "seed", "limit"):
+        if key in data:
+            check_value(key, data[key], hints[key])
+    for key, hint in OUTPUT_TYPES.items():
+        check_value(f"output.{key}", data["output"][key], hint)
+    if data.get("limit") is not None and data["limit"] < 1:
+        raise ConfigError(f"limit must be at least 1, got {data['limit']}: it is the number of source records to build (leave it out for all).")
+    if data.get("seed", 0) < 0:
+        raise ConfigError(f"seed must be at least 0, got {data['seed']}.")
+    check_name(data["output"]["name"], "output.name")
 
 
 def split_spec(spec: Any, kind: str, default: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -105,7 +179,7 @@ def split_spec(spec: Any, kind: str, default: str | None = None) -> tuple[str, d
     if isinstance(spec, dict) and isinstance(spec.get("name", default), str):
         params = dict(spec)
         return params.pop("name", default), params
-    raise ConfigError(f"{kind} must be a name or a mapping with a 'name' key, got {spec!r}.")
+    raise ConfigError(f"{kind} must be a name or a mapping with a 'name' key, got {show(spec)}.")
 
 
 def source_spec(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:

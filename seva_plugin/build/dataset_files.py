@@ -9,8 +9,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from seva_plugin.build.journal import read_entries
+from seva_plugin.errors import ConfigError, show
 
 REGISTRY = "dataset_info.json"
+MAX_NAME_BYTES = 200  # leaves room for ".manifest.json" and the like under the usual 255-byte limit
+
+
+def check_name(name, key: str = "name") -> None:
+    """A dataset name is a plain file name: it names ``<name>.jsonl`` and friends inside
+    ``dataset_dir`` and nothing outside it (no path separator, no ``..``, not hidden, no control
+    characters, not too long)."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{key} must be a non-empty string, got {show(name)}.")
+    why = None
+    if "/" in name or "\\" in name or (os.sep in name) or (os.altsep and os.altsep in name):
+        why = "it holds a path separator; set output.dataset_dir to choose the folder"
+    elif name.startswith("."):
+        why = "it starts with '.' (hidden, or a path like '..')"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        why = "it holds a control character"
+    else:
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError:
+            why = "it is not valid Unicode text (a lone surrogate)"
+        else:
+            if size > MAX_NAME_BYTES:
+                why = f"it is longer than {MAX_NAME_BYTES} bytes"
+    if why:
+        raise ConfigError(f"{key} {show(name, 60)} is not a safe file name: {why}. Use letters, digits, '_', '-' and '.'.")
 
 
 @dataclass(frozen=True)
@@ -19,6 +46,7 @@ class DatasetFiles:
     name: str
 
     def __post_init__(self):
+        check_name(self.name)
         object.__setattr__(self, "dataset_dir", os.path.abspath(self.dataset_dir))
 
     def _path(self, *parts: str) -> str:

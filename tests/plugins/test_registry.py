@@ -66,7 +66,7 @@ def test_a_third_party_plugin_registers_like_a_builtin():
     assert component.build({"radius": 2.0}).radius == 2.0
     with pytest.raises(ConfigError, match="unknown key 'radus'.*Did you mean 'radius'"):
         component.build({"radus": 2.0})
-    with pytest.raises(ConfigError, match="'radius' must be float"):
+    with pytest.raises(ConfigError, match="'radius' must be a number"):
         component.build({"radius": "big"})
 
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines, locked, write_errors
+from seva_plugin.build.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import Writer
 from seva_plugin.plugins.writers.card import card
@@ -66,6 +66,7 @@ class LlamaFactoryWriter(Writer):
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
 
     def _read_info(self) -> dict:
+        file_target(self.info_path)  # a directory there is a clear error
         if not os.path.exists(self.info_path):
             return {}
         try:
@@ -111,13 +112,16 @@ class LlamaFactoryWriter(Writer):
         return out
 
     def write(self, pairs, overwrite: bool) -> dict:
-        """Write the data atomically, then merge the entry into dataset_info.json under a lock."""
-        data = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
-        with locked(self.info_path), write_errors(self.info_path):
+        """Under the registry's lock: check the entry again (someone may have registered the name
+        since the build began), and only then replace the data and merge the entry, so a refusal
+        leaves everything as it was."""
+        with locked(self.info_path):
             self.prepare(overwrite)
-            info = self._read_info()
-            info[self.dataset_name] = self.entry
-            atomic_write_json(self.info_path, info)
+            data = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
+            with write_errors(self.info_path):
+                info = self._read_info()
+                info[self.dataset_name] = self.entry
+                atomic_write_json(self.info_path, info)
         return {"data": data, "dataset_info": self.info_path}
 
     def finish(self, manifest: dict) -> None:

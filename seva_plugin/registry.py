@@ -28,7 +28,6 @@ DEFAULT_PLUGINS = (
     "seva_plugin.plugins.augmenters.moco",
     "seva_plugin.plugins.backends.hf",
     "seva_plugin.plugins.backends.vllm",
-    "seva_plugin.plugins.backends.vllm",
     "seva_plugin.plugins.strategies.seva",
     "seva_plugin.plugins.strategies.csr.strategy",
     "seva_plugin.plugins.filters.answers",

@@ -160,7 +160,7 @@ def test_template_dataset_info_matches_llamafactory():
     info = json.load(open(os.path.join(ROOT, "data_templates", "dataset_info.json")))
     assert info["rlhf_v"] == {"hf_hub_url": "llamafactory/RLHF-V", "ranking": True, "formatting": "sharegpt", "columns": SEVA_COLUMNS}
     assert info["rlaif_v"]["hf_hub_url"] == "openbmb/RLAIF-V-Dataset" and info["rlaif_v"]["ranking"] is True
-    assert info["rlhf_v_local"] == entry("rlhf_v_local")
+    assert "rlhf_v_local" not in info  # the mixing recipe uses the Hub's rlhf_v as it is
 
 
 # -- the control, then each trap ----------------------------------------------------------------
@@ -289,7 +289,42 @@ def test_mixing_local_paths_with_hub_images(make, tmp_path):
     )
     report, _ = make(dataset_dir=data, dataset="pairs,rlhf_v")
     msg = one(report.errors, "The features can't be aligned")
-    assert "rlhf_v_local" in msg
+    assert "mixing pairs (image paths) with rlhf_v (images embedded" in msg
+    assert "output.format: parquet" in msg and f"seva export {data} --name pairs --to parquet --out {data} --out-name pairs_parquet" in msg
+
+
+def write_parquet_set(folder, image_type: str) -> None:
+    """One shard whose images are embedded (``Image()`` structs) or paths (strings), as LLaMA-Factory loads it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(folder, exist_ok=True)
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())]) if image_type == "embedded" else pa.string()
+    turn = pa.struct([("from", pa.string()), ("value", pa.string())])
+    schema = pa.schema([("conversations", pa.list_(turn)), ("chosen", turn), ("rejected", turn), ("images", pa.list_(image))])
+    pq.write_table(schema.empty_table(), os.path.join(folder, "train-00000-of-00001.parquet"))
+
+
+def test_mixing_embedded_parquet_with_hub_images_passes(make, tmp_path):
+    rlhf_v = {"hf_hub_url": "llamafactory/RLHF-V", "ranking": True, "formatting": "sharegpt", "columns": SEVA_COLUMNS}
+    data = dataset_dir(tmp_path / "mix", {"pairs": entry("pairs", file_name="pairs/data"), "rlhf_v": rlhf_v}, files=False)
+    write_parquet_set(tmp_path / "mix" / "pairs" / "data", "embedded")
+    report, _ = make(dataset_dir=data, dataset="pairs,rlhf_v")
+    assert not [m for m in report.errors if "aligned" in m], report.lines()
+    # a Parquet set that stores paths does not mix: told from the schema, not the file extension
+    write_parquet_set(tmp_path / "mix" / "pairs" / "data", "paths")
+    report, _ = make(dataset_dir=data, dataset="pairs,rlhf_v")
+    one(report.errors, "The features can't be aligned", "mixing pairs (image paths)")
+
+
+def test_mixing_image_and_text_only_preference_sets_warns(make, tmp_path):
+    text = {"file_name": "text.jsonl", "formatting": "sharegpt", "ranking": True, "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}
+    data = dataset_dir(tmp_path / "mix", {"pairs": entry("pairs"), "more": entry("more"), "text": text})
+    report, _ = make(dataset_dir=data, dataset="pairs,text")
+    msg = one(report.warnings, "text-only")
+    assert "image preference sets (pairs) with text-only ones (text)" in msg and "#6518" in msg and "#7157" in msg
+    report, _ = make(dataset_dir=data, dataset="pairs,more")  # two image sets: nothing to warn about
+    assert not [m for m in report.warnings if "text-only" in m]
 
 
 def test_duplicate_dataset_warns(make):

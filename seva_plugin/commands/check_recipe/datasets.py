@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from seva_plugin.commands.check_recipe.build_configs import DATA_TEMPLATES, build_command, generation_config, template_entry
 from seva_plugin.commands.check_recipe.facts import mix_facts, setting
 from seva_plugin.commands.check_recipe.files import first_record, show
+from seva_plugin.commands.check_recipe.image_storage import Storage, image_storage
 from seva_plugin.commands.check_recipe.report import CheckReport, split_list
 from seva_plugin.errors import did_you_mean
 from seva_plugin.families import thinking_mismatch
@@ -21,6 +22,8 @@ class DatasetFacts:
     has_images: bool = False
     images_per_record: int = 1
     entry: dict | None = None
+    image_storage: Storage | None = None  # paths | embedded; None: no images, or cannot be told
+    text_only: bool = False  # no image, video or audio column
 
 
 def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str = "dataset") -> list[DatasetFacts]:
@@ -87,6 +90,7 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
         fact = DatasetFacts(name, entry=entry)
         columns = entry.get("columns") or {}
         fact.has_images = bool(columns.get("images"))
+        fact.text_only = not any(columns.get(k) for k in ("images", "videos", "audios"))
         hub_keys = [k for k in ("hf_hub_url", "ms_hub_url", "om_hub_url") if k in entry]
         ranking = bool(entry.get("ranking", False))
         formatting = entry.get("formatting", "alpaca")
@@ -106,6 +110,7 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
             report.error(f'{info_path}: \'{name}\' is a sharegpt ranking set but its columns lack "chosen" and "rejected".')
         if hub_keys:
             fact.hub = True
+            fact.image_storage = "embedded" if fact.has_images else None  # as the hub's image sets store them
             report.hint(f"{key} '{name}' is downloaded from the hub ({entry[hub_keys[0]]}) when training starts; it was not checked here.")
         elif "script_url" in entry or "cloud_file_name" in entry:
             pass
@@ -133,6 +138,8 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
                     report.warn(f"{key} '{name}': {local} is empty; LLaMA-Factory has nothing to train on (a build that kept no pairs?).")
                 else:
                     _check_first_record(name, files[0], entry, media_dir, fact, report)
+                if files and not bad and fact.has_images:
+                    fact.image_storage = image_storage(files[0], columns["images"])
         facts.append(fact)
         _check_provenance(recipe, recipe_path, name, dataset_dir, report)
     return facts
@@ -183,6 +190,33 @@ def _check_provenance(recipe: dict, recipe_path: str, name: str, dataset_dir: st
         )
 
 
+def _check_image_storage(facts: list[DatasetFacts], dataset_dir: str, report: CheckReport) -> None:
+    """Image paths and embedded images cannot be mixed: LLaMA-Factory cannot align the two features."""
+    paths = [f.name for f in facts if f.image_storage == "paths"]
+    embedded = [f.name for f in facts if f.image_storage == "embedded"]
+    if paths and embedded:
+        name = paths[0]
+        report.error(
+            f"mixing {', '.join(paths)} (image paths) with {', '.join(embedded)} (images embedded, as hub sets store them) fails in "
+            'LLaMA-Factory: "The features can\'t be aligned because the key _images ..." (streaming does not help). Write the seva '
+            "sets with embedded images: build them with `output.format: parquet`, or convert a finished build without regenerating: "
+            f"`seva export {dataset_dir} --name {name} --to parquet --out {dataset_dir} --out-name {name}_parquet` and put "
+            f'{name}_parquet in `dataset:` (docs/recipes.md, "Mixing in other sets").'
+        )
+
+
+def _check_modalities(facts: list[DatasetFacts], stage: str, report: CheckReport) -> None:
+    """Image preference sets mixed with text-only ones hang or crash LLaMA-Factory's DPO."""
+    images = [f.name for f in facts if f.has_images]
+    text = [f.name for f in facts if f.text_only]
+    if images and text and stage in ("dpo", "rm", "kto"):
+        report.warn(
+            f"dataset mixes image preference sets ({', '.join(images)}) with text-only ones ({', '.join(text)}): LLaMA-Factory is "
+            f"known to hang or crash on such mixes in {stage} training (hiyouga/LLaMA-Factory#6518, #7157). Train on the image sets only, "
+            "or train the text-only pairs in a separate run."
+        )
+
+
 def check_mixing(recipe: dict, facts: list[DatasetFacts], report: CheckReport) -> None:
     names = list(dict.fromkeys(split_list(recipe.get("dataset"))))
     eval_names = list(dict.fromkeys(split_list(recipe.get("eval_dataset"))))
@@ -225,19 +259,8 @@ def check_mixing(recipe: dict, facts: list[DatasetFacts], report: CheckReport) -
     elif isinstance(strategy, str) and strategy.startswith("interleave") and len(names) > 1:
         report.hint(f"mix_strategy: {strategy} without interleave_probs draws from each dataset with equal probability.")
     if len(facts) > 1:
-        hub = [f.name for f in facts if f.hub and f.has_images]
-        local = [
-            f.name
-            for f in facts
-            if not f.hub and f.has_images and f.entry and "file_name" in f.entry and not str(f.entry["file_name"]).endswith((".parquet", ".arrow"))
-        ]
-        if hub and local:
-            report.error(
-                f"mixing {', '.join(local)} (image paths in a local file) with {', '.join(hub)} (images embedded in a hub dataset) fails "
-                'in LLaMA-Factory: "The features can\'t be aligned because the key _images ..." (hiyouga/LlamaFactory#317; '
-                "streaming does not help). Export the hub set to a JSONL file with image files and register that instead "
-                '(docs/recipes.md, "Mixing in other sets"; data_templates/dataset_info.json has rlhf_v_local).'
-            )
+        _check_image_storage(facts, str(setting(recipe, "dataset_dir")), report)
+        _check_modalities(facts, setting(recipe, "stage"), report)
     if recipe.get("streaming"):
         if recipe.get("max_steps") in (None, -1):
             report.error('streaming: true needs max_steps (LLaMA-Factory: "Please specify `max_steps` in streaming mode.").')

@@ -154,3 +154,37 @@ def check_model_template(model: str, template: str) -> None:
     if problem:
         fitting = templates_for(model_type)
         raise ConfigError(problem + (f" Templates for it: {', '.join(fitting)}." if fitting else ""))
+
+
+@functools.lru_cache(maxsize=1)
+def pan_and_scan_problem() -> str | None:
+    """Why Gemma 3's pan-and-scan (``image_do_pan_and_scan``) cannot run with the installed
+    LLaMA-Factory and transformers, or ``None`` when it can. Found by running LLaMA-Factory's own
+    Gemma 3 prompt expansion on one wide image with a small Gemma 3 image processor (no weights):
+    LLaMA-Factory 0.9.5 indexes the processor's ``num_crops`` as a nested list, and transformers 5
+    returns a 1-D tensor, so both ``seva build`` and ``llamafactory-cli train`` stop with an IndexError."""
+    from types import SimpleNamespace
+
+    from llamafactory.data.template import TEMPLATES
+    from PIL import Image
+    from transformers import Gemma3ImageProcessor
+
+    plugin = TEMPLATES["gemma3"].mm_plugin
+    processor = SimpleNamespace(
+        image_processor=Gemma3ImageProcessor(size={"height": 32, "width": 32}),
+        boi_token="<start_of_image>",
+        full_image_sequence="<start_of_image><image_soft_token><end_of_image>",
+        image_do_pan_and_scan=True,
+        image_max_pixels=768 * 768,
+        image_min_pixels=32 * 32,
+        image_seq_length=1,
+    )
+    try:
+        plugin.process_messages([{"role": "user", "content": "<image>"}], [Image.new("RGB", (768, 256))], [], [], processor)
+    except Exception as exc:  # what LLaMA-Factory would raise on every pan-and-scan prompt
+        return (
+            "image_do_pan_and_scan does not work with the installed LLaMA-Factory and transformers: its Gemma 3 plugin fails on "
+            f"the first image ({type(exc).__name__}: {exc}), in `llamafactory-cli train` as in `seva build`. Leave it off "
+            "(each image is then one 896-px view, as in LLaMA-Factory's default)."
+        )
+    return None

@@ -22,6 +22,9 @@ from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.records import IMAGE_TOKEN
 from seva_plugin.errors import ConfigError
 
+# Backend keys that shape what the model sees (LLaMA-Factory's own keys); the views are rebuilt with them.
+INPUT_KEYS = ("image_max_pixels", "crop_to_patches", "image_do_pan_and_scan", "enable_thinking")
+
 
 # -- reading ------------------------------------------------------------------------------
 def _read_jsonl(path: str) -> list[dict]:
@@ -115,7 +118,7 @@ class ViewMaker:
         self.uses_augmenter = registry.get("strategy", strategy).cls.uses_augmenter
         backend_name, backend_params = split_spec(config.get("backend", "hf"), "backend")
         if backend_name != "hf":  # other backends render prompts the same way; keep only what shapes pixels
-            backend_params = {k: v for k, v in backend_params.items() if k == "image_max_pixels"}
+            backend_params = {k: v for k, v in backend_params.items() if k in INPUT_KEYS}
         self.backend = registry.get("backend", "hf").build(backend_params, "backend", model=config["model"], template=config["template"])
         self._load_processor()
 
@@ -138,15 +141,20 @@ class ViewMaker:
         seed = record.get("provenance", {}).get("seed")
         prompt = record["conversations"][0]["value"]
         loaded = LoadedRecord(PromptRecord(record.get("id", ""), prompt, []), images, int(seed or 0))
+        rows = self.renderer.image_rows(images)  # InternVL tiles, Gemma 3 crops: rows of pixel_values per image
         clean = self.renderer.view_inputs([loaded], CLEAN)
-        seen = [self.to_image(clean[1], s) for s in image_slices(clean[1])]
+        seen = [self.to_image(clean[1], s, k, img) for k, (s, img) in enumerate(zip(image_slices(clean[1], rows), images, strict=True))]
         if not self.uses_augmenter or seed is None:
             return seen, []
         _, mm = self.renderer.view_inputs([loaded], View(1, self.augmenter), clean)
-        return seen, [self.to_image(mm, s) for s in image_slices(mm)]
+        return seen, [self.to_image(mm, s, k, img) for k, (s, img) in enumerate(zip(image_slices(mm, rows), images, strict=True))]
 
-    def to_image(self, mm: dict, where: slice):
-        """De-normalise one image's pixels for display (first tile for LLaVA-NeXT; un-patchified for Qwen2-VL)."""
+    def to_image(self, mm: dict, where: slice, index: int = 0, image=None):
+        """De-normalise image ``index`` (rows ``where`` of ``pixel_values``) for display: the Qwen families'
+        flattened patches un-patchified; InternVL's tiles put back in their grid (the thumbnail, a
+        copy of the whole image, left out; ``image`` is the source image, whose size chose the grid);
+        otherwise the first row (LLaVA-NeXT's base view of the whole image, Gemma 3's whole image
+        before any crops)."""
         import numpy as np
         from PIL import Image
 
@@ -154,13 +162,43 @@ class ViewMaker:
         mean, std = np.asarray(ip.image_mean, dtype=np.float32), np.asarray(ip.image_std, dtype=np.float32)
         x = mm["pixel_values"][where].float().numpy()
         if "image_grid_thw" in mm:
-            x = _unpatchify(x, [int(v) for v in mm["image_grid_thw"][where.start]], ip)
+            x = _unpatchify(x, [int(v) for v in mm["image_grid_thw"][index]], ip)
+        elif self.renderer.plugin == "intern_vl" and len(x) > 1:
+            x = _untile(x, self._tile_grid(image, len(x)))
         else:
             x = x[0]
             while x.ndim > 3:  # LLaVA-NeXT: (tiles, C, H, W); the first tile is the whole image
                 x = x[0]
         x = x.transpose(1, 2, 0) * std + mean
         return Image.fromarray((np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8))
+
+    def _tile_grid(self, image, tiles: int) -> tuple[int, int] | None:
+        """``(columns, rows)`` of the grid InternVL's processor cut ``image`` into (``tiles`` = the grid
+        plus a thumbnail), found as the processor finds it: from the image as LLaMA-Factory resized it."""
+        if image is None:
+            return None
+        from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
+
+        processor, ip = self.processor, self.processor.image_processor
+        (resized,) = self.renderer.template.mm_plugin._regularize_images(
+            [image], image_max_pixels=getattr(processor, "image_max_pixels", 768 * 768), image_min_pixels=getattr(processor, "image_min_pixels", 32 * 32)
+        )["images"]
+        size = ip.size if isinstance(ip.size, dict) else {"height": ip.size.height, "width": ip.size.width}
+        # LLaMA-Factory asks for 1..12 tiles when its crop_to_patches is on; else the image processor's own limits apply
+        low, high = (1, 12) if getattr(processor, "crop_to_patches", False) else (ip.min_patches, ip.max_patches)
+        columns, rows = get_optimal_tiled_canvas((resized.height, resized.width), (size["height"], size["width"]), low, high)
+        return (columns, rows) if columns * rows + 1 == tiles else None
+
+
+def _untile(x, grid: tuple[int, int] | None):
+    """InternVL tiles (grid tiles row by row, then a thumbnail) -> (C, H, W) of the grid; without a
+    known grid, every tile side by side."""
+    import numpy as np
+
+    if grid is None:
+        return np.concatenate(list(x), axis=2)
+    columns, rows = grid
+    return np.concatenate([np.concatenate(list(x[r * columns : (r + 1) * columns]), axis=2) for r in range(rows)], axis=1)
 
 
 def _unpatchify(x, thw: list[int], ip):

@@ -92,21 +92,58 @@ def check_cutoff(recipe: dict, recipe_path: str, plugin: str | None, facts: Mode
         )
 
 
+# LLaMA-Factory keys that change what the model sees, by the image plugins they matter for (None: every
+# template). A build's backend takes the same keys, so generation can see what training sees.
+INPUT_KEYS: dict[str, tuple[str, ...] | None] = {
+    "image_max_pixels": ("qwen2_vl", "qwen3_vl", "llava_next", "intern_vl", "gemma3"),
+    "crop_to_patches": ("intern_vl",),
+    "image_do_pan_and_scan": ("gemma3",),
+    "enable_thinking": None,  # only reasoning templates (qwen3_vl) read it
+}
+WHAT_CHANGES = {
+    "image_max_pixels": "the image tokens or pixels",
+    "crop_to_patches": "the tiles of each image (one, or a grid plus a thumbnail) and so its image tokens",
+    "image_do_pan_and_scan": "the crops of each image and so its image tokens",
+}
+
+
+def _setting_of(cfg: dict, key: str):
+    value = cfg.get(key)
+    return lf_default(key) if value is None else value
+
+
 def check_generation_pixels(recipe: dict, recipe_path: str, facts: ModelFacts | None, datasets: list[DatasetFacts], report: CheckReport) -> None:
-    """Where image_max_pixels decides what the model sees (Qwen2-VL tokens, LLaVA-NeXT tiles), generation and training should agree."""
-    if facts is None or facts.plugin not in ("qwen2_vl", "qwen3_vl", "llava_next"):
-        return
+    """Where image_max_pixels, crop_to_patches, image_do_pan_and_scan or enable_thinking decide what the model sees,
+    generation (the build's backend keys) and training (the recipe's keys) should agree."""
+    from seva_plugin.families import is_reasoning, pan_and_scan_problem, templates
+
+    template = recipe.get("template")
+    plugin = templates().get(template) if template else None
+    if plugin == "gemma3" and _setting_of(recipe, "image_do_pan_and_scan"):
+        problem = pan_and_scan_problem()
+        if problem:
+            report.error(problem)
+    family = facts.plugin if facts is not None else None
     dataset_dir = str(setting(recipe, "dataset_dir"))
-    default_pixels = lf_default("image_max_pixels")
-    pixels = recipe.get("image_max_pixels") or default_pixels
     for d in datasets:
         found = generation_config(d.name, recipe_path, dataset_dir)
         if not found:
             continue
         source, cfg = found
-        built_pixels = section(cfg, "backend").get("image_max_pixels") or default_pixels
-        if built_pixels != pixels:
-            report.warn(
-                f"dataset '{d.name}' is generated with image_max_pixels {built_pixels} ({source}) but trained with {pixels}: "
-                f"for a {facts.plugin} model that changes the image tokens, so training sees other inputs than generation did."
-            )
+        backend = section(cfg, "backend")
+        for key, plugins in INPUT_KEYS.items():
+            built, trained = _setting_of(backend, key), _setting_of(recipe, key)
+            if built == trained:
+                continue
+            if key == "enable_thinking":
+                if template and is_reasoning(str(template)):
+                    report.error(
+                        f"dataset '{d.name}' is generated with enable_thinking {built} ({source}) but trained with {trained}: with the "
+                        f"reasoning template '{template}' that changes the prompt (enable_thinking false appends an empty <think> block "
+                        "to it), so the answers were written after another prompt than training shows. Set the same value in both."
+                    )
+            elif family in plugins:
+                report.warn(
+                    f"dataset '{d.name}' is generated with {key} {built} ({source}) but trained with {trained}: "
+                    f"for a {family} model that changes {WHAT_CHANGES[key]}, so training sees other inputs than generation did."
+                )

@@ -44,6 +44,9 @@ class HfBackend(Backend):
     device: str | None = None  # default: cuda when present, else cpu
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
     image_max_pixels: int | None = None  # LLaMA-Factory's image_max_pixels (keep equal to the recipe's)
+    crop_to_patches: bool = False  # LLaMA-Factory's crop_to_patches: InternVL tiles (keep equal to the recipe's)
+    image_do_pan_and_scan: bool = False  # LLaMA-Factory's image_do_pan_and_scan: Gemma 3 crops (keep equal to the recipe's)
+    enable_thinking: bool = True  # LLaMA-Factory's enable_thinking: a reasoning template's prompt (keep equal to the recipe's)
     adapter: str | None = None  # a LoRA adapter dir to apply on top of the model
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
@@ -55,6 +58,11 @@ class HfBackend(Backend):
             raise ConfigError("backend.min_new_tokens must be between 0 and backend.max_new_tokens.")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ConfigError(f"backend.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}.")
+        if self.image_do_pan_and_scan:
+            from seva_plugin.families import pan_and_scan_problem
+
+            if problem := pan_and_scan_problem():
+                raise ConfigError(f"backend.{problem}")
         self._load_lock = threading.Lock()
         self._prepared: deque = deque()  # (key, inputs) made ahead by ``prepare``
         self._prepared_lock = threading.Lock()
@@ -69,7 +77,8 @@ class HfBackend(Backend):
 
     def _args(self, with_adapter: bool):
         _, dtype = self._device_and_dtype
-        return infer_args(self.model, self.template, dtype, self.image_max_pixels, self.trust_remote_code, self.adapter if with_adapter else None)
+        inputs = {"crop_to_patches": self.crop_to_patches, "image_do_pan_and_scan": self.image_do_pan_and_scan, "enable_thinking": self.enable_thinking}
+        return infer_args(self.model, self.template, dtype, self.image_max_pixels, self.trust_remote_code, self.adapter if with_adapter else None, inputs)
 
     @property
     def renderer(self) -> Renderer:
@@ -171,6 +180,8 @@ class HfBackend(Backend):
         attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
         inputs = {"input_ids": input_ids.to(model.device), "attention_mask": attention_mask.to(model.device)}
         for key, value in mm.items():
+            if key == "token_type_ids":  # Gemma 3: per-prompt lists; rebuilt for the padded rows (prefixes included) as training's collator pads them
+                value = mm_token_types(input_ids, model.config)
             if not isinstance(value, torch.Tensor):
                 value = torch.tensor(value)
             if torch.is_floating_point(value):

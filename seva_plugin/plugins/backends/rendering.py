@@ -14,19 +14,32 @@ from typing import Any
 
 from seva_plugin.build.records import IMAGE_TOKEN
 from seva_plugin.build.views import view_generator
-from seva_plugin.plugins.backends.pixels import augment_tensors
+from seva_plugin.plugins.backends.pixels import augment_tensors, rows_per_image
 
 SENTINEL = "\x00"
 
 
-def infer_args(model: str, template: str, dtype: str = "float32", image_max_pixels: int | None = None, trust_remote_code: bool = False, adapter: str | None = None):
-    """LLaMA-Factory's ``(model_args, data_args, finetuning_args)`` for inference."""
+def infer_args(
+    model: str,
+    template: str,
+    dtype: str = "float32",
+    image_max_pixels: int | None = None,
+    trust_remote_code: bool = False,
+    adapter: str | None = None,
+    inputs: dict[str, Any] | None = None,
+):
+    """LLaMA-Factory's ``(model_args, data_args, finetuning_args)`` for inference.
+
+    ``inputs``: other LLaMA-Factory keys that change what the model sees, as the recipe sets them
+    (``crop_to_patches``: InternVL tiles; ``image_do_pan_and_scan``: Gemma 3 crops;
+    ``enable_thinking``: a reasoning template's prompt)."""
     os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # keep the progress bar readable
     from llamafactory.hparams import get_infer_args
 
     args: dict[str, Any] = {"model_name_or_path": model, "template": template, "infer_dtype": dtype, "trust_remote_code": trust_remote_code}
     if image_max_pixels:
         args["image_max_pixels"] = image_max_pixels
+    args.update(inputs or {})
     if adapter:
         args["adapter_name_or_path"] = adapter
     model_args, data_args, finetuning_args, _ = get_infer_args(args)
@@ -47,6 +60,10 @@ class Renderer:
         self.tokenizer.padding_side = "left"
         self.lock = threading.Lock()
         self._expansions: dict = {}
+        from llamafactory.data.mm_plugin import PLUGINS
+
+        # the template's image plugin by LLaMA-Factory's name for it (llava, qwen2_vl, intern_vl, gemma3, ...)
+        self.plugin = next((name for name, cls in PLUGINS.items() if type(self.template.mm_plugin) is cls), "base")
 
     @classmethod
     def load(cls, model_args, data_args) -> Renderer:
@@ -66,6 +83,11 @@ class Renderer:
             (msg,) = self.template.mm_plugin.process_messages([{"role": "user", "content": content}], images, [], [], self.processor)
             self._expansions[key] = msg["content"].split(SENTINEL)
         return self._expansions[key]
+
+    def image_rows(self, images) -> list[int]:
+        """How many rows of ``pixel_values`` each image fills where the tensors do not say so
+        (InternVL tiles, Gemma 3 crops; ``pixels.image_slices``), read off its expanded prompt."""
+        return [rows_per_image(self.plugin, e, self.processor) for e in self._expand_images(images)]
 
     def prompt_ids(self, prompt: str, images) -> list[int]:
         """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes them."""
@@ -121,4 +143,5 @@ class Renderer:
         if augmenter is None:
             return clean
         ids, mm = clean
-        return ids, augment_tensors(mm, augmenter, [(r.seed, len(r.images)) for r in records], view.id)
+        rows = [n for r in records for n in self.image_rows(r.images)]
+        return ids, augment_tensors(mm, augmenter, [(r.seed, len(r.images)) for r in records], view.id, rows)

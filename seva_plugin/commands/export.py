@@ -17,6 +17,7 @@ listed with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the expo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import seva_plugin
 from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable
+from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
 from seva_plugin.build.records import Reject
 from seva_plugin.commands.finished_build import FinishedBuild, finished_build
 from seva_plugin.errors import ConfigError, RecordError
@@ -125,12 +126,28 @@ def export(
 ) -> ExportResult:
     if target not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {target!r}.")
-    build = finished_build(data_dir, name)
-    out = DatasetFiles(out_dir, out_name or name)
-    if out.dataset_dir == build.files.dataset_dir and out.name == build.files.name:
+    source, out = DatasetFiles(data_dir, name), DatasetFiles(out_dir, out_name or name)
+    if out == source:
         raise ConfigError(
             f"exporting '{name}' into its own folder {out.dataset_dir} under the same name would replace the build it reads; use another --out or --out-name."
         )
+    # Hold the source's build lock (no build may start or run while it is read), then the output's:
+    # a refused export leaves nothing behind.
+    with _lock_if_built(source):
+        build = finished_build(source.dataset_dir, name)
+        with output_lock(out.lock, f"{out.dataset_dir} ({out.name})"):
+            return _export(build, out, target, overwrite, shard_size, licence)
+
+
+def _lock_if_built(files: DatasetFiles):
+    """The build lock of a dataset a build made here; nothing for a copied or read-only one."""
+    if not os.path.exists(files.lock):
+        return contextlib.nullcontext()
+    return output_lock(files.lock, f"{files.dataset_dir} ({files.name})")
+
+
+def _export(build: FinishedBuild, out: DatasetFiles, target: str, overwrite: bool, shard_size: int | None, licence: str | None) -> ExportResult:
+    name = build.files.name
     check_writable(out.dataset_dir)
     if os.path.exists(out.manifest) and not overwrite:
         raise ConfigError(

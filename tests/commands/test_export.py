@@ -153,6 +153,15 @@ def test_unfinished_builds_are_refused(source, tmp_path):
     assert not os.path.exists(tmp_path / "b")
 
 
+def test_a_running_build_holds_the_export_off(source, tmp_path):
+    from seva_plugin.build.dataset_files import DatasetFiles
+    from seva_plugin.build.files import OutputBusy, output_lock
+
+    with output_lock(DatasetFiles(source, NAME).lock, "the build"), pytest.raises(OutputBusy, match=f"pid {os.getpid()}"):
+        export(source, NAME, "parquet", str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_a_new_config_started_since_is_refused(source, tmp_path):
     journal = os.path.join(source, ".seva", f"{NAME}.journal.jsonl")
     lines = open(journal, "rb").read().split(b"\n", 1)

@@ -24,7 +24,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import seva_plugin
-from seva_plugin.build.files import atomic_write_lines, write_errors
+from seva_plugin.build.files import atomic_write_lines, umask, write_errors
 from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.plugins.writers.embedding import embed
 
@@ -115,6 +115,7 @@ class ParquetFolder:
             os.makedirs(self.root, exist_ok=True)
             self._remove_leftovers()
             tmp = tempfile.mkdtemp(dir=self.root, prefix=f".{DATA}.tmp-")
+            os.chmod(tmp, 0o777 & ~umask())  # what os.makedirs would give data/, not mkdtemp's 0700
             try:
                 counts = self._write_parts(iter(rows), tmp)
                 shards = self._name_parts(tmp, counts)

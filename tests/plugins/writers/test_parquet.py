@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from writer_pairs import front_matter, make_pairs, manifest_for
 
 from conftest import make_images, run_train
+from seva_plugin.build.files import umask
 from seva_plugin.build.pipeline import build
 from seva_plugin.errors import ConfigError
 from seva_plugin.plugins.writers.llamafactory import LlamaFactoryWriter
@@ -22,6 +24,7 @@ RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "recipes", "t
 
 
 def write(tmp_path, pairs, **keys) -> tuple[LlamaFactoryWriter, dict]:
+    os.makedirs(tmp_path / "data", exist_ok=True)  # the host (a build, an export) makes the dataset_dir
     writer = LlamaFactoryWriter(str(tmp_path / "data"), "seva_pq", format="parquet", **keys)
     writer.prepare(overwrite=False)
     files = writer.write(iter(pairs), overwrite=False)
@@ -38,6 +41,7 @@ def test_parquet_shards_embed_the_image_bytes_with_hub_features(tmp_path):
     assert sorted(os.listdir(data_dir)) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
     assert [s["records"] for s in files["data"]["shards"]] == [3, 3, 1]
     assert files["data"]["records"] == 7 and files["data"]["format"] == "parquet" and files["data"]["skipped"] == []
+    assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o777 & ~umask()  # readable by others as the umask allows
 
     # registered as a folder LLaMA-Factory loads: only shards in it, the card one level up
     info = json.load(open(tmp_path / "data" / "dataset_info.json"))

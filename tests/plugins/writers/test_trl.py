@@ -15,6 +15,7 @@ from seva_plugin.plugins.writers.trl import TrlWriter
 
 
 def write_trl(tmp_path, pairs, **keys) -> str:
+    os.makedirs(tmp_path / "data", exist_ok=True)  # the host (a build, an export) makes the dataset_dir
     writer = TrlWriter(str(tmp_path / "data"), "seva_trl", **keys)
     writer.prepare(overwrite=False)
     files = writer.write(iter(pairs), overwrite=False)

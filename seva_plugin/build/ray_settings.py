@@ -34,8 +34,7 @@ def ray_settings(raw: Any) -> dict[str, Any]:
     for key in raw:
         if key not in DEFAULTS:
             raise unknown("key", key, DEFAULTS, "ray")
-    out = {**DEFAULTS, **{k: v for k, v in raw.items()}}
-    out["init_kwargs"] = dict(out["init_kwargs"] or {})
+    out = {**DEFAULTS, **raw}
     for key, least in (("num_workers", 1), ("max_restarts", 0), ("batches_per_worker", 1)):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -44,11 +43,12 @@ def ray_settings(raw: Any) -> dict[str, Any]:
     address = out["address"]
     if address is not None and not (isinstance(address, str) and _ADDRESS.match(address)):
         raise ConfigError(f"ray.address must be null (start a local Ray), 'auto' (the cluster `ray start` made on this machine), 'ray://host:port' or 'host:port'; got {address!r}.")
-    kwargs = raw.get("init_kwargs") or {}
+    kwargs = out["init_kwargs"] or {}
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ConfigError(f"ray.init_kwargs must be a mapping of ray.init() arguments, got {kwargs!r}.")
     if "address" in kwargs:
         raise ConfigError("ray.init_kwargs.address: set ray.address instead.")
+    out["init_kwargs"] = dict(kwargs)
     return out
 
 

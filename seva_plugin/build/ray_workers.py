@@ -47,8 +47,7 @@ class LocalWorkers:
 
     def __init__(self, work: BatchWork):
         self.work = work
-        self.records = self.batches = 0
-        self.busy = 0.0
+        self.stats = _new_stats()
 
     def start(self) -> None:
         pass
@@ -58,20 +57,41 @@ class LocalWorkers:
             started = time.perf_counter()
             entries = self.work.process(batch)
             if batch:
-                self.busy += time.perf_counter() - started
-                self.records += len(batch)
-                self.batches += 1
+                _add(self.stats, len(batch), time.perf_counter() - started)
             yield rejects, entries
 
     def describe(self) -> dict[str, Any]:
-        return {"ray": False, "num_workers": 1, "workers": [_throughput({"index": 0, "node": socket.gethostname(), "pid": os.getpid()}, self.records, self.batches, self.busy)]}
+        return {"ray": False, "num_workers": 1, "workers": [{"index": 0, "node": socket.gethostname(), "pid": os.getpid(), **_throughput(self.stats)}]}
 
     def close(self) -> None:
         pass  # the build closes its backend itself
 
 
-def _throughput(info: dict, records: int, batches: int, busy: float) -> dict:
-    return {**info, "batches": batches, "records": records, "busy_seconds": round(busy, 2), "records_per_second": round(records / busy, 3) if busy > 0 else None}
+def _new_stats() -> dict:
+    return {"batches": 0, "records": 0, "busy": 0.0, "first": 0.0, "first_records": 0}
+
+
+def _add(stats: dict, records: int, seconds: float) -> None:
+    if stats["batches"] == 0:  # the first batch loads the model
+        stats["first"], stats["first_records"] = seconds, records
+    stats["batches"] += 1
+    stats["records"] += records
+    stats["busy"] += seconds
+
+
+def _throughput(stats: dict) -> dict:
+    """Batches, records and seconds spent on them; ``records_per_second`` leaves out the first batch
+    (it loads the model) when there are others."""
+    records, busy = stats["records"], stats["busy"]
+    if stats["batches"] > 1:
+        records, busy = records - stats["first_records"], busy - stats["first"]
+    return {
+        "batches": stats["batches"],
+        "records": stats["records"],
+        "busy_seconds": round(stats["busy"], 2),
+        "first_batch_seconds": round(stats["first"], 2),
+        "records_per_second": round(records / busy, 3) if busy > 0 else None,
+    }
 
 
 # -- the worker (a Ray actor) ------------------------------------------------------------------
@@ -143,15 +163,17 @@ class RayWorkers:
 
         settings = self.settings
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, "log_to_driver": True, **settings["init_kwargs"]}
-            address = settings["address"]
+            kwargs = {"include_dashboard": False, **settings["init_kwargs"]}
+            # null: a Ray of this build's own, unless RAY_ADDRESS names one (`ray job submit` sets it);
+            # never a `ray start` cluster that happens to run on this machine
+            address = settings["address"] or os.environ.get("RAY_ADDRESS") or "local"
             try:
                 ray.init(address=address, **kwargs)
             except ConnectionError as exc:
                 raise ConfigError(f"cannot join the Ray cluster at ray.address={address!r}: {exc}") from None
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"ray.init() refused ray.init_kwargs {settings['init_kwargs']}: {exc}") from None
-            self.started_ray = address in (None, "local")
+            self.started_ray = address == "local"
             self._shutdown = True  # disconnect (and stop a Ray we started) when the build ends
         # else: this process was connected already (a notebook, a test): use that Ray and leave it running
         self.address = ray.get_runtime_context().gcs_address
@@ -173,7 +195,7 @@ class RayWorkers:
                 info = _unwrap(ray, ref)
             except ray.exceptions.RayActorError as exc:
                 raise WorkersLost(f"Ray worker {index} could not start: {exc}") from None
-            self.stats.append({"index": index, **info, "restarts": 0, "batches": 0, "records": 0, "busy": 0.0})
+            self.stats.append({"index": index, **info, "restarts": 0, **_new_stats()})
 
     def _resources(self, cluster: dict[str, float]) -> dict[str, float]:
         wanted = self.settings["resources_per_worker"]
@@ -267,9 +289,7 @@ class RayWorkers:
         if result["pid"] != s["pid"]:
             s["restarts"] += 1
             s["pid"] = result["pid"]
-        s["batches"] += 1
-        s["records"] += len(result["entries"])
-        s["busy"] += result["seconds"]
+        _add(s, len(result["entries"]), result["seconds"])
 
     def _lost(self, ray, worker: int, exc: Exception) -> None:
         """A worker's call failed because the worker died. Ray restarts it up to ``max_restarts`` times (and
@@ -293,7 +313,7 @@ class RayWorkers:
             "batches_per_worker": self.settings["batches_per_worker"],
             "peak_batches_in_flight": self.peak_in_flight,
             "workers": [
-                _throughput({k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "restarts")} | {"alive": self.alive[s["index"]]}, s["records"], s["batches"], s["busy"])
+                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "restarts")}, "alive": self.alive[s["index"]], **_throughput(s)}
                 for s in self.stats
             ],
         }

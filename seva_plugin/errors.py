@@ -13,6 +13,15 @@ class ConfigError(SevaError):
     """A build config, recipe or plugin parameter is wrong."""
 
 
+class NothingKept(SevaError):
+    """A build finished with no pairs: every input rejected or every pair dropped. Its rejects file
+    and manifest are written, nothing is registered; ``result`` is the build's result."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
 class RecordError(SevaError):
     """One input record cannot be used; the build reports it and goes on.
 

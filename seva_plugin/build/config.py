@@ -48,9 +48,14 @@ OUTPUT_TYPES = {"dataset_dir": "str", "name": "str", "overwrite": "bool", "write
 def fingerprint(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> str:
     """What determines the data of a build: its config less ``limit`` (a smoke run is a prefix of
     the full run), ``ray`` (the same data on any number of workers) and the ``output`` keys in ``ignore_output``."""
+    return hashlib.sha256(json.dumps(fingerprinted(config, ignore_output), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprinted(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> dict:
+    """The part of ``config`` its fingerprint is made of (the journal keeps it, to name what changed)."""
     cfg = {k: v for k, v in config.items() if k not in ("limit", "ray")}
     cfg["output"] = {k: v for k, v in cfg["output"].items() if k not in ignore_output}
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+    return cfg
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -46,8 +46,11 @@ def write_errors(what: str) -> Iterator[None]:
 
 
 def atomic_write_lines(path: str, lines: Iterable[str]) -> str:
-    """Write ``lines`` to ``path`` via a temp file and rename; return the sha256 of the bytes."""
-    return atomic_write_bytes(path, (line.encode("utf-8") for line in lines))
+    """Write ``lines`` to ``path`` via a temp file and rename; return the sha256 of the bytes.
+
+    A lone surrogate (a ``\\ud800`` escape in a source's JSON) cannot be UTF-8: it is written as
+    that escape, which a JSON line reads back as the same string."""
+    return atomic_write_bytes(path, (line.encode("utf-8", "backslashreplace") for line in lines))
 
 
 def file_target(path: str) -> str:
@@ -143,6 +146,7 @@ def output_lock(path: str, what: str) -> Iterator[None]:
     pairs a second time. The lock is ``flock``: released by the system when the holder exits,
     however it ends (``kill -9`` included), so a stale lock file never blocks a rerun."""
     with write_errors(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:

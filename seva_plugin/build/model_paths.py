@@ -1,8 +1,16 @@
-"""One rule for "is this a local path or a hub id", used for every model a build names."""
+"""One rule for "is this a local path or a hub id", used for every model a build names.
+
+A hub id must be usable before anything loads: in the local Hugging Face cache, or on a hub that
+answers within ``PROBE_SECONDS``. Without network, transformers retries for minutes and ends in a
+long traceback; here it is one message, in seconds. When the model is cached and the hub cannot be
+reached, the build runs offline (``HF_HUB_OFFLINE``) so nothing waits on the network later.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+from urllib.parse import urlparse
 
 from seva_plugin.errors import ConfigError
 
@@ -23,3 +31,68 @@ def check_model_path(path: str, key: str) -> None:
             raise ConfigError(f"{key}: the folder {path} has no config.json, so it is not a model folder.")
     elif looks_local(path):
         raise ConfigError(f"{key}: model path not found: {path}")
+    else:
+        check_hub_id(path, key)
+
+
+PROBE_SECONDS = 3.0
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_hub_id(repo_id: str, key: str) -> None:
+    """Fail fast, with what to do, when hub id ``repo_id`` can be neither read from the local cache
+    nor downloaded: ``HF_HUB_OFFLINE`` is set, or the hub does not answer a connection in
+    ``PROBE_SECONDS``."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cache = constants.HF_HUB_CACHE
+    try:
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=cache), str)
+    except Exception:  # noqa: BLE001 - an id the hub library refuses is not in the cache
+        cached = False
+    offline = constants.HF_HUB_OFFLINE or _true(os.environ.get("HF_HUB_OFFLINE")) or _true(os.environ.get("TRANSFORMERS_OFFLINE"))
+    if cached and offline:
+        return
+    where = f"not in the local Hugging Face cache ({cache})"
+    todo = f"Download it where there is network (`hf download {repo_id}`, then copy the cache), or set {key} to a local model folder."
+    if offline:
+        raise ConfigError(f"{key}: {repo_id} is a hub id {where}, and HF_HUB_OFFLINE is set. {todo}")
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    problem = hub_unreachable(endpoint)
+    if problem is None:
+        return
+    if cached:  # read it from the cache without waiting on the network, here and in what loads it later
+        constants.HF_HUB_OFFLINE = True
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return
+    raise ConfigError(f"{key}: {repo_id} is a hub id {where}, and this machine cannot reach {endpoint} ({problem}). {todo}")
+
+
+def hub_unreachable(endpoint: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why ``endpoint`` gives no HTTP answer within ``timeout`` seconds (name lookup included), or
+    None when it answers (any status: the hub is there). Proxies in the environment are used, as
+    the download would use them."""
+    import urllib.error
+    import urllib.request
+
+    if not urlparse(endpoint).hostname:
+        return f"not a URL: {endpoint}"
+    outcome: list[str | None] = []
+
+    def probe():
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint.rstrip("/") + "/api/models", method="HEAD"), timeout=timeout).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # an HTTP status: something that speaks HTTP answered
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            outcome.append(str(getattr(reason, "strerror", None) or reason)[:200])
+
+    thread = threading.Thread(target=probe, daemon=True, name="seva-hub-probe")
+    thread.start()
+    thread.join(timeout + 0.5)
+    return outcome[0] if outcome else f"no answer in {timeout:g} s"

@@ -20,16 +20,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 import seva_plugin
 from seva_plugin.build.batch import WorkSpec
-from seva_plugin.build.config import OUTPUT_KEYS, BuildConfig, fingerprint, load_config, source_spec
+from seva_plugin.build.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
 from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable
+from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
 from seva_plugin.build.images import load_rgb
 from seva_plugin.build.journal import Journal
 from seva_plugin.build.model_paths import check_model_path
 from seva_plugin.build.ray_workers import make_workers
-from seva_plugin.build.records import LoadedRecord, Reject
+from seva_plugin.build.records import LoadedRecord, Reject, unusable_text
 from seva_plugin.build.views import record_seed
-from seva_plugin.errors import RecordError, unknown
+from seva_plugin.errors import NothingKept, RecordError, show, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.interfaces import GenerationRequest
 from seva_plugin.registry import get_registry
@@ -120,14 +120,21 @@ class Build:
                     rejects.append(item)
                     continue
                 if seen[item.id] > 1:
-                    rejects.append(Reject(item.id, f"duplicate id '{item.id}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
+                    rejects.append(Reject(item.id, f"duplicate id '{show(item.id, 60)[1:-1]}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
+                    continue
+                if (bad := unusable_text(item)) is not None:
+                    rejects.append(bad)
                     continue
                 try:
                     images = [load_rgb(p) for p in item.images]
+                    loaded = LoadedRecord(item, images, record_seed(cfg.seed, item.id))
                 except RecordError as exc:
                     rejects.append(Reject(item.id, str(exc), exc.code))
                     continue
-                batch.append(LoadedRecord(item, images, record_seed(cfg.seed, item.id)))
+                except Exception as exc:  # noqa: BLE001 - one record must not stop the build
+                    rejects.append(Reject(item.id, f"could not be prepared: {type(exc).__name__}: {show(str(exc), 300)[1:-1]}", "prepare_error"))
+                    continue
+                batch.append(loaded)
                 if len(batch) == self.backend.batch_size:
                     yield self._prepared(batch) if prepare else batch, rejects
                     batch, rejects = [], []
@@ -139,19 +146,29 @@ class Build:
 
     def _prepared(self, batch: list[LoadedRecord]) -> list[LoadedRecord]:
         if batch and self.views:
-            self.backend.prepare([GenerationRequest(r, view) for view in self.views for r in batch])
+            try:
+                self.backend.prepare([GenerationRequest(r, view) for view in self.views for r in batch])
+            except Exception:  # noqa: BLE001 - preparing ahead is optional: generate() redoes it, and a record that raises there is bisected out
+                pass
         return batch
 
     # -- running -----------------------------------------------------------------------------
     def run(self, progress: bool = True) -> BuildResult:
+        """Generate what the journal does not have yet, then write the outputs. One build per output
+        at a time: a second one refuses at once, naming the first (``files.output_lock``)."""
+        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"):
+            return self._run(progress)
+
+    def _run(self, progress: bool) -> BuildResult:
         from tqdm.auto import tqdm
 
         started = time.time()
-        journal = Journal(self.files.journal, self.fingerprint(), on_mismatch="restart" if self.config.output["overwrite"] else "error")
+        overwrite = self.config.output["overwrite"]
+        journal = Journal(self.files.journal, self.fingerprint(), on_mismatch="restart" if overwrite else "error", config=fingerprinted(self.config.to_dict()))
         counts = Counter(e["kind"] for e in journal.entries())
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
-        bar = tqdm(desc=f"seva build {self.name}", unit="record", disable=not progress, initial=sum(counts.values()))
+        bar = tqdm(desc=progress_text(self.name, counts), unit=" records", bar_format="{desc} [{elapsed}, {rate_fmt}]", disable=not progress, initial=sum(counts.values()))
         try:
             workers.start()
             for rejects, processed in workers.map(prefetch(self._batches(journal, prepare=workers.local))):
@@ -159,8 +176,8 @@ class Build:
                 entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
+                bar.set_description_str(progress_text(self.name, counts), refresh=False)
                 bar.update(len(entries))
-                bar.set_postfix(kept=counts["pair"], dropped=counts["drop"], rejected=counts["reject"])
         finally:
             bar.close()
             workers.close()
@@ -181,10 +198,15 @@ class Build:
                     rejected[e["code"]] += 1
                     rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
 
-        files = self.writer.write(pairs(), overwrite)
+        if any(e["kind"] == "pair" for e in journal.entries()):
+            files = self.writer.write(pairs(), overwrite)
+        else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
+            for _ in pairs():
+                pass
+            files = {}
         atomic_write_lines(self.files.rejects, rejects)
         seconds = time.time() - started
-        kept = files["data"]["records"]
+        kept = files["data"]["records"] if files else 0
         manifest = {
             "name": self.name,
             "seva_plugin": seva_plugin.__version__,
@@ -198,8 +220,40 @@ class Build:
             "files": files,
         }
         atomic_write_json(self.files.manifest, manifest)
+        data_file = files["data"]["path"] if files else self.files.data
+        result = BuildResult(self.name, self.dataset_dir, data_file, self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds)
+        if kept == 0:
+            raise NothingKept(nothing_kept(result, journal), result)
         self.writer.finish(manifest)
-        return BuildResult(self.name, self.dataset_dir, files["data"]["path"], self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds)
+        return result
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def progress_text(name: str, counts: Counter) -> str:
+    """The progress bar's text: records done (every record is kept, dropped or rejected), then each."""
+    done = counts["pair"] + counts["drop"] + counts["reject"]
+    return f"seva build {name}: {plural(done, 'record')} done, {plural(counts['pair'], 'pair')} kept, {counts['drop']} dropped, {counts['reject']} rejected"
+
+
+def nothing_kept(result: BuildResult, journal: Journal) -> str:
+    """Why a build kept no pairs: the commonest reject (or drop) reason, with an example."""
+    records = sum(result.rejected.values()) + sum(result.dropped.values())
+    if not records:
+        return f"the build kept no pairs: its source gave no records (see {result.manifest_file}). Nothing was registered."
+    rejected, dropped = sum(result.rejected.values()), sum(result.dropped.values())
+    kind, counts, key = ("reject", result.rejected, "code") if rejected >= dropped else ("drop", result.dropped, "reason")
+    top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    example = next((e for e in journal.entries() if e["kind"] == kind and e.get(key) == top), {})
+    what = "rejected" if kind == "reject" else "dropped"
+    detail = f"{example.get('id')!s}: {example.get('reason')}" if kind == "reject" else str(example.get("id"))
+    return (
+        f"the build kept no pairs from {plural(records, 'record')} ({rejected} rejected, {dropped} dropped). "
+        f"Most were {what} as {top} ({n} of {records}), e.g. {show(detail, 300)[1:-1]}. "
+        f"Every reason is in {result.rejects_file} and {result.manifest_file}; nothing was registered in dataset_info.json."
+    )
 
 
 def _version(package: str) -> str | None:

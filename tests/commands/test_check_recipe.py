@@ -290,7 +290,12 @@ def test_mixing_local_paths_with_hub_images(make, tmp_path):
     report, _ = make(dataset_dir=data, dataset="pairs,rlhf_v")
     msg = one(report.errors, "The features can't be aligned")
     assert "mixing pairs (image paths) with rlhf_v (images embedded" in msg
-    assert "output.format: parquet" in msg and f"seva export {data} --name pairs --to parquet --out {data} --out-name pairs_parquet" in msg
+    assert "store pairs's images embedded" in msg and "output.format: parquet" in msg
+    # a seva build (it has a manifest) can be converted without generating again
+    open(os.path.join(data, "pairs.manifest.json"), "w").write("{}")
+    report, _ = make(dataset_dir=data, dataset="pairs,rlhf_v")
+    msg = one(report.errors, "The features can't be aligned")
+    assert f"seva export {data} --name pairs --to parquet --out {data} --out-name pairs_parquet" in msg
 
 
 def write_parquet_set(folder, image_type: str) -> None:

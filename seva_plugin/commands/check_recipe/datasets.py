@@ -194,15 +194,22 @@ def _check_image_storage(facts: list[DatasetFacts], dataset_dir: str, report: Ch
     """Image paths and embedded images cannot be mixed: LLaMA-Factory cannot align the two features."""
     paths = [f.name for f in facts if f.image_storage == "paths"]
     embedded = [f.name for f in facts if f.image_storage == "embedded"]
-    if paths and embedded:
-        name = paths[0]
-        report.error(
-            f"mixing {', '.join(paths)} (image paths) with {', '.join(embedded)} (images embedded, as hub sets store them) fails in "
-            'LLaMA-Factory: "The features can\'t be aligned because the key _images ..." (streaming does not help). Write the seva '
-            "sets with embedded images: build them with `output.format: parquet`, or convert a finished build without regenerating: "
-            f"`seva export {dataset_dir} --name {name} --to parquet --out {dataset_dir} --out-name {name}_parquet` and put "
-            f'{name}_parquet in `dataset:` (docs/recipes.md, "Mixing in other sets").'
-        )
+    if not (paths and embedded):
+        return
+    fixes = []
+    for name in paths:
+        if os.path.isfile(os.path.join(dataset_dir, f"{name}.manifest.json")):  # a seva build: convert it
+            fixes.append(
+                f"`seva export {dataset_dir} --name {name} --to parquet --out {dataset_dir} --out-name {name}_parquet` "
+                f"and train on {name}_parquet (or rebuild {name} with `output.format: parquet`)"
+            )
+        else:
+            fixes.append(f"store {name}'s images embedded (Parquet with an Image() column, as `output.format: parquet` writes)")
+    report.error(
+        f"mixing {', '.join(paths)} (image paths) with {', '.join(embedded)} (images embedded, as hub sets store them) fails in "
+        'LLaMA-Factory: "The features can\'t be aligned because the key _images ..." (streaming does not help). '
+        f'Embed the images of every set in the mix: {"; ".join(fixes)} (docs/recipes.md, "Mixing in other sets").'
+    )
 
 
 def _check_modalities(facts: list[DatasetFacts], stage: str, report: CheckReport) -> None:

@@ -18,7 +18,7 @@ BUILTINS = {
     "backend": {"hf"},
     "strategy": {"seva", "csr"},
     "filter": {"empty", "identical", "truncated"},
-    "writer": {"llamafactory"},
+    "writer": {"llamafactory", "trl"},
 }
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from seva_plugin import hookimpl
 from seva_plugin.build.views import sample_seed
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.families import model_type_of
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
 from seva_plugin.plugins.backends.rendering import Renderer, infer_args
@@ -326,13 +326,19 @@ class VllmBackend(Backend):
         return {"image_embeds": torch.cat(feats), "image_grid_thw": mm["image_grid_thw"][first : first + len(feats)]}
 
     def _check_lengths(self, rows: list[_Row], requests: Sequence[GenerationRequest]) -> None:
-        limit = self.context_length
+        """A prompt (image tokens and prefix included) must leave room for the answer, by ``hf``'s rule
+        (``prompt_budget``): else the record is rejected as ``too_long``, before the engine sees it."""
+        from seva_plugin.plugins.backends.hf import prompt_budget
+
+        context = self.context_length
+        limit = prompt_budget(None, context, self.max_new_tokens)
         for row in rows:
-            if row.length >= limit:
-                record = requests[row.request].record
-                raise ConfigError(
-                    f"record '{record.id}': its prompt is {row.length} tokens with its images' tokens, and backend.max_model_len is {limit}: "
-                    "raise backend.max_model_len, or set backend.image_max_pixels (as in the training recipe) to make images smaller."
+            if row.length > limit:
+                raise RecordError(
+                    f"prompt too long: {row.length:,} tokens with its images' tokens, over the {limit:,} that backend.max_model_len {context:,} "
+                    f"leaves beside max_new_tokens {self.max_new_tokens:,}; raise backend.max_model_len, or set backend.image_max_pixels "
+                    "(as in the training recipe) for smaller images",
+                    "too_long",
                 )
 
     # -- decoding ----------------------------------------------------------------------------

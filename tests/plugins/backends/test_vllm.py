@@ -22,7 +22,7 @@ from conftest import REPO, make_images, read_jsonl
 from seva_plugin.build.pipeline import Build
 from seva_plugin.build.records import LoadedRecord, PromptRecord
 from seva_plugin.build.views import record_seed
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.interfaces import GenerationRequest, Sampling, View
 from seva_plugin.plugins.backends import vllm_inputs
 from seva_plugin.plugins.backends.vllm import VllmBackend
@@ -166,8 +166,9 @@ def test_bad_options_are_refused(tiny_llava):
 def test_image_too_large_for_max_model_len(tmp_path_factory, tmp_path):
     backend = VllmBackend(twin(tmp_path_factory.getbasetemp(), "llava"), "llava", max_model_len=20)
     (record,) = loaded_records(tmp_path, 1)
-    with pytest.raises(ConfigError, match=r"record 'p0': its prompt is \d+ tokens with its images' tokens, and backend.max_model_len is 20"):
+    with pytest.raises(RecordError, match=r"prompt too long: \d+ tokens with its images' tokens, over the 20 that backend.max_model_len 20 leaves") as error:
         backend.generate([GenerationRequest(record)])
+    assert error.value.code == "too_long"  # the build rejects the record and goes on, as with hf
     assert backend._llm is None  # refused before any engine started
 
 

@@ -97,7 +97,7 @@ def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path):
         component.build({"clip_model": tiny_clip, "reward_lambda": 1.5}, "strategy")
     with pytest.raises(ConfigError, match="clip_model: model path not found"):
         component.build({"clip_model": str(tmp_path / "nope")}, "strategy")
-    with pytest.raises(ConfigError, match="'num_proposals' must be int"):
+    with pytest.raises(ConfigError, match="'num_proposals' must be an integer"):
         component.build({"clip_model": tiny_clip, "num_proposals": "5"}, "strategy")
     component.build({}, "strategy")  # the hub id default is accepted without touching the hub
 

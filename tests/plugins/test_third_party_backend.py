@@ -4,7 +4,9 @@
 the virtual environment), and ``seva`` runs in a subprocess with that folder on ``PYTHONPATH``:
 the plugin is found through the ``seva_plugin`` entry-point group, as any installed package is.
 Both strategies then build with it on the tiny LLaVA twin: SeVa (two views, greedy) and CSR
-(prefixes, ``n`` seeded samples, stop strings, log-probabilities).
+(prefixes, ``n`` seeded samples, stop strings, log-probabilities). The two builds share one
+interpreter (``seva build`` twice through the CLI's ``main``): importing torch, transformers and
+LLaMA-Factory is most of a build's time here.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, read_jsonl
+from conftest import REPO, make_images, read_jsonl
 
 pytestmark = pytest.mark.slow
 
 EXAMPLE = os.path.join(REPO, "docs", "examples", "plain_transformers_backend")
 MODULE = "plain_transformers_backend"
+BACKEND = {"name": "plain_transformers", "batch_size": 4, "max_new_tokens": 8}
+CSR = {"name": "csr", "num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 40}  # a small search
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> str:
-    """The example pip-installed (a wheel built from a copy, so the checkout stays clean) into a folder."""
+    """The example pip-installed into a folder (from a copy, so the checkout stays clean)."""
     root = tmp_path_factory.mktemp("third_party")
     source, target = root / "source", root / "site"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -40,65 +44,14 @@ def installed(tmp_path_factory) -> str:
     return str(target)
 
 
-def seva(site: str, *args: str) -> str:
-    """``seva ARGS`` in a fresh interpreter that sees the installed plugin only through PYTHONPATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([site, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep), "OMP_NUM_THREADS": "1"}
-    code = "import sys; from seva_plugin.commands.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+def seva(site: str, *commands: list[str]) -> str:
+    """``seva`` with each of ``commands`` in turn, in one fresh interpreter that sees the installed
+    plugin only through ``PYTHONPATH``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH")) if p), "OMP_NUM_THREADS": "1"}
+    code = "import json, sys; from seva_plugin.commands.cli import main; [main(args) for args in json.loads(sys.argv[1])]"
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
-
-
-def build_with_plugin(site: str, config: dict, tmp_path, **changes) -> tuple[list[dict], dict]:
-    cfg = {**config, "backend": {"name": "plain_transformers", "batch_size": 4, "max_new_tokens": 8}, **changes}
-    path = tmp_path / "build.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    seva(site, "build", str(path), "--no-progress")
-    out = cfg["output"]
-    with open(os.path.join(out["dataset_dir"], f"{out['name']}.manifest.json")) as fh:
-        manifest = json.load(fh)
-    return read_jsonl(os.path.join(out["dataset_dir"], f"{out['name']}.jsonl")), manifest
-
-
-def test_seva_plugins_lists_the_installed_backend(installed):
-    rows = [line.split() for line in seva(installed, "plugins").splitlines()]
-    assert ["backend", "plain_transformers", "plain_transformers"] in rows  # kind, name, the entry point's plugin name
-    assert ["backend", "hf", "seva_plugin.plugins.backends.hf"] in rows  # the built-ins are still there
-
-
-def test_seva_strategy_builds_with_the_plugin_and_its_answers_are_the_backends(installed, build_config, tmp_path, monkeypatch):
-    rows, manifest = build_with_plugin(installed, build_config, tmp_path, strategy="seva")
-    assert manifest["config"]["backend"]["name"] == "plain_transformers"
-    counts = manifest["counts"]
-    assert counts["records"] == 10 and counts["kept"] == len(rows) >= 3
-    assert set(counts["dropped"]) <= {"identical", "empty"}
-    for row in rows:
-        assert row["provenance"]["strategy"] == "seva" and row["provenance"]["augment"] == "diffusion_noise"
-        assert row["chosen"]["value"] != row["rejected"]["value"]
-
-    # The same answers in this process, through the contract: clean view 0 and noised view 1,
-    # seeded by the record: the build's views are rebuilt exactly, in another process and batch.
-    from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord, PromptRecord
-    from seva_plugin.build.views import record_seed
-    from seva_plugin.interfaces import GenerationRequest, View
-    from seva_plugin.registry import get_registry
-
-    spec = importlib.util.spec_from_file_location(MODULE, os.path.join(installed, f"{MODULE}.py"))
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, MODULE, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    backend = module.PlainTransformersBackend(model=build_config["model"], max_new_tokens=8)
-    augmenter = get_registry().get("augmenter", "diffusion_noise").build({"step": 800})
-    folder = os.path.dirname(build_config["source"]["file"])
-    for row in rows[:3]:
-        images = [os.path.join(folder, p) for p in row["images"]]
-        record = PromptRecord(row["id"], row["conversations"][0]["value"], images)
-        loaded = LoadedRecord(record, [load_rgb(p) for p in images], record_seed(0, row["id"]))
-        assert row["provenance"]["seed"] == loaded.seed
-        clean, noised = backend.generate([GenerationRequest(loaded), GenerationRequest(loaded, View(1, augmenter))])
-        assert (clean.texts, noised.texts) == ([row["chosen"]["value"]], [row["rejected"]["value"]])
-        assert clean.finish_reasons[0] in ("eos", "length") and clean.logprobs is None
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +65,91 @@ def tiny_clip(tmp_path_factory) -> str:
     return path
 
 
-def test_csr_strategy_builds_scored_pairs_with_the_plugin(installed, build_config, tiny_clip, tmp_path):
-    strategy = {"name": "csr", "clip_model": tiny_clip, "num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 40}
-    rows, manifest = build_with_plugin(installed, build_config, tmp_path, strategy=strategy, limit=4)
-    assert manifest["config"]["backend"]["name"] == "plain_transformers"
+@pytest.fixture(scope="module")
+def builds(installed, tiny_llava, tiny_clip, tmp_path_factory) -> dict:
+    """``seva build`` with ``backend.name=plain_transformers``: strategy seva on 10 prompts, then csr on 4.
+    Returns, per strategy, its config, data rows and manifest."""
+    root = tmp_path_factory.mktemp("third_party_builds")
+    with open(root / "prompts.jsonl", "w") as fh:
+        for i, name in enumerate(make_images(root / "images", 10)):
+            fh.write(json.dumps({"id": f"p{i}", "image": f"images/{name}", "question": "What colour is the square?"}) + "\n")
+    common = {"model": tiny_llava, "template": "llava", "source": {"file": str(root / "prompts.jsonl"), "format": "jsonl"}, "backend": BACKEND, "seed": 0}
+    configs = {
+        "seva": {
+            **common,
+            "strategy": "seva",
+            "augment": {"name": "diffusion_noise", "step": 800},
+            "output": {"dataset_dir": str(root / "data"), "name": "seva_tp"},
+        },
+        "csr": {**common, "strategy": {**CSR, "clip_model": tiny_clip}, "limit": 4, "output": {"dataset_dir": str(root / "data"), "name": "csr_tp"}},
+    }
+    for strategy, cfg in configs.items():
+        (root / f"{strategy}.yaml").write_text(yaml.safe_dump(cfg))
+    seva(installed, *[["build", str(root / f"{strategy}.yaml"), "--no-progress"] for strategy in configs])
+    out = {}
+    for strategy, cfg in configs.items():
+        base = os.path.join(cfg["output"]["dataset_dir"], cfg["output"]["name"])
+        with open(base + ".manifest.json") as fh:
+            out[strategy] = cfg, read_jsonl(base + ".jsonl"), json.load(fh)
+    return out
+
+
+@pytest.fixture(scope="module")
+def backend(installed, tiny_llava):
+    """The installed example's backend, in this process (its module loaded from the install folder)."""
+    spec = importlib.util.spec_from_file_location(MODULE, os.path.join(installed, f"{MODULE}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module.PlainTransformersBackend(model=tiny_llava, max_new_tokens=8)
+    finally:
+        sys.modules.pop(MODULE, None)
+
+
+def load(record_id: str, prompt: str, images: list[str]):
+    """A ``LoadedRecord`` as the build makes it (seed 0)."""
+    from seva_plugin.build.images import load_rgb
+    from seva_plugin.build.records import LoadedRecord, PromptRecord
+    from seva_plugin.build.views import record_seed
+
+    return LoadedRecord(PromptRecord(record_id, prompt, images), [load_rgb(p) for p in images], record_seed(0, record_id))
+
+
+def test_seva_plugins_lists_the_installed_backend(installed):
+    rows = [line.split() for line in seva(installed, ["plugins"]).splitlines()]
+    assert ["backend", "plain_transformers", "plain_transformers"] in rows  # kind, name, the entry point's plugin name
+    assert ["backend", "hf", "seva_plugin.plugins.backends.hf"] in rows  # the built-ins are still there
+
+
+def test_seva_strategy_builds_with_the_plugin_and_its_answers_are_the_backends(builds, backend):
+    cfg, rows, manifest = builds["seva"]
+    assert manifest["config"]["backend"] == BACKEND
+    counts = manifest["counts"]
+    assert counts["records"] == 10 and counts["kept"] == len(rows) >= 3
+    assert set(counts["dropped"]) <= {"identical", "empty"}
+    for row in rows:
+        assert row["provenance"]["strategy"] == "seva" and row["provenance"]["augment"] == "diffusion_noise"
+        assert row["chosen"]["value"] != row["rejected"]["value"]
+
+    # The same answers in this process, through the contract: the clean view and the noised view 1,
+    # seeded by the record, so the build's views are rebuilt exactly in another process and batch.
+    from seva_plugin.interfaces import GenerationRequest, View
+    from seva_plugin.registry import get_registry
+
+    augmenter = get_registry().get("augmenter", "diffusion_noise").build({"step": 800})
+    folder = os.path.dirname(cfg["source"]["file"])
+    for row in rows[:3]:
+        loaded = load(row["id"], row["conversations"][0]["value"], [os.path.join(folder, p) for p in row["images"]])
+        assert row["provenance"]["seed"] == loaded.seed
+        clean, noised = backend.generate([GenerationRequest(loaded), GenerationRequest(loaded, View(1, augmenter))])
+        assert (clean.texts, noised.texts) == ([row["chosen"]["value"]], [row["rejected"]["value"]])
+        assert clean.finish_reasons[0] in ("eos", "length") and clean.logprobs is None
+
+
+def test_csr_strategy_builds_scored_pairs_with_the_plugin(builds):
+    _, rows, manifest = builds["csr"]
+    assert manifest["config"]["backend"] == BACKEND
     assert manifest["counts"]["records"] == 4 and manifest["counts"]["kept"] == len(rows) >= 1
     for row in rows:
         assert row["provenance"]["strategy"] == "csr" and row["provenance"]["augment"] is None
@@ -123,3 +157,40 @@ def test_csr_strategy_builds_scored_pairs_with_the_plugin(installed, build_confi
         scores = row["scores"]
         assert scores["method"] == "csr" and scores["search"]["proposals"] >= 3 and scores["search"]["candidates"] >= 2
         assert scores["search"]["generated_tokens"] <= 5 * scores["search"]["proposals"]  # max_sentence_tokens per proposal
+        assert scores["chosen"] != scores["rejected"]
+
+
+def test_the_example_keeps_the_contracts_rules(backend, tmp_path):
+    """What CSR relies on, checked on the example directly: prefixes continued, stop strings kept
+    and cut at, answer k seeded by (seed, k) whatever the batch, log-probs of the unscaled model."""
+    import torch
+
+    from seva_plugin.interfaces import GenerationRequest, Sampling
+
+    record = load("q0", "<image>Describe the image.", [str(tmp_path / make_images(tmp_path, 1)[0])])
+    ask = GenerationRequest(record, prefix="The shape", n=4, stop=("e",), max_new_tokens=6, sampling=Sampling(1.0, 0.9), seed=11, logprobs=True)
+    answer = backend.generate([ask])[0]
+    assert len(answer.texts) == len(answer.finish_reasons) == len(answer.logprobs) == len(answer.token_ids) == 4
+    assert "stop" in answer.finish_reasons  # random text holds an "e" soon
+    for text, reason, logprobs, ids in zip(answer.texts, answer.finish_reasons, answer.logprobs, answer.token_ids, strict=True):
+        assert len(logprobs) == len(ids) >= 1 and all(lp <= 0 for lp in logprobs)
+        assert (text.endswith("e") and text.count("e") == 1) if reason == "stop" else "e" not in text
+    other = GenerationRequest(record, n=2, max_new_tokens=3, sampling=Sampling(0.7), seed=5)
+    assert backend.generate([other, ask, GenerationRequest(record)])[1] == answer  # batch and order change nothing
+    assert (
+        backend.generate(
+            [GenerationRequest(record, prefix="The shape", n=2, stop=("e",), max_new_tokens=6, sampling=Sampling(1.0, 0.9), seed=11, logprobs=True)]
+        )[0].texts
+        == answer.texts[:2]
+    )
+
+    # log-probs are those of the unscaled model: a teacher-forced pass over prompt + prefix + answer 0,
+    # the prompt rendered as the example's default format says (the tiny LLaVA has no chat template)
+    processor, model = backend.processor, backend.hf_model
+    inputs = processor(images=record.images, text="USER: <image>\nDescribe the image. ASSISTANT:", return_tensors="pt")
+    head = torch.cat([inputs["input_ids"], torch.tensor([processor.tokenizer.encode("The shape", add_special_tokens=False)])], dim=1)
+    ids = torch.cat([head, torch.tensor([answer.token_ids[0]])], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inputs["pixel_values"]).logits[0].float()
+    forced = [torch.log_softmax(logits[head.shape[1] - 1 + i], dim=-1)[t].item() for i, t in enumerate(answer.token_ids[0])]
+    assert forced == pytest.approx(answer.logprobs[0], abs=1e-4)

@@ -35,9 +35,9 @@ class PlainTransformersBackend(Backend):
     do_sample: bool = False  # when a request does not say: greedy
     temperature: float = 1.0
     top_p: float = 1.0
-    prompt_format: str | None = None  # "{question}" / "{prompt}"; None: the chat template, else LLAVA_15
-    device: str = "cpu"
-    dtype: str = "float32"
+    prompt_format: str | None = None  # None: the processor's chat template, else LLAVA_15; "{prompt}" keeps the <image> markers
+    device: str = "cpu"  # "cuda", "cuda:1", ...
+    dtype: str = "float32"  # "bfloat16" on a GPU
 
     def __post_init__(self):
         if self.max_new_tokens < 1 or not self.temperature > 0 or not 0 < self.top_p <= 1:
@@ -132,6 +132,8 @@ class PlainTransformersBackend(Backend):
                 **inputs,
                 max_new_tokens=request.max_new_tokens or self.max_new_tokens,
                 do_sample=False,  # greedy over what `sampler` leaves: its one drawn token
+                repetition_penalty=1.0,  # the model's generation_config.json fills what is not given here
+                no_repeat_ngram_size=0,
                 eos_token_id=eos,
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0],
                 output_logits=True,  # the raw logits: log-probs under the unscaled model

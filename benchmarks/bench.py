@@ -9,12 +9,16 @@ early) for:
 2. the official-style loop: one prompt at a time, ``processor(images=..., text=...)`` then
    ``model.generate``, the augmented view noising the processed pixel tensor;
 3. LLaMA-Factory's ``ChatModel`` (huggingface engine), one ``chat`` call per prompt and view;
-4. bare batched ``model.generate`` on batches processed beforehand (the floor for the builder);
+4. bare batched ``model.generate`` on batches processed beforehand (the floor for the builder),
+   also over enough batches that filling the prefetch pipeline is amortised (the overhead figure);
 5. peak RSS of a cheap build over 2k against 20k source records, each in its own subprocess;
-6. augmentation throughput of ``diffusion_noise`` and ``moco`` at 336 px.
+6. augmentation throughput of ``diffusion_noise`` and ``moco`` at 336 px;
+7. natural answer lengths: a tiny LLaVA taught to end its answers at 1 to 96 words, built with
+   ``hf`` and ``vllm`` (useful tokens per second, decode slots spent on finished rows);
+8. Ray scaling: the same build on 2 Ray workers against 1 worker.
 
 It prints a table, then as its last line
-``BENCH speedup_vs_sequential=X speedup_vs_chatmodel=Y overhead=Z rss_ratio=W``.
+``BENCH speedup_vs_sequential=X speedup_vs_chatmodel=Y overhead=Z rss_ratio=W ray_speedup=R``.
 Timed sections run ``--repeats`` times, interleaved, and the fastest run counts (the machine this
 was written on is shared and noisy; the minimum is the least disturbed run). Model loading is
 outside every timing. See ``docs/performance.md``.
@@ -23,262 +27,27 @@ outside every timing. See ``docs/performance.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import io
+import importlib.util
 import json
 import os
-import platform
-import resource
-import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
-# SeVa's prompt mix: OCR-VQA questions (few distinct texts) and TextCaps caption prompts (unique OCR tokens)
-OCR_VQA = (
-    "Who wrote this book?",
-    "What is the title of this book?",
-    "What is the genre of this book?",
-    "Is this book related to Travel?",
-    "Is this a comedy book?",
-    "What type of book is this?",
+from benchmarks.common import (  # noqa: F401 - make_images and write_prompts are used by the tests
+    Timing,
+    build_config,
+    input_side,
+    load_average,
+    log,
+    machine,
+    make_images,
+    median,
+    quiet,
+    write_prompts,
 )
-OCR_WORDS = "the red book city house street sign road tree car bus cup plate food window door wall floor room sky water dog cat man woman child".split()
+from benchmarks.methods import prepared_batches, run_bare, run_builder, run_chatmodel, run_sequential
 
 
-def question(i: int) -> str:
-    if i % 2 == 0:
-        return OCR_VQA[(i // 2) % len(OCR_VQA)]
-    words = ", ".join(OCR_WORDS[(i * k + k * k) % len(OCR_WORDS)] for k in range(1, 4))
-    return f"Provide a one-sentence caption for the provided image.\nReference OCR token: {words}, {i}"
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# -- inputs ------------------------------------------------------------------------------------
-def make_images(folder: str, count: int, size: int, seed: int = 0, fmt: str = "jpg") -> list[str]:
-    """``count`` photo-like images (gradient, shapes, a line of text), saved as JPEG (or PNG)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
-    for i in range(count):
-        path = os.path.join(folder, f"img{i:05d}.{fmt}")
-        paths.append(path)
-        if os.path.exists(path):
-            continue
-        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        t = (xx * rng.uniform(0.2, 1) + yy * rng.uniform(0.2, 1))[..., None] / 2
-        pixels = (a * (1 - t) + b * t + rng.normal(0, 6, (size, size, 3))).clip(0, 255).astype(np.uint8)
-        img = Image.fromarray(pixels)
-        draw = ImageDraw.Draw(img)
-        for _ in range(int(rng.integers(1, 5))):
-            x0, y0 = rng.integers(0, size * 3 // 4, 2)
-            w, h = rng.integers(size // 8, size // 3, 2)
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([int(x0), int(y0), int(x0 + w), int(y0 + h)], fill=colour)
-        draw.text((size // 10, size // 10), f"BOOK {i}", fill=(255, 255, 255))
-        img.save(path, quality=90) if fmt == "jpg" else img.save(path)
-    return paths
-
-
-def write_prompts(path: str, images: list[str], count: int) -> str:
-    with open(path, "w", encoding="utf-8") as fh:
-        for i in range(count):
-            row = {"id": f"q{i:06d}", "image": images[i % len(images)], "question": question(i)}
-            fh.write(json.dumps(row) + "\n")
-    return path
-
-
-def build_config(model: str, template: str, prompts: str, out: str, name: str, batch_size: int, tokens: int, step: int) -> dict:
-    return {
-        "model": model,
-        "template": template,
-        "source": {"file": prompts},
-        "augment": {"name": "diffusion_noise", "step": step},
-        "backend": {"name": "hf", "batch_size": batch_size, "max_new_tokens": tokens, "min_new_tokens": tokens},
-        "output": {"dataset_dir": out, "name": name, "overwrite": True},
-    }
-
-
-def sha256(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence third-party chatter on stdout (the table and the BENCH line own it)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-# -- the methods -------------------------------------------------------------------------------
-@dataclass
-class Timing:
-    runs: list[float] = field(default_factory=list)
-
-    @property
-    def best(self) -> float:
-        return min(self.runs)
-
-
-def run_builder(cfg: dict, loaded_backend) -> tuple[float, str]:
-    """``Build(cfg).run()`` timed from construction to the manifest; the model is already loaded."""
-    from seva_plugin.build.pipeline import Build
-
-    shutil.rmtree(cfg["output"]["dataset_dir"], ignore_errors=True)
-    start = time.perf_counter()
-    build = Build(cfg)
-    build.backend.share_weights(loaded_backend)  # model loading is outside every timing
-    result = build.run(progress=False)
-    seconds = time.perf_counter() - start
-    return seconds, sha256(result.data_file)
-
-
-def prepared_batches(backend, augmenter, records, batch_size: int) -> list[dict]:
-    """The builder's own model inputs for every batch (clean + augmented), made before timing."""
-    from seva_plugin.interfaces import CLEAN, GenerationRequest, View
-
-    views = [CLEAN, View(1, augmenter)]
-    out = []
-    for i in range(0, len(records), batch_size):
-        ids, _, mm = backend.model_inputs([GenerationRequest(r, v) for v in views for r in records[i : i + batch_size]])
-        out.append(backend.batch_inputs(ids, mm))
-    return out
-
-
-def run_bare(model, batches: list[dict], gen_kwargs: dict) -> float:
-    """Only ``model.generate`` on ready batches: the floor under the builder's time."""
-    import torch
-
-    seconds = 0.0
-    with torch.inference_mode():
-        for inputs in batches:
-            start = time.perf_counter()
-            model.generate(**inputs, **gen_kwargs)
-            seconds += time.perf_counter() - start
-    return seconds
-
-
-def run_sequential(model, processor, augmenter, rows: list[dict], texts: list[str], tokens: int, pad_id: int, eos_ids) -> float:
-    """The official SeVa loop: per prompt, open the image, then per view processor + generate."""
-    import torch
-    from PIL import Image
-
-    from seva_plugin.build.views import record_seed
-    from seva_plugin.build.views import view_generator
-
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for row, text in zip(rows, texts, strict=True):
-            image = Image.open(row["image"]).convert("RGB")
-            for view in (0, 1):
-                inputs = processor(images=[image], text=text, return_tensors="pt", add_special_tokens=False)
-                if view:
-                    inputs["pixel_values"] = augmenter(inputs["pixel_values"], view_generator(record_seed(0, row["id"]), 1, 0))
-                inputs = {k: v.to(model.device, model.dtype) if torch.is_floating_point(v) else v.to(model.device) for k, v in inputs.items()}
-                out = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=pad_id, eos_token_id=eos_ids)
-                processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    return time.perf_counter() - start
-
-
-def run_chatmodel(model_dir: str, template: str, rows: list[dict], tokens: int) -> tuple[float, int]:
-    """LLaMA-Factory's ChatModel, huggingface engine, one ``chat`` call per prompt and view.
-
-    ``chat`` takes images, not pixel tensors, so the augmented view passes the same image again:
-    this measures the per-call cost of the loop a user would write around ChatModel."""
-    from llamafactory.chat import ChatModel
-
-    with quiet():
-        chat = ChatModel(
-            {"model_name_or_path": model_dir, "template": template, "infer_backend": "huggingface", "infer_dtype": "float32", "trust_remote_code": True}
-        )
-    chat.engine.generating_args["min_new_tokens"] = tokens  # GeneratingArguments has no such key; GenerationConfig has
-    lengths = 0
-    try:
-        start = time.perf_counter()
-        for row in rows:
-            for _view in (0, 1):
-                messages = [{"role": "user", "content": "<image>" + row["question"]}]
-                (response,) = chat.chat(messages, images=[row["image"]], max_new_tokens=tokens, do_sample=False)
-                lengths += response.response_length
-        seconds = time.perf_counter() - start
-    finally:
-        chat._loop.call_soon_threadsafe(chat._loop.stop)
-        del chat
-    return seconds, lengths
-
-
-def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> dict[str, float]:
-    """Images per second at ``size`` px: diffusion noise on processor-shaped tensors, moco on PIL images."""
-    import torch
-    from PIL import Image
-
-    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
-    from seva_plugin.plugins.augmenters.moco import Moco
-    from seva_plugin.build.views import view_generator
-
-    pils = [Image.open(p).convert("RGB").resize((size, size)) for p in images]
-    pixels = torch.randn(len(pils), 3, size, size, generator=torch.Generator().manual_seed(0))
-    noise, moco = DiffusionNoise(step=500), Moco()
-
-    def rate(fn, n_items: int) -> float:
-        fn()  # warm-up
-        best, deadline = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            fn()
-            best = max(best, n_items / (time.perf_counter() - start))
-        return best
-
-    out = {}
-    out["diffusion_noise"] = rate(lambda: [noise(pixels[i : i + 1], view_generator(i, 1, 0)) for i in range(len(pils))], len(pils))
-    out["moco"] = rate(lambda: [moco(img, view_generator(i, 1, 0)) for i, img in enumerate(pils)], len(pils))
-    return out
-
-
-# -- memory ------------------------------------------------------------------------------------
-def memory_child(args) -> None:
-    """Run one cheap build in this (fresh) process and print its peak RSS as JSON."""
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from seva_plugin.build.pipeline import Build
-
-    cfg = build_config(args.memory_model, "llava", args.prompts_file, args.out, "mem", args.memory_batch, 1, 500)
-    cfg["backend"]["min_new_tokens"] = 0
-    with quiet():
-        build = Build(cfg)
-        build.backend.hf_model  # noqa: B018 - load first: the rate below is the build's own
-        start = time.perf_counter()
-        result = build.run(progress=False)
-    seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({"peak_rss_mb": peak_kb / 1024, "seconds": seconds, "kept": result.kept, "records": args.memory_child}))
-
-
-def memory_run(root: str, model: str, records: int, images: list[str], batch: int, threads: int) -> dict:
-    folder = os.path.join(root, f"mem{records}")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    prompts = write_prompts(os.path.join(folder, "prompts.jsonl"), images, records)
-    cmd = [sys.executable, "-m", "benchmarks.bench", "--memory-child", str(records), "--memory-model", model, "--prompts-file", prompts,
-           "--out", os.path.join(folder, "data"), "--memory-batch", str(batch), "--threads", str(threads)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"})
-    if proc.returncode:
-        raise RuntimeError(f"memory build over {records} records failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# -- main --------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="a LLaVA-style model dir (default: build a tiny offline LLaVA)")
@@ -292,6 +61,7 @@ def parse_args(argv=None):
         help="builder batch sizes to sweep, records per batch; sizes above half the prompts are left out (default: 32,64,128)",
     )
     p.add_argument("--repeats", type=int, default=5, help="runs of each builder / bare measurement, interleaved; the fastest counts (default: 5)")
+    p.add_argument("--overhead-batches", type=int, default=8, help="batches (at the best batch size) of the overhead figure Z (default: 8)")
     p.add_argument("--image-size", type=int, help="side of the JPEG files (default: twice the model's input side, 64 px for the tiny model)")
     p.add_argument("--large-image-size", type=int, default=336, help="a second builder run on files this large, reported beside (0: skip; default: 336)")
     p.add_argument("--step", type=int, default=500, help="diffusion noise step (default: 500)")
@@ -299,9 +69,21 @@ def parse_args(argv=None):
     p.add_argument("--memory-records", default="2000,20000", help="source sizes of the two memory builds (default: 2000,20000)")
     p.add_argument("--memory-batch", type=int, default=256, help="batch size of the memory builds (default: 256)")
     p.add_argument("--aug-images", type=int, default=32, help="images per augmentation throughput round (default: 32)")
+    p.add_argument("--natural-prompts", type=int, default=512, help="prompts of the natural-length builds (default: 512)")
+    p.add_argument("--natural-batch-sizes", default="16,128", help="hf batch sizes of the natural-length builds (default: 16,128)")
+    p.add_argument("--natural-vllm-batch", type=int, default=256, help="vllm batch size of the natural-length builds (default: 256)")
+    p.add_argument("--natural-steps", type=int, default=400, help="training steps of the natural-length model (default: 400)")
+    p.add_argument("--natural-repeats", type=int, default=3, help="runs of each natural-length build (default: 3)")
+    p.add_argument("--ray-workers", type=int, default=2, help="Ray workers of the scaling figure, against 1 (default: 2)")
+    p.add_argument("--ray-prompts", type=int, default=512, help="prompts of the Ray scaling builds (default: 512)")
+    p.add_argument("--ray-batch", type=int, default=32, help="batch size of the Ray scaling builds (default: 32)")
+    p.add_argument("--ray-repeats", type=int, default=3, help="runs of each Ray scaling build (default: 3)")
     p.add_argument("--skip-sequential", action="store_true", help="leave out the official-style loop (X is then nan)")
     p.add_argument("--skip-chatmodel", action="store_true", help="leave out the ChatModel loop (Y is then nan)")
     p.add_argument("--skip-memory", action="store_true", help="leave out the memory builds (W is then nan)")
+    p.add_argument("--skip-natural", action="store_true", help="leave out the natural-length builds")
+    p.add_argument("--skip-vllm", action="store_true", help="leave out the vllm natural-length build")
+    p.add_argument("--skip-ray", action="store_true", help="leave out the Ray scaling builds (R is then nan)")
     # internal: one memory build in a subprocess
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--memory-model", help=argparse.SUPPRESS)
@@ -309,33 +91,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-def input_side(processor, default: int = 336) -> int:
-    """The side the model's image processor resizes to (LLaVA: crop_size)."""
-    image_processor = getattr(processor, "image_processor", processor)
-    for attr, key in (("crop_size", "height"), ("size", "shortest_edge"), ("size", "height")):
-        value = getattr(image_processor, attr, None)
-        value = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
-        if value:
-            return int(value)
-    return default
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+def fmt_runs(runs: list[float]) -> str:
+    return " ".join(f"{s:.2f}" for s in runs)
 
 
 def main(argv=None) -> int:
@@ -343,6 +100,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.memory_child is not None:
+        from benchmarks.memory import memory_child
+
         memory_child(args)
         return 0
 
@@ -382,8 +141,9 @@ def main(argv=None) -> int:
     gen_kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, eos_token_id=tpl.get_stop_token_ids(tokenizer), pad_token_id=pad)
     image_size = args.image_size or 2 * input_side(processor)
 
-    log(f"writing {n} prompts, one {image_size} px JPEG file each")
-    images = make_images(os.path.join(root, f"images{image_size}"), n, image_size)
+    overhead_n = max(sizes) * max(1, args.overhead_batches)
+    log(f"writing {max(n, overhead_n)} prompts, one {image_size} px JPEG file each")
+    images = make_images(os.path.join(root, f"images{image_size}"), max(n, overhead_n), image_size)
     prompts = write_prompts(os.path.join(root, f"prompts{image_size}.jsonl"), images, n)
     rows = [json.loads(line) for line in open(prompts, encoding="utf-8")]
 
@@ -392,7 +152,10 @@ def main(argv=None) -> int:
     from seva_plugin.build.views import record_seed
     from seva_plugin.plugins.sources.jsonl import JsonlSource
 
-    records = [LoadedRecord(r, [load_rgb(p) for p in r.images], record_seed(0, r.id)) for r in JsonlSource(prompts).iter_records()]
+    def load_records(path: str) -> list:
+        return [LoadedRecord(r, [load_rgb(p) for p in r.images], record_seed(0, r.id)) for r in JsonlSource(path).iter_records()]
+
+    records = load_records(prompts)
     texts = []  # each prompt rendered by the template, one <image> marker, for processor(text=...)
     for r in records:
         raw, _ = tpl.encode_oneturn(tokenizer, [{"role": "user", "content": r.record.prompt}, {"role": "assistant", "content": ""}], None, None)
@@ -416,12 +179,29 @@ def main(argv=None) -> int:
         log(f"builder and bare generate at batch sizes {sizes}, round {rep + 1}/{args.repeats}")
         for bs in sizes:
             cfg = build_config(model_dir, template, prompts, os.path.join(root, f"build_bs{bs}"), "bench", bs, tokens, args.step)
-            seconds, digest = run_builder(cfg, loaded)
+            seconds, digest, _ = run_builder(cfg, loaded)
             builder[bs].runs.append(seconds)
             digests[bs].add(digest)
             bare[bs].runs.append(run_bare(model, batches[bs], gen_kwargs))
     del batches
     best_bs = min(sizes, key=lambda bs: builder[bs].best)
+
+    # 4': overhead over enough batches that filling the prefetch pipeline (the first batch's decoding and
+    # preparing, which nothing overlaps) and the build's fixed costs are amortised: the figure Z
+    over = None
+    if args.overhead_batches > 0:
+        over_prompts = write_prompts(os.path.join(root, f"prompts{image_size}_x{overhead_n}.jsonl"), images, overhead_n)
+        over_records = load_records(over_prompts)
+        over_batches = prepared_batches(backend, augmenter, over_records, best_bs)
+        over = {"builder": Timing(), "bare": Timing(), "digests": set(), "prompts": overhead_n}
+        for rep in range(args.repeats):
+            log(f"overhead: builder and bare generate over {len(over_batches)} batches of {best_bs}, round {rep + 1}/{args.repeats}")
+            cfg = build_config(model_dir, template, over_prompts, os.path.join(root, "build_overhead"), "bench", best_bs, tokens, args.step)
+            seconds, digest, _ = run_builder(cfg, loaded)
+            over["builder"].runs.append(seconds)
+            over["digests"].add(digest)
+            over["bare"].runs.append(run_bare(model, over_batches, gen_kwargs))
+        del over_batches, over_records
 
     large = None
     if args.large_image_size and args.large_image_size != image_size:
@@ -432,6 +212,34 @@ def main(argv=None) -> int:
         for _ in range(max(1, min(3, args.repeats))):
             cfg = build_config(model_dir, template, big_prompts, os.path.join(root, "build_large"), "bench", best_bs, tokens, args.step)
             large.runs.append(run_builder(cfg, loaded)[0])
+
+    # 7: natural answer lengths
+    natural = None
+    if not args.skip_natural:
+        from benchmarks.natural_runs import run_natural
+
+        natural = run_natural(args, root, images)
+
+    # 8: Ray scaling
+    ray = None
+    if not args.skip_ray:
+        if importlib.util.find_spec("ray") is None:
+            log("Ray scaling skipped: ray is not installed (make install installs it)")
+        else:
+            from benchmarks.ray_scaling import run_ray_scaling
+            from seva_plugin.build.records import PromptRecord
+
+            ray_n = args.ray_prompts
+            log(f"Ray scaling: {ray_n} prompts, batch {args.ray_batch}, 1 worker (in process) against {args.ray_workers} Ray workers")
+            ray_prompts = write_prompts(os.path.join(root, f"prompts{image_size}_ray{ray_n}.jsonl"), images, ray_n)
+
+            def ray_config(workers: int, name: str) -> dict:
+                cfg = build_config(model_dir, template, ray_prompts, os.path.join(root, f"build_{name}"), "bench", args.ray_batch, tokens, args.step)
+                cfg["ray"] = {"num_workers": workers}
+                return cfg
+
+            warm = (PromptRecord("warm-up", "<image>" + rows[0]["question"], [os.path.abspath(rows[0]["image"])]), 0)
+            ray = run_ray_scaling(ray_config, loaded, warm, args.ray_repeats, args.ray_workers)
 
     # 2: the official-style loop
     sequential = None
@@ -448,12 +256,16 @@ def main(argv=None) -> int:
             log(f"warning: ChatModel produced {chat_tokens} tokens, expected {2 * n * tokens}")
 
     # 6: augmentation throughput
+    from benchmarks.augment import augment_throughput
+
     log("augmentation throughput at 336 px")
     aug = augment_throughput(336, images[: args.aug_images])
 
     # 5: memory, each build in its own process (the tiny model: a cheap configuration)
     mem = []
     if not args.skip_memory:
+        from benchmarks.memory import memory_run
+
         mem_images = make_images(os.path.join(root, "images_mem"), 64, 64, seed=1, fmt="png")
         for count in (int(s) for s in args.memory_records.split(",")):
             log(f"memory: a build over {count} source records in a subprocess")
@@ -494,14 +306,41 @@ def main(argv=None) -> int:
         lines.append(
             f"{bs:>7} {builder[bs].best:10.2f} {bare[bs].best:8.2f} {builder[bs].best / bare[bs].best:9.3f} {paired:17.3f} {rate(builder[bs].best):10.1f}{mark}"
         )
-    deterministic = all(len(d) == 1 for d in digests.values())
-    lines.append(
-        f"builder runs (s), batch {best_bs}: "
-        + " ".join(f"{s:.2f}" for s in builder[best_bs].runs)
-        + "; bare: "
-        + " ".join(f"{s:.2f}" for s in bare[best_bs].runs)
-    )
+    deterministic = all(len(d) == 1 for d in digests.values()) and (over is None or len(over["digests"]) == 1)
+    lines.append(f"builder runs (s), batch {best_bs}: {fmt_runs(builder[best_bs].runs)}; bare: {fmt_runs(bare[best_bs].runs)}")
+    z = b_best / bare[best_bs].best
+    if over is not None:
+        ob, og = over["builder"], over["bare"]
+        k = over["prompts"] // best_bs
+        z = ob.best / og.best
+        paired = median([b / g for b, g in zip(ob.runs, og.runs, strict=True)])
+        # builder = fixed + k * (generate + per-batch work), bare = k * generate: two batch counts give both parts
+        short_b, short_g, short_k = b_best, bare[best_bs].best, -(-n // best_bs)
+        per_batch = ((ob.best - og.best) - (short_b - short_g)) / (k - short_k) if k > short_k else float("nan")
+        fixed = (short_b - short_g) - short_k * per_batch
+        lines += [
+            "",
+            f"overhead over {k} batches of {best_bs} ({over['prompts']} prompts; the figure Z): builder {ob.best:.2f} s, bare {og.best:.2f} s, "
+            f"overhead {z:.3f}, median of paired {paired:.3f}",
+            f"  runs (s): builder {fmt_runs(ob.runs)}; bare {fmt_runs(og.runs)}",
+            f"  what is left of the builder's own work: about {fixed * 1000:.0f} ms per build (filling the pipeline, journal, writer, manifest) "
+            f"and {per_batch * 1000:.0f} ms per batch ({per_batch / (og.best / k):.1%} of a batch's generation), from the {short_k}- and {k}-batch figures",
+        ]
     lines.append(f"data file byte-identical across the repeats of each batch size: {'yes' if deterministic else 'NO'}")
+    if natural is not None:
+        lines += ["", *natural.report_lines()]
+    if ray is not None:
+        lines += [
+            "",
+            f"Ray scaling: {args.ray_prompts} prompts, batch {args.ray_batch}, {tokens} tokens per answer; 1 worker = the build in one process, "
+            f"{ray.workers} = Ray actors with 1 CPU and 1 torch thread each (fastest of {args.ray_repeats}, interleaved)",
+            f"  1 worker {ray.local.best:.2f} s, {ray.workers} Ray workers {ray.ray.best:.2f} s: speedup {ray.speedup:.2f} "
+            f"(median of paired {median([a / b for a, b in zip(ray.local.runs, ray.ray.runs, strict=True)]):.2f}); "
+            f"data byte-identical: {'yes' if ray.identical else 'NO'}",
+            f"  runs (s): 1 worker {fmt_runs(ray.local.runs)}; Ray {fmt_runs(ray.ray.runs)}; per worker (records/s after its first batch): "
+            + ", ".join(f"{r:.0f}" for r in ray.worker_rates),
+            f"  not timed: ray.init {ray.startup[0]:.1f} s; starting the workers and loading their models {fmt_runs(ray.startup[1:])} s per build",
+        ]
     if mem:
         lines += ["", f"memory: cheap builds (tiny model, 64 px PNG files, max_new_tokens=1, batch {args.memory_batch}), one subprocess each:"]
         for m in mem:
@@ -511,13 +350,13 @@ def main(argv=None) -> int:
     lines += ["", "augmentation throughput at 336 px, one image per call, 1 thread:"]
     lines.append(f"  diffusion_noise (3x336x336 tensor): {aug['diffusion_noise']:7.0f} images/s")
     lines.append(f"  moco (336x336 PIL image):           {aug['moco']:7.0f} images/s")
-    lines += ["", f"bench time {time.perf_counter() - started:.0f} s"]
+    lines += ["", f"bench time {time.perf_counter() - started:.0f} s; load average at the end {load_average():.1f}"]
     x = sequential / b_best if sequential else float("nan")
     y = chat_seconds / b_best if chat_seconds else float("nan")
-    z = b_best / bare[best_bs].best
     w = mem[-1]["peak_rss_mb"] / mem[0]["peak_rss_mb"] if mem else float("nan")
+    r = ray.speedup if ray is not None else float("nan")
     print("\n".join(lines), flush=True)
-    print(f"BENCH speedup_vs_sequential={x:.2f} speedup_vs_chatmodel={y:.2f} overhead={z:.3f} rss_ratio={w:.3f}", flush=True)
+    print(f"BENCH speedup_vs_sequential={x:.2f} speedup_vs_chatmodel={y:.2f} overhead={z:.3f} rss_ratio={w:.3f} ray_speedup={r:.2f}", flush=True)
     return 0
 
 

@@ -15,7 +15,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
-BENCH_LINE = re.compile(r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+)$")
+BENCH_LINE = re.compile(
+    r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+) ray_speedup=(?P<r>\S+)$"
+)
 
 
 @pytest.mark.slow
@@ -24,6 +26,8 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
         sys.executable, "-m", "benchmarks.bench", "--out", str(tmp_path / "bench"),
         "--prompts", "8", "--new-tokens", "2", "--batch-sizes", "2,4", "--repeats", "1",
         "--large-image-size", "0", "--memory-records", "12,24", "--memory-batch", "8", "--aug-images", "2",
+        "--overhead-batches", "3", "--natural-prompts", "4", "--natural-batch-sizes", "2", "--natural-steps", "2", "--natural-repeats", "1",
+        "--skip-vllm", "--skip-ray",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -31,9 +35,10 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     match = BENCH_LINE.match(lines[-1])
     assert match, f"last line is not the BENCH line: {lines[-1]!r}"
     figures = {k: float(v) for k, v in match.groupdict().items()}
+    assert math.isnan(figures.pop("r")), "ray_speedup is nan when the Ray builds are skipped"
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     table = proc.stdout
-    for name in ("1. builder", "2. official-style loop", "3. ChatModel", "4. bare batched generate", "diffusion_noise", "moco", "peak RSS"):
+    for name in ("1. builder", "2. official-style loop", "3. ChatModel", "4. bare batched generate", "diffusion_noise", "moco", "peak RSS", "overhead over 3 batches", "natural answer lengths"):
         assert name in table, f"{name!r} missing from the table"
     assert "byte-identical across the repeats of each batch size: yes" in table
 
@@ -47,9 +52,9 @@ def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):
     from seva_plugin.build.images import load_rgb
     from seva_plugin.build.records import LoadedRecord
     from seva_plugin.build.views import record_seed
+    from seva_plugin.interfaces import CLEAN, GenerationRequest, View
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
     from seva_plugin.plugins.augmenters.moco import Moco
-    from seva_plugin.interfaces import CLEAN, GenerationRequest, View
     from seva_plugin.plugins.backends.hf import HfBackend
     from seva_plugin.plugins.sources.jsonl import JsonlSource
 

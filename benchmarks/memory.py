@@ -1,0 +1,44 @@
+"""Peak RSS of a cheap build over few and over many source records, each in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+from benchmarks.common import build_config, quiet, write_prompts
+
+
+def memory_child(args) -> None:
+    """Run one cheap build in this (fresh) process and print its peak RSS as JSON."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from seva_plugin.build.pipeline import Build
+
+    cfg = build_config(args.memory_model, "llava", args.prompts_file, args.out, "mem", args.memory_batch, 1, 500, fixed=False)
+    with quiet():
+        build = Build(cfg)
+        build.backend.hf_model  # noqa: B018 - load first: the rate below is the build's own
+        start = time.perf_counter()
+        result = build.run(progress=False)
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    print(json.dumps({"peak_rss_mb": peak_kb / 1024, "seconds": seconds, "kept": result.kept, "records": args.memory_child}))
+
+
+def memory_run(root: str, model: str, records: int, images: list[str], batch: int, threads: int) -> dict:
+    folder = os.path.join(root, f"mem{records}")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    prompts = write_prompts(os.path.join(folder, "prompts.jsonl"), images, records)
+    cmd = [sys.executable, "-m", "benchmarks.bench", "--memory-child", str(records), "--memory-model", model, "--prompts-file", prompts,
+           "--out", os.path.join(folder, "data"), "--memory-batch", str(batch), "--threads", str(threads)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"})
+    if proc.returncode:
+        raise RuntimeError(f"memory build over {records} records failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,112 @@
+"""Ray scaling: the same build on 2 Ray workers against 1 worker (the build in one process).
+
+``ray.num_workers: 1`` runs the batches in the build's own process (Ray is never imported);
+``ray.num_workers: 2`` runs them on two Ray actors with one CPU and one torch thread each, the
+driver keeping the source, the journal and the writer. As everywhere in the bench, loading the
+model is left out of the timings: the one-process build shares the bench's loaded model, and each
+Ray worker is started and answers one warm-up record before the clock starts (Ray's start, the
+actors' imports and their model loading are reported beside, not timed). The bytes of the data
+file must be the same in every run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from benchmarks.common import Timing, quiet, sha256
+
+
+@dataclass
+class RayScaling:
+    local: Timing = field(default_factory=Timing)
+    ray: Timing = field(default_factory=Timing)
+    startup: list[float] = field(default_factory=list)  # Ray workers: start + warm-up, not timed
+    digests: set = field(default_factory=set)
+    workers: int = 2
+    batches: int = 0
+    worker_rates: list[float] = field(default_factory=list)  # records/s per worker, from the manifest
+
+    @property
+    def speedup(self) -> float:
+        return self.local.best / self.ray.best
+
+    @property
+    def identical(self) -> bool:
+        return len(self.digests) == 1
+
+
+def _warm_workers_factory(started: list[float]):
+    """``make_workers`` for the bench: Ray workers that load their model before the build's clock counts."""
+    from seva_plugin.build import ray_workers
+    from seva_plugin.build.ray_settings import uses_ray
+
+    class WarmRayWorkers(ray_workers.RayWorkers):
+        warmup: list = []
+
+        def start(self) -> None:
+            import ray
+
+            begin = time.perf_counter()
+            super().start()
+            if self.warmup:  # one record each: imports, model loading and first-call costs happen here
+                ray.get([actor.process.remote(self.warmup) for actor in self.actors])
+            started.append(time.perf_counter() - begin)
+
+    def make(spec, work, settings):
+        if not uses_ray(settings):
+            return ray_workers.LocalWorkers(work)
+        return WarmRayWorkers(spec, settings)
+
+    return make, WarmRayWorkers
+
+
+def run_ray_scaling(cfg_for, loaded, warm_record, repeats: int, workers: int = 2) -> RayScaling:
+    """``cfg_for(num_workers, out_name)`` gives the build config; ``loaded`` the bench's loaded backend;
+    ``warm_record`` a ``(PromptRecord, seed)`` each Ray worker answers before timing."""
+    import ray
+
+    from seva_plugin.build import pipeline
+    from seva_plugin.build.pipeline import Build
+
+    out = RayScaling(workers=workers)
+    temp = tempfile.mkdtemp(prefix="sbray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    started: list[float] = []
+    make, warm_cls = _warm_workers_factory(started)
+    warm_cls.warmup = [warm_record]
+    original = pipeline.make_workers
+    began_ray = time.perf_counter()
+    with quiet():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    ray_init = time.perf_counter() - began_ray
+    pipeline.make_workers = make
+    try:
+        for _ in range(repeats):
+            for n in (1, workers):  # interleaved
+                cfg = cfg_for(n, f"ray{n}")
+                shutil.rmtree(cfg["output"]["dataset_dir"], ignore_errors=True)
+                before = len(started)
+                begin = time.perf_counter()
+                build = Build(cfg)
+                if n == 1:
+                    build.backend.share_weights(loaded)
+                result = build.run(progress=False)
+                seconds = time.perf_counter() - begin
+                if n == 1:
+                    out.local.runs.append(seconds)
+                else:
+                    startup = started[before]
+                    out.startup.append(startup)
+                    out.ray.runs.append(seconds - startup)
+                    described = build.workers.describe()
+                    out.batches = sum(w["batches"] for w in described["workers"])
+                    out.worker_rates = [w["records_per_second"] or 0.0 for w in described["workers"]]
+                out.digests.add(sha256(result.data_file))
+    finally:
+        pipeline.make_workers = original
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    out.startup.insert(0, ray_init)  # first entry: ray.init itself
+    return out

@@ -50,10 +50,13 @@ class HfBackend(Backend):
     adapter: str | None = None  # a LoRA adapter dir to apply on top of the model
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
+    max_prompt_tokens: int | None = None  # longer prompts (image tokens included) are rejected as too_long; default: the model's context less max_new_tokens
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("backend.batch_size and backend.max_new_tokens must be positive.")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ConfigError(f"backend.max_prompt_tokens must be a positive number of tokens (or left out), got {self.max_prompt_tokens}.")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ConfigError("backend.min_new_tokens must be between 0 and backend.max_new_tokens.")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
@@ -87,7 +90,9 @@ class HfBackend(Backend):
         with self._load_lock:
             if "_renderer" not in self.__dict__:
                 model_args, data_args, _ = self._args(with_adapter=False)
-                self.__dict__["_renderer"] = Renderer.load(model_args, data_args)
+                renderer = Renderer.load(model_args, data_args)
+                renderer.max_prompt_tokens = prompt_budget(self.max_prompt_tokens, renderer.context, self.max_new_tokens)
+                self.__dict__["_renderer"] = renderer
         return self.__dict__["_renderer"]
 
     @property
@@ -233,6 +238,16 @@ class HfBackend(Backend):
             texts, reasons, logprobs_, ids = (list(x) for x in zip(*mine, strict=True))
             answers.append(Answer(texts, reasons, logprobs_ if want_logprobs else None, ids if want_logprobs else None))
         return answers
+
+
+def prompt_budget(setting: int | None, context: int | None, max_new_tokens: int) -> int | None:
+    """The longest prompt a backend takes: ``max_prompt_tokens`` when set, else what leaves room in
+    the model's context for ``max_new_tokens`` (the whole context if that is all of it)."""
+    if setting is not None:
+        return setting
+    if context is None:
+        return None
+    return context - max_new_tokens if context > max_new_tokens else context
 
 
 def token_picker_for(seeds, sampling: Sampling, banned, vocab_limit):

@@ -14,9 +14,13 @@ from typing import Any
 
 from seva_plugin.build.records import IMAGE_TOKEN
 from seva_plugin.build.views import view_generator
+from seva_plugin.errors import RecordError
 from seva_plugin.plugins.backends.pixels import augment_tensors, rows_per_image
 
 SENTINEL = "\x00"
+# No tokenizer's tokens average more characters than this: a prompt longer than this many characters
+# per allowed token is too long without tokenizing it (a 100,000-character prompt costs nothing).
+CHARS_PER_TOKEN = 64
 
 
 def infer_args(
@@ -46,6 +50,17 @@ def infer_args(
     return model_args, data_args, finetuning_args
 
 
+def context_length(config) -> int | None:
+    """The number of positions a model's text part takes (``max_position_embeddings`` and its
+    older names), or None when its config does not say."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 @dataclass
 class Renderer:
     """Tokenizer, processor and LLaMA-Factory template of one model, with a lock: the fast
@@ -55,6 +70,8 @@ class Renderer:
     tokenizer: Any
     processor: Any
     template: Any  # llamafactory.data.Template
+    context: int | None = None  # the model's context length in tokens (its config), when known
+    max_prompt_tokens: int | None = None  # longer prompts raise RecordError too_long (set by the backend)
 
     def __post_init__(self):
         self.tokenizer.padding_side = "left"
@@ -69,10 +86,11 @@ class Renderer:
     def load(cls, model_args, data_args) -> Renderer:
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.model import load_tokenizer
+        from llamafactory.model.loader import load_config
 
         module = load_tokenizer(model_args)
         tokenizer, processor = module["tokenizer"], module["processor"]
-        return cls(tokenizer, processor, get_template_and_fix_tokenizer(tokenizer, data_args))
+        return cls(tokenizer, processor, get_template_and_fix_tokenizer(tokenizer, data_args), context_length(load_config(model_args)))
 
     # -- text --------------------------------------------------------------------------------
     def _expand_images(self, images) -> list[str]:
@@ -90,7 +108,13 @@ class Renderer:
         return [rows_per_image(self.plugin, e, self.processor) for e in self._expand_images(images)]
 
     def prompt_ids(self, prompt: str, images) -> list[int]:
-        """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes them."""
+        """Token ids of the rendered user turn plus the assistant header, as LLaMA-Factory encodes them.
+
+        Over ``max_prompt_tokens`` (image tokens included) it raises RecordError ``too_long``: before
+        tokenizing when the text alone cannot fit, so a huge prompt costs nothing."""
+        limit = self.max_prompt_tokens
+        if limit is not None and len(prompt) > CHARS_PER_TOKEN * limit:
+            raise RecordError(f"prompt too long: {len(prompt):,} characters cannot fit in the limit of {limit:,} tokens", "too_long")
         parts = prompt.split(IMAGE_TOKEN)
         expansions = self._expand_images(images)
         content = parts[0] + "".join(e + p for e, p in zip(expansions, parts[1:], strict=True))
@@ -98,6 +122,8 @@ class Renderer:
         with self.lock:
             ids, _ = self.template.encode_oneturn(self.tokenizer, messages, None, None)
             ids, _ = self.template.mm_plugin.process_token_ids(ids, None, images, [], [], self.tokenizer, self.processor)
+        if limit is not None and len(ids) > limit:
+            raise RecordError(f"prompt too long: {len(ids):,} tokens with its image tokens, over the limit of {limit:,}", "too_long")
         return ids
 
     def answer_ids(self, text: str) -> list[int]:

@@ -1,4 +1,4 @@
-"""The example third-party backend of docs/plugins.md, installed as a real entry-point plugin.
+"""The example third-party backend of docs/plugins.md, installed as a real entry-point plugin (slow tests).
 
 ``docs/examples/plain_transformers_backend`` is pip-installed into a temporary folder (not into
 the virtual environment), and ``seva`` runs in a subprocess with that folder on ``PYTHONPATH``:
@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,6 @@ import pytest
 import yaml
 
 from conftest import REPO, make_images, read_jsonl
-
-pytestmark = pytest.mark.slow
 
 EXAMPLE = os.path.join(REPO, "docs", "examples", "plain_transformers_backend")
 MODULE = "plain_transformers_backend"
@@ -116,12 +115,14 @@ def load(record_id: str, prompt: str, images: list[str]):
     return LoadedRecord(PromptRecord(record_id, prompt, images), [load_rgb(p) for p in images], record_seed(0, record_id))
 
 
+@pytest.mark.slow
 def test_seva_plugins_lists_the_installed_backend(installed):
     rows = [line.split() for line in seva(installed, ["plugins"]).splitlines()]
     assert ["backend", "plain_transformers", "plain_transformers"] in rows  # kind, name, the entry point's plugin name
     assert ["backend", "hf", "seva_plugin.plugins.backends.hf"] in rows  # the built-ins are still there
 
 
+@pytest.mark.slow
 def test_seva_strategy_builds_with_the_plugin_and_its_answers_are_the_backends(builds, backend):
     cfg, rows, manifest = builds["seva"]
     assert manifest["config"]["backend"] == BACKEND
@@ -147,6 +148,7 @@ def test_seva_strategy_builds_with_the_plugin_and_its_answers_are_the_backends(b
         assert clean.finish_reasons[0] in ("eos", "length") and clean.logprobs is None
 
 
+@pytest.mark.slow
 def test_csr_strategy_builds_scored_pairs_with_the_plugin(builds):
     _, rows, manifest = builds["csr"]
     assert manifest["config"]["backend"] == BACKEND
@@ -160,6 +162,7 @@ def test_csr_strategy_builds_scored_pairs_with_the_plugin(builds):
         assert scores["chosen"] != scores["rejected"]
 
 
+@pytest.mark.slow
 def test_the_example_keeps_the_contracts_rules(backend, tmp_path):
     """What CSR relies on, checked on the example directly: prefixes continued, stop strings kept
     and cut at, answer k seeded by (seed, k) whatever the batch, log-probs of the unscaled model."""
@@ -194,3 +197,14 @@ def test_the_example_keeps_the_contracts_rules(backend, tmp_path):
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inputs["pixel_values"]).logits[0].float()
     forced = [torch.log_softmax(logits[head.shape[1] - 1 + i], dim=-1)[t].item() for i, t in enumerate(answer.token_ids[0])]
     assert forced == pytest.approx(answer.logprobs[0], abs=1e-4)
+
+
+def test_the_docs_quote_the_example_as_it_is():
+    """docs/plugins.md walks through the example in excerpts: each must be a verbatim piece of the file."""
+    with open(os.path.join(REPO, "docs", "plugins.md")) as fh:
+        excerpts = re.findall(r"```python\n# plain_transformers_backend\.py \(excerpt\)\n(.*?)```", fh.read(), re.S)
+    with open(os.path.join(EXAMPLE, f"{MODULE}.py")) as fh:
+        source = fh.read()
+    assert len(excerpts) >= 4
+    for excerpt in excerpts:
+        assert excerpt in source, excerpt

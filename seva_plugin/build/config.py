@@ -45,16 +45,18 @@ OUTPUT_KEYS = {"dataset_dir": "data", "name": None, "overwrite": False, "writer"
 OUTPUT_TYPES = {"dataset_dir": "str", "name": "str", "overwrite": "bool", "writer": "str"}
 
 
-def fingerprint(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> str:
-    """What determines the data of a build: its config less ``limit`` (a smoke run is a prefix of
-    the full run), ``ray`` (the same data on any number of workers) and the ``output`` keys in ``ignore_output``."""
-    return hashlib.sha256(json.dumps(fingerprinted(config, ignore_output), sort_keys=True, default=str).encode()).hexdigest()
+def fingerprint(config: dict) -> str:
+    """What determines the pairs of a build (its journal): the config less ``limit`` (a smoke run
+    is a prefix of the full run), ``ray`` (the same pairs on any number of workers) and every
+    ``output`` key but the name (where and in which format the pairs are written does not change
+    them: the same journal can be written as JSONL, then as Parquet)."""
+    return hashlib.sha256(json.dumps(fingerprinted(config), sort_keys=True, default=str).encode()).hexdigest()
 
 
-def fingerprinted(config: dict, ignore_output: tuple[str, ...] = ("overwrite",)) -> dict:
+def fingerprinted(config: dict) -> dict:
     """The part of ``config`` its fingerprint is made of (the journal keeps it, to name what changed)."""
     cfg = {k: v for k, v in config.items() if k not in ("limit", "ray")}
-    cfg["output"] = {k: v for k, v in cfg["output"].items() if k not in ignore_output}
+    cfg["output"] = {"name": cfg["output"]["name"]}
     return cfg
 
 

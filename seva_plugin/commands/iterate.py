@@ -35,7 +35,8 @@ from collections.abc import Callable
 
 import yaml
 
-from seva_plugin.build.config import apply_overrides, fingerprint, load_config
+from seva_plugin.build.config import apply_overrides, load_config
+from seva_plugin.build.config import fingerprint as build_fingerprint
 from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.files import atomic_write_json
 from seva_plugin.commands.host import llamafactory_cli
@@ -73,9 +74,6 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
     return apply_overrides(data, train_overrides)
 
 
-def _fingerprint(build_config: dict) -> str:
-    """What makes two runs the same iteration: the build's fingerprint, less the folder iterate sets per round."""
-    return fingerprint(build_config, ignore_output=("dataset_dir", "overwrite"))
 
 
 class Iteration:
@@ -106,7 +104,7 @@ class Iteration:
 
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> dict:
-        fingerprint = _fingerprint(self.config.to_dict())
+        fingerprint = build_fingerprint(self.config.to_dict())  # what makes two runs the same iteration
         if os.path.exists(self.state_path):
             with open(self.state_path, encoding="utf-8") as fh:
                 state = json.load(fh)

@@ -59,6 +59,8 @@ def test_load_config_leaves_the_callers_dicts_alone():
     # the fingerprint ignores what never changes the data
     assert fingerprint(cfg.to_dict()) == fingerprint(load_config(config, ["backend.batch_size=32", "augment.step=800", "limit=3"]).to_dict())
     assert fingerprint(cfg.to_dict()) != fingerprint(load_config(config).to_dict())
+    # nor does the output format: a build's journal can be written as JSONL, then as Parquet
+    assert fingerprint(cfg.to_dict()) == fingerprint(load_config(config, ["backend.batch_size=32", "augment.step=800", "output.format=parquet"]).to_dict())
 
 
 def test_a_writers_own_output_keys_are_accepted_and_checked_by_the_writer(tmp_path):

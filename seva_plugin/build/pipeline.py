@@ -8,7 +8,6 @@ processed by the backend) in a background thread while the model generates the p
 from __future__ import annotations
 
 import json
-import os
 import platform
 import queue
 import threading
@@ -49,6 +48,7 @@ class BuildResult:
     rejected: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
     seconds: float = 0.0
+    registry: str | None = None  # the dataset_info.json the writer registered the dataset in, if any
 
     def summary(self) -> str:
         def fmt(counts):
@@ -57,8 +57,8 @@ class BuildResult:
         return (
             f"{self.kept} pair{'' if self.kept == 1 else 's'} kept in {self.data_file}\n"
             f"dropped: {fmt(self.dropped)}\n"
-            f"rejected inputs: {fmt(self.rejected)}" + (f" (see {self.rejects_file})" if self.rejected else "") + "\n"
-            f"dataset '{self.name}' registered in {os.path.join(self.dataset_dir, 'dataset_info.json')}"
+            f"rejected inputs: {fmt(self.rejected)}" + (f" (see {self.rejects_file})" if self.rejected else "")
+            + (f"\ndataset '{self.name}' registered in {self.registry}" if self.registry else "")
         )
 
 
@@ -221,7 +221,9 @@ class Build:
         }
         atomic_write_json(self.files.manifest, manifest)
         data_file = files["data"]["path"] if files else self.files.data
-        result = BuildResult(self.name, self.dataset_dir, data_file, self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds)
+        result = BuildResult(
+            self.name, self.dataset_dir, data_file, self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds, files.get("dataset_info")
+        )
         if kept == 0:
             raise NothingKept(nothing_kept(result, journal), result)
         self.writer.finish(manifest)

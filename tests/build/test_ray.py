@@ -291,13 +291,17 @@ def test_a_worker_that_stays_dead_has_its_batches_done_by_the_others(tiny_llava,
 
 
 # -- the driver killed: a `seva build` of its own Ray, then a resume -----------------------------
-def _ray_processes(temp: str) -> set[int]:
-    """Processes of the Ray whose temp dir is ``temp``: its daemons (the dir is on their command line)
-    and its workers (their log files are named with their pids)."""
-    pids = {int(p) for p in re.findall(r"_(\d+)\.log$", "\n".join(glob.glob(f"{temp}/session_*/logs/python-core-worker-*.log")), re.M)}
-    for proc in glob.glob("/proc/[0-9]*/cmdline"):
+def _ray_processes(temp: str, agents: bool = True) -> set[int]:
+    """Live processes of the Ray whose temp dir is ``temp``: its daemons (the dir is on their command
+    line), its workers (their log files are named with their pids) and, with ``agents``, anything
+    else with a file open in it (the dashboard and runtime-env agents the raylet starts)."""
+    logs = "\n".join(glob.glob(f"{temp}/session_*/logs/python-core-worker-*.log"))
+    pids = {int(p) for p in re.findall(r"_(\d+)\.log$", logs, re.M)}
+    for proc in glob.glob("/proc/[0-9]*"):
         try:
-            if temp.encode() in open(proc, "rb").read():
+            if temp.encode() in open(f"{proc}/cmdline", "rb").read():
+                pids.add(int(proc.split("/")[2]))
+            elif agents and any(os.readlink(fd).startswith(temp) for fd in glob.glob(f"{proc}/fd/*")):
                 pids.add(int(proc.split("/")[2]))
         except OSError:
             pass
@@ -350,7 +354,11 @@ def test_driver_killed_then_resumed_on_ray_equals_one_process(tiny_llava, source
         done_before = commits(journal)
         assert 3 <= done_before < 10 and not (tmp_path / "out" / "ray_build.jsonl").exists()
         assert started, "no Ray process found for the killed build"
-        wait_for(lambda: not _ray_processes(temp), timeout=60, what="the killed driver's Ray to go")  # fate-shared with its driver
+        # fate-shared with its driver: GCS, raylet and workers go at once; the raylet's agents give up on
+        # the dead GCS after minutes (Ray's own timeouts), so the test ends them itself, by pid
+        wait_for(lambda: not _ray_processes(temp, agents=False), timeout=60, what="the killed driver's Ray to go")
+        for pid in _ray_processes(temp):
+            os.kill(pid, signal.SIGKILL)
 
         rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -72,14 +72,24 @@ class Sampling:
 class GenerationRequest:
     """Answer ``record``'s prompt under ``view``.
 
-    - ``prefix``: answer text already written; the answers continue it (and do not repeat it).
-    - ``n``: how many answers to draw (``n > 1`` needs sampling).
-    - ``stop``: an answer ends right after the first of these strings, which stays in its text.
+    - ``prefix``: answer text already written; the answers continue it (and do not repeat it). The
+      prompt is rendered as training renders it (the build's ``template``) and the prefix is
+      tokenized as training tokenizes a response.
+    - ``n``: how many answers to draw (``n > 1`` needs sampling; asking for it greedily is a
+      ``ConfigError``, which stops the build, while any other exception becomes a per-record reject).
+    - ``stop``: an answer ends right after the first of these strings in its *new* text (the prefix
+      does not count), which stays in its text; when the string ends inside a token, the text is
+      cut there and that whole token is in ``token_ids`` and ``logprobs``.
     - ``max_new_tokens``, ``sampling``: ``None`` takes the backend's configured value
       (``sampling=None`` with the backend's default ``do_sample: false`` is greedy decoding).
     - ``seed``: sampled answers are a function of ``(seed, k)`` for the ``k``-th answer, never of
       batch layout, order or resume. ``None``: the record's seed.
     - ``logprobs``: return each generated token's log-probability.
+
+    Every backend decodes exactly what is asked: no repetition penalty or other logits processing
+    from the model's ``generation_config``; an answer ends at the template's stop tokens (what
+    training teaches the model to end with); a sampled answer never contains special tokens other
+    than those (an image placeholder fed back as a prefix would break the image-token count).
     """
 
     record: LoadedRecord
@@ -156,7 +166,8 @@ class Backend(Component):
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         """Called from the build's prefetch thread with the requests a strategy declared ahead
         (``Strategy.views``), so the backend can encode prompts and process images while the
-        previous batch generates. Optional: the default does nothing."""
+        previous batch generates: it runs while ``generate`` runs in the main thread, so whatever
+        it shares with ``generate`` must be thread-safe. Optional: the default does nothing."""
 
     def close(self) -> None:
         """Release the model and any engine process. Called once when the build ends."""

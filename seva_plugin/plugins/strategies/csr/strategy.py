@@ -1,7 +1,7 @@
 """Strategy ``csr``: Calibrated Self-Rewarding (arXiv 2405.14622) as one batched search.
 
 The model answers sentence by sentence. At each step every live path gets ``num_proposals``
-next sentences (a sentence ends at a token ending in ``sentence_end``, at end of sequence, or
+next sentences (a sentence ends right after the first ``sentence_end`` character, at end of sequence, or
 after ``max_sentence_tokens``); every proposal gets a language score (the model's own mean token
 log-probability) and a visual score (``100 * cos`` between CLIP's image and sentence embeddings);
 then the ``keep_best`` highest and ``keep_worst`` lowest paths survive. Finished paths are the

@@ -20,8 +20,8 @@ ANSWER_TOKENS = 512
 DEFAULT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
 
-def image_tokens(facts: ModelFacts, template_plugin: str | None, image_max_pixels: int) -> tuple[int, str] | None:
-    """The most image tokens one image can expand to, and how that was found."""
+def image_tokens(facts: ModelFacts, template_plugin: str | None, image_max_pixels: int, crop_to_patches: bool = False) -> tuple[int, str] | None:
+    """The most image tokens one image can expand to, and how that was found (``crop_to_patches``: LLaMA-Factory's key, InternVL tiles)."""
     family = facts.plugin
     if family is None or (template_plugin and template_plugin != family):
         return None  # an unknown model, or a mismatch reported by the template check
@@ -56,6 +56,13 @@ def image_tokens(facts: ModelFacts, template_plugin: str | None, image_max_pixel
             pixels = min(pixels, int(proc_max))
         unit = (patch * merge) ** 2
         return pixels // unit + 2, f"image_max_pixels {pixels} / ({patch}x{merge})^2 + vision start/end"
+    if family == "intern_vl":
+        per_tile = int(cfg.get("image_seq_length") or 256)
+        tiles = 13 if crop_to_patches or pre.get("crop_to_patches") else 1  # LLaMA-Factory: up to 12 tiles + a thumbnail
+        return per_tile * tiles + 2, f"{tiles} tile{'s' if tiles > 1 else ''} x {per_tile} tokens + <img>/</img> ({src})"
+    if family == "gemma3":
+        per_image = int(cfg.get("mm_tokens_per_image") or 256)
+        return per_image + 6, f"{per_image} soft tokens + begin/end of image and the newlines around them ({src})"
     return None
 
 
@@ -63,7 +70,7 @@ def check_cutoff(recipe: dict, recipe_path: str, plugin: str | None, facts: Mode
     if facts is None or facts.where == "missing":
         return
     pixels = recipe.get("image_max_pixels") or lf_default("image_max_pixels")
-    tokens = image_tokens(facts, plugin, pixels)
+    tokens = image_tokens(facts, plugin, pixels, bool(setting(recipe, "crop_to_patches")))
     if not tokens:
         return
     per_image, how = tokens

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?=
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install demo test test-fast bench gpu-wheels lint clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,17 @@ test-fast: install
 
 bench: install
 	$(PY) -m benchmarks.bench $(if $(MODEL),--model $(MODEL))
+
+# Wheels for benchmarks/gpu.sh on a GPU machine without network: what the hf backend imports and a
+# torch + transformers + peft machine lacks, --no-deps (pillow for each CPython it may have). About 27 MB.
+GPU_WHEELS := benchmarks/wheels
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS)
+	python3 -m pip download --no-deps -d $(GPU_WHEELS) llamafactory==0.9.5 omegaconf==2.4.0 pluggy==1.7.0
+	for v in 3.10 3.11 3.12 3.13; do \
+	  python3 -m pip download --no-deps --only-binary=:all: --python-version $$v --platform manylinux_2_28_x86_64 -d $(GPU_WHEELS) pillow==11.3.0 || exit 1; \
+	done
+	du -sh $(GPU_WHEELS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -99,8 +99,26 @@ class Iteration:
         self.cli = llamafactory_cli()
         self.data_dir = os.path.join(self.work_dir, "data")
         self.state_path = os.path.join(self.work_dir, STATE_FILE)
+        self._check_recipe()  # before round 0, not after hours of generation
         os.makedirs(self.work_dir, exist_ok=True)
         self.state = self._load_state()
+
+    def _check_recipe(self) -> None:
+        """``seva check-recipe`` on the recipe as round 0 will train it (the keys each round sets,
+        its dataset as the build will register it): errors stop here, warnings are logged."""
+        from seva_plugin.commands.check_recipe import check_recipe
+        from seva_plugin.plugins.writers.llamafactory import dataset_entry
+
+        name = f"{self.config.output['name']}_r0"
+        model = os.path.abspath(self.config.model) if os.path.isdir(self.config.model) else self.config.model
+        args = [f"model_name_or_path={model}", f"template={self.config.template}", f"dataset_dir={self.data_dir}", f"dataset={name}"]
+        args.append(f"output_dir={os.path.join(self.work_dir, 'r0', 'adapter')}")
+        report = check_recipe(self.recipe_path, [*self.train_overrides, *args], planned={name: dataset_entry(f"{name}.jsonl")})
+        for warning in report.warnings:
+            self.log(f"[seva iterate] recipe check: warning: {warning}")
+        if report.errors:
+            problems = "\n".join(f"  error: {e}" for e in report.errors)
+            raise ConfigError(f"the recipe check of {self.recipe_path} found problems before round 0 (nothing was built or trained):\n{problems}")
 
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> dict:

@@ -140,10 +140,10 @@ def test_failed_training_names_its_log_and_is_retried(build_yaml, tmp_path, monk
     monkeypatch.setattr(iterate_mod.Iteration, "_build", lambda self, info, progress: None)
     work = tmp_path / "work"
     with pytest.raises(iterate_mod.IterateError, match="(?s)train failed \\(exit 1\\).*train.log.*HfArgumentParser"):
-        iterate(build_yaml, RECIPE, rounds=1, work_dir=str(work), overrides=["train.no_such_key=1"], progress=False)
+        iterate(build_yaml, RECIPE, rounds=1, work_dir=str(work), overrides=["train.seed=3"], progress=False)  # an unknown key: the recipe check (test_first_hour.py)
     state = json.loads((work / "iterate_state.json").read_text())
     assert state["rounds"][0]["steps_done"] == ["build"] and state["current"] == {"round": 0, "step": "train"}
-    assert "no_such_key=1" in (work / "r0" / "train.log").read_text()
+    assert "seed=3" in (work / "r0" / "train.log").read_text()
 
 
 @pytest.mark.slow

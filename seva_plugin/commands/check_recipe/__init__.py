@@ -48,15 +48,16 @@ def _run(report: CheckReport, label: str, fn, *args):
         return None
 
 
-def check_recipe(path: str, overrides: list[str] | None = None) -> CheckReport:
-    """Validate a LLaMA-Factory training recipe without loading weights."""
+def check_recipe(path: str, overrides: list[str] | None = None, planned: dict[str, dict] | None = None) -> CheckReport:
+    """Validate a LLaMA-Factory training recipe without loading weights. ``planned``: datasets a
+    build will write before training, with their entries (``check_datasets``)."""
     report = CheckReport()
     recipe = load_recipe(path, overrides, report)
     if recipe is None:
         return report
     _run(report, "key", check_keys, recipe, report)
     _run(report, "method", check_method, recipe, report)
-    datasets = _run(report, "dataset", check_datasets, recipe, path, report) or []
+    datasets = _run(report, "dataset", check_datasets, recipe, path, report, "dataset", planned) or []
     if recipe.get("eval_dataset"):
         _run(report, "eval dataset", check_datasets, recipe, path, report, "eval_dataset")
     _run(report, "mixing", check_mixing, recipe, datasets, report)

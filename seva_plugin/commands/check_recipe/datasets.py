@@ -26,8 +26,13 @@ class DatasetFacts:
     text_only: bool = False  # no image, video or audio column
 
 
-def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str = "dataset") -> list[DatasetFacts]:
+def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str = "dataset", planned: dict[str, dict] | None = None) -> list[DatasetFacts]:
+    """``planned``: datasets that will be built before training (``seva iterate`` checks the recipe
+    before round 0), by name with the ``dataset_info.json`` entry their build will write: checked
+    as registered, their file not required yet."""
     from llamafactory.extras.constants import FILEEXT2TYPE
+
+    planned = planned or {}
 
     names = split_list(recipe.get(key))
     if not names:
@@ -52,7 +57,7 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
     where = f"dataset_dir '{dataset_dir}'" + (
         "" if os.path.isabs(dataset_dir) else f" (resolved against the current directory {os.getcwd()}, as llamafactory-cli does)"
     )
-    if not os.path.isfile(info_path):
+    if not os.path.isfile(info_path) and not all(n in planned for n in unique):
         msg = f"no dataset_info.json in {where}."
         cmds = [c for c in (build_command(n, recipe_path, dataset_dir) for n in unique) if c]
         if cmds:
@@ -63,8 +68,10 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
         report.error(msg)
         return []
     try:
-        with open(info_path, encoding="utf-8") as fh:
-            info = json.load(fh)
+        info = {}
+        if os.path.isfile(info_path):
+            with open(info_path, encoding="utf-8") as fh:
+                info = json.load(fh)
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
@@ -73,7 +80,7 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
 
     facts = []
     for name in unique:
-        entry = info.get(name)
+        entry = info.get(name, planned.get(name))
         if entry is None:
             msg = f"{key} '{name}' is not registered in {info_path}.{did_you_mean(name, info)}"
             cmd = build_command(name, recipe_path, dataset_dir)
@@ -118,7 +125,9 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
             report.error(f"{info_path}: '{name}' has no file_name (nor hf_hub_url).")
         else:
             local = os.path.join(dataset_dir, entry["file_name"])
-            if not os.path.exists(local):
+            if not os.path.exists(local) and name in planned:
+                pass  # built before training
+            elif not os.path.exists(local):
                 msg = f"{key} '{name}': file not found: {local} (LLaMA-Factory: \"File {local} not found.\")."
                 cmd = build_command(name, recipe_path, dataset_dir)
                 if cmd:

@@ -55,9 +55,9 @@ def summarise(records: list[dict], manifest: dict, journal: list[dict]) -> dict:
     dropped = counts.get("dropped") or dict(Counter(e["reason"] for e in journal if e["kind"] == "drop"))
     generated = [e for e in journal if e["kind"] in ("pair", "drop") and "chosen" in e]
     identical = sum(1 for e in generated if e.get("reason") == "identical")
-    if not generated:  # no journal: fall back on the manifest's counts
+    if not generated:  # no journal: fall back on the manifest's counts (a no_pair record generated no pair)
         identical = dropped.get("identical", 0)
-        generated = [None] * (len(records) + sum(dropped.values()))
+        generated = [None] * (len(records) + sum(v for k, v in dropped.items() if k != "no_pair"))
 
     def lengths(key):
         words = [len(r[key]["value"].split()) for r in records]
@@ -85,7 +85,9 @@ def format_summary(name: str, s: dict, manifest: dict) -> str:
 
     lines = [f"dataset {name}: {s['pairs']} pairs"]
     if cfg:
-        lines.append(f"  model {cfg.get('model')} (template {cfg.get('template')}), strategy {_spec(cfg.get('strategy'))}, augment {_spec(cfg.get('augment'))}")
+        strategy = cfg.get("strategy", "seva")
+        augment = f"augment {_spec(cfg.get('augment'))}" if uses_augmenter(strategy) else f"no augmenter ({_spec(strategy).split(' ')[0]} never applies one)"
+        lines.append(f"  model {cfg.get('model')} (template {cfg.get('template')}), strategy {_spec(strategy)}, {augment}")
     lines += [
         f"  dropped: {counts(s['dropped'])}",
         f"  rejected inputs: {counts(s['rejected'])}",
@@ -93,6 +95,19 @@ def format_summary(name: str, s: dict, manifest: dict) -> str:
         f"  answer length in words: chosen {words(s['chosen_words'])}; rejected {words(s['rejected_words'])}",
     ]
     return "\n".join(lines)
+
+
+def uses_augmenter(strategy) -> bool:
+    """Whether a build's strategy applies its augmenter (CSR does not); unknown strategies are taken to."""
+    from seva_plugin.build.config import split_spec
+    from seva_plugin.errors import SevaError
+    from seva_plugin.registry import get_registry
+
+    try:
+        name, _ = split_spec(strategy, "strategy", default="seva")
+        return get_registry().get("strategy", name).cls.uses_augmenter
+    except SevaError:
+        return True
 
 
 def _spec(spec) -> str:
@@ -271,9 +286,18 @@ def render_pair(n: int, record: dict, clean: list, augmented: list, augment_labe
         f'<section class="pair" id="pair-{n}"><div class="imgs">{"".join(figs)}</div><div>'
         f'<div class="meta">#{n} &middot; id {H.escape(str(record.get("id", "")))} &middot; seed {H.escape(str(prov.get("seed", "-")))}</div>'
         f'<div class="q">{H.escape(question)}</div>'
-        f'<div class="answers"><div class="chosen"><span class="label">chosen</span>{a}</div>'
-        f'<div class="rejected"><span class="label">rejected</span>{b}</div></div></div></section>'
+        f'<div class="answers"><div class="chosen"><span class="label">chosen</span>{_scores(record, "chosen")}{a}</div>'
+        f'<div class="rejected"><span class="label">rejected</span>{_scores(record, "rejected")}{b}</div></div></div></section>'
     )
+
+
+def _scores(record: dict, side: str) -> str:
+    """A side's scores (CSR: reward, language, visual, sentences), when the strategy recorded them."""
+    scores = (record.get("scores") or {}).get(side)
+    if not isinstance(scores, dict):
+        return ""
+    shown = [f"{k.replace('_', ' ')} {v:g}" for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return f'<span class="meta scores">{H.escape(" · ".join(shown))}</span><br>' if shown else ""
 
 
 def write_gallery(path: str, name: str, records: list[dict], data_dir: str, manifest: dict, summary_text: str, limit: int) -> int:

@@ -33,6 +33,7 @@ import os
 import sys
 import time
 
+from benchmarks import common
 from benchmarks.common import (  # noqa: F401 - make_images and write_prompts are used by the tests
     Timing,
     build_config,
@@ -78,6 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--ray-prompts", type=int, default=512, help="prompts of the Ray scaling builds (default: 512)")
     p.add_argument("--ray-batch", type=int, default=32, help="batch size of the Ray scaling builds (default: 32)")
     p.add_argument("--ray-repeats", type=int, default=3, help="runs of each Ray scaling build (default: 3)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run the --model folder's own Python (auto_map); off by default, as in LLaMA-Factory")
     p.add_argument("--skip-sequential", action="store_true", help="leave out the official-style loop (X is then nan)")
     p.add_argument("--skip-chatmodel", action="store_true", help="leave out the ChatModel loop (Y is then nan)")
     p.add_argument("--skip-memory", action="store_true", help="leave out the memory builds (W is then nan)")
@@ -97,6 +99,7 @@ def fmt_runs(runs: list[float]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    common.TRUST_REMOTE_CODE = args.trust_remote_code
     os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.memory_child is not None:

@@ -13,6 +13,9 @@ import sys
 from dataclasses import dataclass, field
 
 # SeVa's prompt mix: OCR-VQA questions (few distinct texts) and TextCaps caption prompts (unique OCR tokens)
+# --trust-remote-code: run a --model folder's own Python (auto_map). Off unless asked, as in LLaMA-Factory.
+TRUST_REMOTE_CODE = False
+
 OCR_VQA = (
     "Who wrote this book?",
     "What is the title of this book?",
@@ -79,6 +82,8 @@ def build_config(
     """The bench's build: diffusion noise at ``step``, greedy; ``fixed``: exactly ``tokens`` new tokens per answer
     (``min_new_tokens`` too), else answers end at the model's end-of-sequence token (at most ``tokens``)."""
     keys = {"name": backend, "batch_size": batch_size, "max_new_tokens": tokens, **backend_keys}
+    if TRUST_REMOTE_CODE:
+        keys["trust_remote_code"] = True
     if fixed:
         keys["min_new_tokens"] = tokens
     return {

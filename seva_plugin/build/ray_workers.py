@@ -368,8 +368,9 @@ def _tensor_parallel(spec: WorkSpec) -> int:
 
 def make_workers(spec: WorkSpec, work: BatchWork, settings: dict[str, Any] | None):
     """In this process for ``num_workers: 1`` (Ray is never imported), else on Ray."""
-    from seva_plugin.build.ray_settings import uses_ray
+    from seva_plugin.build.ray_settings import ray_settings, uses_ray
 
+    settings = ray_settings(settings)  # a BuildConfig made without load_config: checked here too
     if not uses_ray(settings):
         return LocalWorkers(work)
     try:

@@ -379,3 +379,39 @@ def test_driver_killed_then_resumed_on_ray_equals_one_process(tiny_llava, source
             except OSError:
                 pass
         shutil.rmtree(temp, ignore_errors=True)
+
+
+# -- vllm workers --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_vllm_workers_write_the_bytes_of_one_vllm_process(source, raising_strategy, local_ray, tmp_path_factory, tmp_path):
+    """Each worker holds its own vLLM engine (1 CPU each here; {GPU: tensor_parallel_size} on GPUs)."""
+    pytest.importorskip("vllm")
+    if "vllm" not in get_registry().names("backend"):
+        pytest.skip("the vllm backend is not registered")
+    from seva_plugin.dev.tiny_models import build_tiny_llava
+
+    model = os.path.join(tmp_path_factory.getbasetemp(), "vllm_twins", "llava")  # test_vllm.py's twin, when it ran first
+    if not os.path.isfile(os.path.join(model, "config.json")):
+        build_tiny_llava(model, seed=0, head_dim=32)  # vLLM's CPU attention needs head_dim >= 32
+
+    def config(out, workers):
+        cfg = ray_config(model, source, out, name="vllm_build", workers=workers)
+        cfg["backend"] = {"name": "vllm", "batch_size": 4, "max_new_tokens": 12, "max_model_len": 512, "enforce_eager": True}
+        cfg["limit"] = 12
+        return cfg
+
+    one = build(config(tmp_path / "one", 1), progress=False)
+    assert one.rejected == {"missing_file": 1, "generation_error": 1} and one.kept + sum(one.dropped.values()) == 10
+    two = build(config(tmp_path / "two", 2), progress=False)
+    assert outputs(tmp_path / "two", "vllm_build") == outputs(tmp_path / "one", "vllm_build")
+    workers = json.load(open(two.manifest_file))["workers"]
+    assert workers["ray"] is True and all(w["batches"] > 0 for w in workers["workers"])
+
+
+def test_config_md_documents_every_ray_key():
+    from conftest import REPO
+    from seva_plugin.build.ray_settings import DEFAULTS
+
+    text = open(os.path.join(REPO, "docs", "config.md"), encoding="utf-8").read()
+    section = text.split("## `ray`", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `(\w+)` \|", section, re.M)) == set(DEFAULTS)

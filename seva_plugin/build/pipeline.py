@@ -7,6 +7,7 @@ processed by the backend) in a background thread while the model generates the p
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import queue
@@ -258,6 +259,7 @@ def nothing_kept(result: BuildResult, journal: Journal) -> str:
     )
 
 
+@functools.cache  # the installed versions do not change during a process; reading them is ~15 ms a build
 def _version(package: str) -> str | None:
     try:
         return version(package)

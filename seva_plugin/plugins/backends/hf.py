@@ -133,11 +133,14 @@ class HfBackend(Backend):
         if not requests:
             return
         try:
-            inputs = self.model_inputs(requests)
+            prompt_ids, prefix_ids, mm = self.model_inputs(requests)
+            batch = None
+            if "_model" in self.__dict__:  # once loaded (never load it here): the padded tensors too, off the generating thread
+                batch = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
         except Exception:  # noqa: BLE001 - generate() will recompute and report it
             return
         with self._prepared_lock:
-            self._prepared.append((_inputs_key(requests), inputs))
+            self._prepared.append((_inputs_key(requests), (prompt_ids, prefix_ids, mm, batch)))
             while len(self._prepared) > PREPARED_KEEP:
                 self._prepared.popleft()
 
@@ -203,12 +206,12 @@ class HfBackend(Backend):
         max_new_tokens, sampling, stops, want_logprobs = self._decoding(group[0])
         if sampling is None and any(r.n > 1 for r in group):
             raise ConfigError("a request for n > 1 answers needs sampling (backend.do_sample or the request's sampling).")
-        prompt_ids, prefix_ids, mm = self._take_prepared(group) or self.model_inputs(group)
+        prompt_ids, prefix_ids, mm, inputs = self._take_prepared(group) or (*self.model_inputs(group), None)
         model, renderer = self.hf_model, self.renderer
         tokenizer = renderer.tokenizer
         eos = renderer.template.get_stop_token_ids(tokenizer)
-        rows = [p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)]
-        inputs = self.batch_inputs(rows, mm)
+        if inputs is None:
+            inputs = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
         width = inputs["input_ids"].shape[1]
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=_pad_id(tokenizer))
         if self.min_new_tokens:

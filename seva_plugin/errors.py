@@ -48,6 +48,12 @@ def show(value, limit: int = SHOW_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
+def short(text: str, limit: int = 500) -> str:
+    """A message (an exception's text, a reason) cut to ``limit`` characters, saying how long it was."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
 def _size_over(value, limit: int) -> bool:
     """Whether ``repr(value)`` would be longer than ``limit``, looking at no more than needed."""
     budget = [limit]

@@ -21,7 +21,7 @@ from typing import Any
 from seva_plugin.build.config import BuildConfig, split_spec
 from seva_plugin.build.records import LoadedRecord, Pair
 from seva_plugin.build.text import strip_eos
-from seva_plugin.errors import RecordError, SevaError
+from seva_plugin.errors import RecordError, SevaError, short
 
 GENERATION_ERROR = "generation_error"
 
@@ -103,8 +103,8 @@ class BatchWork:
 
 def reject_entry(record_id: str, exc: BaseException) -> dict:
     if isinstance(exc, RecordError):
-        return {"kind": "reject", "id": record_id, "reason": str(exc), "code": exc.code}
-    return {"kind": "reject", "id": record_id, "reason": f"generation failed: {type(exc).__name__}: {exc}", "code": GENERATION_ERROR}
+        return {"kind": "reject", "id": record_id, "reason": short(exc), "code": exc.code}
+    return {"kind": "reject", "id": record_id, "reason": f"generation failed: {type(exc).__name__}: {short(exc)}", "code": GENERATION_ERROR}
 
 
 def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]]) -> list[dict]:
@@ -131,6 +131,6 @@ def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[
         error = failures[0]
         raise BatchFailed(
             f"every record of a batch ({len(batch)} records, from '{batch[0].id}') failed with the same error, which looks like a problem "
-            f"of the setup rather than of the records: {type(error).__name__}: {error}"
+            f"of the setup rather than of the records: {type(error).__name__}: {short(error)}"
         ) from error
     return entries

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from seva_plugin.errors import ConfigError, unknown
+from seva_plugin.errors import ConfigError, show, unknown
 
 DEFAULTS: dict[str, Any] = {
     "num_workers": 1,  # 1: the build runs in this process, Ray is never imported
@@ -30,7 +30,7 @@ def ray_settings(raw: Any) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"ray must be a mapping (num_workers, resources_per_worker, address, init_kwargs), got {raw!r}.")
+        raise ConfigError(f"ray must be a mapping (num_workers, resources_per_worker, address, init_kwargs), got {show(raw)}.")
     for key in raw:
         if key not in DEFAULTS:
             raise unknown("key", key, DEFAULTS, "ray")
@@ -38,14 +38,14 @@ def ray_settings(raw: Any) -> dict[str, Any]:
     for key, least in (("num_workers", 1), ("max_restarts", 0), ("batches_per_worker", 1)):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ConfigError(f"ray.{key} must be an integer of at least {least}, got {value!r}.")
+            raise ConfigError(f"ray.{key} must be an integer of at least {least}, got {show(value)}.")
     out["resources_per_worker"] = _resources(out["resources_per_worker"])
     address = out["address"]
     if address is not None and not (isinstance(address, str) and _ADDRESS.match(address)):
-        raise ConfigError(f"ray.address must be null (start a local Ray), 'auto' (the cluster `ray start` made on this machine), 'ray://host:port' or 'host:port'; got {address!r}.")
+        raise ConfigError(f"ray.address must be null (start a local Ray), 'auto' (the cluster `ray start` made on this machine), 'ray://host:port' or 'host:port'; got {show(address)}.")
     kwargs = out["init_kwargs"] or {}
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise ConfigError(f"ray.init_kwargs must be a mapping of ray.init() arguments, got {kwargs!r}.")
+        raise ConfigError(f"ray.init_kwargs must be a mapping of ray.init() arguments, got {show(kwargs)}.")
     if "address" in kwargs:
         raise ConfigError("ray.init_kwargs.address: set ray.address instead.")
     out["init_kwargs"] = dict(kwargs)
@@ -57,7 +57,7 @@ def _resources(value: Any) -> dict[str, float] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not value:
-        raise ConfigError(f"ray.resources_per_worker must be a mapping such as {{GPU: 1}} or {{CPU: 1}}, got {value!r}.")
+        raise ConfigError(f"ray.resources_per_worker must be a mapping such as {{GPU: 1}} or {{CPU: 1}}, got {show(value)}.")
     out: dict[str, float] = {}
     for key, amount in value.items():
         if amount is None and isinstance(key, str) and ":" in key:  # `{GPU:1}` on a command line
@@ -67,12 +67,12 @@ def _resources(value: Any) -> dict[str, float] | None:
             except ValueError:
                 raise ConfigError(f"ray.resources_per_worker: {key}:{text} is not a number.") from None
         if not isinstance(key, str) or not _RESOURCE_NAME.match(key.strip()):
-            raise ConfigError(f"ray.resources_per_worker: {key!r} is not a resource name (CPU, GPU, memory or a custom resource).")
+            raise ConfigError(f"ray.resources_per_worker: {show(key)} is not a resource name (CPU, GPU, memory or a custom resource).")
         if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
-            raise ConfigError(f"ray.resources_per_worker.{key} must be a number of at least 0, got {amount!r}.")
+            raise ConfigError(f"ray.resources_per_worker.{key} must be a number of at least 0, got {show(amount)}.")
         out[key.strip()] = amount
     if not any(out.values()):
-        raise ConfigError(f"ray.resources_per_worker asks for nothing: {value!r}. Give each worker a GPU ({{GPU: 1}}) or a CPU ({{CPU: 1}}).")
+        raise ConfigError(f"ray.resources_per_worker asks for nothing: {show(value)}. Give each worker a GPU ({{GPU: 1}}) or a CPU ({{CPU: 1}}).")
     return out
 
 

@@ -31,7 +31,7 @@ from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
 from seva_plugin.build.records import Reject
 from seva_plugin.commands.finished_build import FinishedBuild, finished_build
-from seva_plugin.errors import ConfigError, RecordError
+from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.plugins.writers.embedding import check_image
 from seva_plugin.plugins.writers.readback import iter_pairs
 from seva_plugin.registry import get_registry
@@ -125,7 +125,7 @@ def export(
     licence: str | None = None,
 ) -> ExportResult:
     if target not in TARGETS:
-        raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {target!r}.")
+        raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {show(target)}.")
     source, out = DatasetFiles(data_dir, name), DatasetFiles(out_dir, out_name or name)
     if out == source:
         raise ConfigError(

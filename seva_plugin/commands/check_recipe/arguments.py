@@ -7,7 +7,7 @@ import re
 
 from seva_plugin.commands.check_recipe.facts import allowed_values, arg_fields, dpo_loss_facts, scalar_kind, setting
 from seva_plugin.commands.check_recipe.report import CheckReport
-from seva_plugin.errors import did_you_mean
+from seva_plugin.errors import did_you_mean, show
 
 
 def check_keys(recipe: dict, report: CheckReport) -> None:
@@ -37,11 +37,11 @@ def check_keys(recipe: dict, report: CheckReport) -> None:
             continue
         kind = scalar_kind(tp)
         if kind is bool and not isinstance(value, bool):
-            report.error(f"{key}: expected true or false, got {value!r}.")
+            report.error(f"{key}: expected true or false, got {show(value)}.")
         elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            report.error(f"{key}: expected an integer, got {value!r}.")
+            report.error(f"{key}: expected an integer, got {show(value)}.")
         elif kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            report.error(f"{key}: expected a number, got {value!r} (write 1.0e-4 or 1e-4, not a quoted string).")
+            report.error(f"{key}: expected a number, got {show(value)} (write 1.0e-4 or 1e-4, not a quoted string).")
 
 
 def check_lf_validation(recipe: dict, report: CheckReport) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from seva_plugin.build.records import IMAGE_TOKEN, PromptRecord, Reject, with_image_markers
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, show
 
 
 def iter_json_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
@@ -61,7 +61,7 @@ def make_record(record_id: Any, question: Any, images: Any, base: str | None, me
         return Reject(record_id, "record has no image", "no_image")
     images = images if isinstance(images, list) else [images]
     if not all(isinstance(p, str) and p for p in images):
-        return Reject(record_id, f"image entries must be non-empty path strings, got {images!r}", "no_image")
+        return Reject(record_id, f"image entries must be non-empty path strings, got {show(images)}", "no_image")
     if not isinstance(question, str) or not question.replace(IMAGE_TOKEN, "").strip():
         return Reject(record_id, "empty question", "empty_question")
     prompt = with_image_markers(question, len(images))

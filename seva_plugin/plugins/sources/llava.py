@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from seva_plugin import hookimpl
 from seva_plugin.build.records import IMAGE_TOKEN, Reject
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Source
 from seva_plugin.plugins.sources.common import iter_json_rows, make_record
 
@@ -42,7 +42,7 @@ class LlavaSource(Source):
 
     def __post_init__(self):
         if self.preset not in (None, "seva"):
-            raise ConfigError(f"source.preset must be 'seva' or absent, got {self.preset!r}.")
+            raise ConfigError(f"source.preset must be 'seva' or absent, got {show(self.preset)}.")
 
     def iter_records(self):
         base = self.image_dir or os.path.dirname(os.path.abspath(self.file))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from seva_plugin import hookimpl
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Writer
 from seva_plugin.plugins.writers.card import card
 from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
@@ -58,9 +58,9 @@ class LlamaFactoryWriter(Writer):
 
     def __post_init__(self):
         if self.image_paths not in ("auto", "relative", "absolute"):
-            raise ConfigError(f"output.image_paths must be auto, relative or absolute, got {self.image_paths!r}.")
+            raise ConfigError(f"output.image_paths must be auto, relative or absolute, got {show(self.image_paths)}.")
         if self.format not in FORMATS:
-            raise ConfigError(f"output.format must be jsonl or parquet, got {self.format!r}.")
+            raise ConfigError(f"output.format must be jsonl or parquet, got {show(self.format)}.")
         self.folder = ParquetFolder(os.path.join(self.dataset_dir, self.dataset_name), sharegpt_features(), self.shard_size) if self.format == "parquet" else None
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import seva_plugin
 from seva_plugin.build.files import atomic_write_lines, umask, write_errors
-from seva_plugin.errors import ConfigError, RecordError
+from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.plugins.writers.embedding import embed
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def _fsync(path: str) -> None:
 class ParquetFolder:
     def __init__(self, root: str, features: Features, shard_size: int):
         if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
-            raise ConfigError(f"output.shard_size must be a positive number of pairs per Parquet file, got {shard_size!r}.")
+            raise ConfigError(f"output.shard_size must be a positive number of pairs per Parquet file, got {show(shard_size)}.")
         self.root = root
         self.features = features
         self.shard_size = shard_size

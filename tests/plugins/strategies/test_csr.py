@@ -87,7 +87,7 @@ def test_csr_is_registered_with_official_defaults():
     assert (params["sentence_end"], params["max_sentence_tokens"], params["max_response_chars"]) == (".", 70, 1024)
 
 
-def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path):
+def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path, monkeypatch):
     component = get_registry().get("strategy", "csr")
     with pytest.raises(ConfigError, match="unknown key 'beams'"):
         component.build({"beams": 5}, "strategy")
@@ -99,7 +99,10 @@ def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path):
         component.build({"clip_model": str(tmp_path / "nope")}, "strategy")
     with pytest.raises(ConfigError, match="'num_proposals' must be an integer"):
         component.build({"clip_model": tiny_clip, "num_proposals": "5"}, "strategy")
-    component.build({}, "strategy")  # the hub id default is accepted without touching the hub
+    hub_ids = []  # the hub id default goes through the hub rule (cache, or a hub that answers: test_guarantees.py)
+    monkeypatch.setattr("seva_plugin.build.model_paths.check_hub_id", lambda repo_id, key: hub_ids.append((repo_id, key)))
+    component.build({}, "strategy")
+    assert hub_ids == [("openai/clip-vit-large-patch14-336", "strategy.clip_model")]
 
 
 # --------------------------------------------------------------------------- #

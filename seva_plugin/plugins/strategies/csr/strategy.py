@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from seva_plugin import hookimpl
 from seva_plugin.build.model_paths import check_model_path
 from seva_plugin.build.records import Pair
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Strategy
 from seva_plugin.plugins.strategies.csr.clip import ClipScorer, clip_scorer
 from seva_plugin.plugins.strategies.csr.scoring import AGGREGATES, MODES, describe, select_pair
@@ -65,24 +65,24 @@ class Csr(Strategy):
     def __post_init__(self):
         problems = []
         if self.mode not in MODES:
-            problems.append(f"strategy.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            problems.append(f"strategy.mode must be one of {', '.join(MODES)}, got {show(self.mode)}")
         if self.aggregate not in AGGREGATES:
-            problems.append(f"strategy.aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+            problems.append(f"strategy.aggregate must be one of {', '.join(AGGREGATES)}, got {show(self.aggregate)}")
         for key in ("reward_lambda", "clip_alpha"):
             if not 0.0 <= getattr(self, key) <= 1.0:
-                problems.append(f"strategy.{key} must be in [0, 1], got {getattr(self, key)!r}")
+                problems.append(f"strategy.{key} must be in [0, 1], got {show(getattr(self, key))}")
         for key in ("num_proposals", "max_sentence_tokens", "max_response_chars", "max_rows", "clip_batch_size"):
             if getattr(self, key) < 1:
-                problems.append(f"strategy.{key} must be at least 1, got {getattr(self, key)!r}")
+                problems.append(f"strategy.{key} must be at least 1, got {show(getattr(self, key))}")
         for key in ("keep_best", "keep_worst", "max_sentences", "min_sentence_chars"):
             if getattr(self, key) < 0:
-                problems.append(f"strategy.{key} must not be negative, got {getattr(self, key)!r}")
+                problems.append(f"strategy.{key} must not be negative, got {show(getattr(self, key))}")
         if self.keep_best + self.keep_worst < 1:
             problems.append("strategy.keep_best + strategy.keep_worst must be at least 1")
         if not self.temperature > 0:
-            problems.append(f"strategy.temperature must be positive, got {self.temperature!r}")
+            problems.append(f"strategy.temperature must be positive, got {show(self.temperature)}")
         if not 0.0 < self.top_p <= 1.0:
-            problems.append(f"strategy.top_p must be in (0, 1], got {self.top_p!r}")
+            problems.append(f"strategy.top_p must be in (0, 1], got {show(self.top_p)}")
         if not self.sentence_end:
             problems.append("strategy.sentence_end must hold at least one character")
         if problems:

@@ -33,19 +33,50 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def load_dataset(data_dir: str, name: str) -> tuple[list[dict], dict, list[dict]]:
-    """(records, manifest, journal entries); the manifest and journal may be missing ({} / [])."""
+    """(records in sharegpt form, manifest, journal entries) of a build in any layout the writers
+    write (JSONL, Parquet, TRL); the manifest and journal may be missing ({} / [])."""
+    from seva_plugin.plugins.writers.readback import data_location, iter_pairs, layout_of
+
     files = DatasetFiles(data_dir, name)
-    if not os.path.isfile(files.data):
-        raise ConfigError(f"no dataset '{name}' in {data_dir}: {files.data} not found.")
-    return _read_jsonl(files.data), files.read_manifest(), list(files.journal_entries())
+    manifest = files.read_manifest()
+    layout = layout_of(manifest) if manifest else "jsonl"
+    location = data_location(files.dataset_dir, name, layout)
+    if not os.path.exists(location):
+        raise ConfigError(f"no dataset '{name}' in {data_dir}: {location} not found.")
+    if layout == "jsonl":
+        records = _read_jsonl(location)
+    else:  # Parquet shards: read back as pairs, shown as the sharegpt records the rest of this module reads
+        records = [_sharegpt(p) for p in iter_pairs(files.dataset_dir, name, layout) if isinstance(p, dict)]
+    return records, manifest, list(files.journal_entries())
 
 
-def image_paths(record: dict, data_dir: str) -> list[str]:
-    """LLaMA-Factory's rule: relative paths are joined to the dataset dir (media_dir) when that exists."""
+def _sharegpt(pair: dict) -> dict:
+    record = {
+        "id": pair.get("id"),
+        "conversations": [{"from": "human", "value": pair["prompt"]}],
+        "chosen": {"from": "gpt", "value": pair["chosen"]},
+        "rejected": {"from": "gpt", "value": pair["rejected"]},
+        "images": pair["images"],
+    }
+    return {**record, **{k: pair[k] for k in ("provenance", "meta", "scores") if pair.get(k)}}
+
+
+def open_images(record: dict, data_dir: str) -> list:
+    """The record's images as RGB: a path by LLaMA-Factory's rule (relative paths joined to the
+    dataset dir, its media_dir, when that exists), or an embedded image (``{"bytes", "path"}``)."""
+    import io
+
+    from PIL import Image
+
+    from seva_plugin.build.images import load_rgb
+
     out = []
     for p in record.get("images") or []:
+        if isinstance(p, dict):
+            out.append(Image.open(io.BytesIO(p["bytes"])).convert("RGB"))
+            continue
         joined = os.path.join(data_dir, p)
-        out.append(os.path.abspath(joined if not os.path.isabs(p) and os.path.exists(joined) else p))
+        out.append(load_rgb(os.path.abspath(joined if not os.path.isabs(p) and os.path.exists(joined) else p)))
     return out
 
 
@@ -304,15 +335,13 @@ def write_gallery(path: str, name: str, records: list[dict], data_dir: str, mani
     """Write the gallery; returns how many pairs it shows."""
     from tqdm.auto import tqdm
 
-    from seva_plugin.build.images import load_rgb
-
     config = manifest.get("config")
     maker = ViewMaker(config) if config and config.get("augment") else None
     label = _spec(config.get("augment")) if maker else ""
     shown = records[: max(0, limit)]
     parts = []
     for n, record in enumerate(tqdm(shown, desc="gallery", unit="pair", disable=len(shown) < 50), 1):
-        images = [load_rgb(p) for p in image_paths(record, data_dir)]
+        images = open_images(record, data_dir)
         clean, augmented = maker.views(record, images) if maker else (images, [])
         parts.append(render_pair(n, record, clean, augmented, label))
     more = f"Showing the first {len(shown)} of {len(records)} pairs (raise --limit to see more)." if len(shown) < len(records) else f"All {len(records)} pairs."

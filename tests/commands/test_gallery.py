@@ -99,7 +99,7 @@ def test_views_are_the_ones_the_model_saw(built):
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
     record = records[0]
     maker = insp.ViewMaker(manifest["config"])
-    image = load_rgb(insp.image_paths(record, str(data_dir))[0])
+    image = insp.open_images(record, str(data_dir))[0]
     (clean,), (view,) = maker.views(record, [image])
     assert clean.size != image.size or np.asarray(clean).tolist() != np.asarray(image).tolist()  # resized/cropped, as the model saw it
     assert np.abs(np.asarray(clean, dtype=float) - _seen(maker, image)).max() <= 1.0
@@ -125,7 +125,7 @@ def test_pixel_space_augmenter_view(built):
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
     maker = insp.ViewMaker({**manifest["config"], "augment": "moco"})
-    image = load_rgb(insp.image_paths(records[0], str(data_dir))[0])
+    image = insp.open_images(records[0], str(data_dir))[0]
     _, (view,) = maker.views(records[0], [image])
     expected = _seen(maker, augmenter("moco")(image, view_generator(records[0]["provenance"]["seed"], 1, 0)))
     assert np.abs(np.asarray(view, dtype=float) - expected).max() <= 1.0
@@ -173,6 +173,28 @@ def test_no_augmented_view_for_strategies_without_one(built):
 
     data_dir, _ = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
-    image = load_rgb(insp.image_paths(records[0], str(data_dir))[0])
+    image = insp.open_images(records[0], str(data_dir))[0]
     clean, augmented = insp.ViewMaker({**manifest["config"], "strategy": "csr"}).views(records[0], [image])
     assert len(clean) == 1 and augmented == []
+
+
+@pytest.mark.parametrize("layout", [{"format": "parquet"}, {"writer": "trl"}])
+def test_builds_with_embedded_images_show_the_same_gallery(built, tmp_path, layout):
+    """Parquet and TRL builds (images embedded) are read back through the writers' own reader:
+    the same pairs, the same clean and noised views as the JSONL build of the same journal."""
+    from seva_plugin.commands.export import export
+
+    data_dir, _ = built
+    out = tmp_path / "out"
+    to = "trl" if layout.get("writer") == "trl" else "parquet"
+    export(str(data_dir), "pairs", to, str(out))
+    html_jsonl, html_other = tmp_path / "a.html", tmp_path / "b.html"
+    insp.inspect_dataset(str(data_dir), "pairs", html=str(html_jsonl))
+    text = insp.inspect_dataset(str(out), "pairs", html=str(html_other))
+    assert "6 pairs" in text
+    a, b = pairs_in(html_jsonl.read_text()), pairs_in(html_other.read_text())
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b, strict=True):
+        images_x = [decode(u) for u in re.findall(r'src="(data:image/png;base64,[^"]+)"', x)]
+        images_y = [decode(u) for u in re.findall(r'src="(data:image/png;base64,[^"]+)"', y)]
+        assert [i.tobytes() for i in images_x] == [i.tobytes() for i in images_y]

@@ -92,7 +92,6 @@ def test_views_are_the_ones_the_model_saw(built):
     """Clean and noised views equal the backend's pixels for the record's seed, de-normalised."""
     import numpy as np
 
-    from seva_plugin.build.images import load_rgb
     from seva_plugin.build.views import view_generator
 
     data_dir, model = built
@@ -119,7 +118,6 @@ def test_pixel_space_augmenter_view(built):
     import numpy as np
 
     from seva_plugin.api import augmenter
-    from seva_plugin.build.images import load_rgb
     from seva_plugin.build.views import view_generator
 
     data_dir, model = built
@@ -169,7 +167,6 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
 
 def test_no_augmented_view_for_strategies_without_one(built):
     """CSR answers on the clean image only, so the gallery shows no second view for it."""
-    from seva_plugin.build.images import load_rgb
 
     data_dir, _ = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")

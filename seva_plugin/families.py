@@ -145,8 +145,22 @@ def model_type_of(model: str) -> str | None:
     return config.get("model_type") if isinstance(config, dict) else None
 
 
+def default_template_of(model: str) -> str | None:
+    """LLaMA-Factory's default template for a hub id in its model table (extras/constants.py), else ``None``."""
+    from llamafactory.extras.constants import DEFAULT_TEMPLATE, SUPPORTED_MODELS
+
+    wanted = model.lower()
+    for name, paths in SUPPORTED_MODELS.items():
+        if any(str(p).lower() == wanted for p in paths.values()):
+            return DEFAULT_TEMPLATE.get(name)
+    return None
+
+
 def check_model_template(model: str, template: str) -> None:
-    """Raise ``ConfigError`` when ``template`` does not fit ``model`` (``seva build``, before any model loads)."""
+    """Raise ``ConfigError`` when ``template`` does not fit ``model`` (``seva build``, before any model loads).
+
+    The model's config.json decides (a local folder, or a hub id in the Hugging Face cache); a hub id
+    not downloaded yet is judged by LLaMA-Factory's default template for it, when its table has one."""
     from seva_plugin.errors import ConfigError
 
     model_type = model_type_of(model)
@@ -154,6 +168,14 @@ def check_model_template(model: str, template: str) -> None:
     if problem:
         fitting = templates_for(model_type)
         raise ConfigError(problem + (f" Templates for it: {', '.join(fitting)}." if fitting else ""))
+    if model_type is None and not os.path.isdir(os.path.expanduser(model)):
+        default = default_template_of(model)
+        plugin, expected = templates().get(template), templates().get(default) if default else None
+        if expected and expected != "base" and plugin in PLUGIN_MODEL_TYPES and plugin != expected:
+            raise ConfigError(
+                f"template '{template}' (image plugin {plugin}) does not fit {model}, whose LLaMA-Factory template is "
+                f"'{default}' (image plugin {expected}): image features and image tokens would not match. Use template {default}."
+            )
 
 
 @functools.lru_cache(maxsize=1)

@@ -254,6 +254,29 @@ def test_llava_with_a_qwen_template_is_refused_before_the_model_loads(tiny_llava
         Build({"model": tiny_llava, "template": "qwen2_vl", "source": {"file": str(prompts)}, "output": {"dataset_dir": str(tmp_path / "d"), "name": "x"}})
 
 
+@pytest.mark.parametrize(
+    "model, template, fits",
+    [
+        ("Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl_nothink", True),
+        ("Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", True),  # the same image plugin; check-recipe warns about the chat format
+        ("Qwen/Qwen3-VL-4B-Instruct", "qwen2_vl", False),
+        ("OpenGVLab/InternVL3-8B-hf", "qwen2_vl", False),
+        ("google/gemma-3-4b-it", "intern_vl", False),
+        ("llava-hf/llava-1.5-7b-hf", "qwen2_vl", False),
+        ("someone/not-in-the-table", "qwen2_vl", True),  # nothing known: left to LLaMA-Factory
+    ],
+)
+def test_build_judges_a_hub_id_not_downloaded_by_llamafactorys_table(model, template, fits, monkeypatch):
+    import seva_plugin.families as families
+
+    monkeypatch.setattr(families, "model_type_of", lambda m: None)  # as if not in the Hugging Face cache
+    if fits:
+        families.check_model_template(model, template)
+    else:
+        with pytest.raises(ConfigError, match=f"template '{template}' .*does not fit {model}.*Use template"):
+            families.check_model_template(model, template)
+
+
 @pytest.mark.parametrize("generated, trained", [("qwen3_vl", "qwen3_vl_nothink"), ("qwen3_vl_nothink", "qwen3_vl")])
 def test_thinking_and_non_thinking_templates_are_not_mixed(generated, trained, tmp_path):
     path = recipe_file(tmp_path, model_name_or_path=model_dir(tmp_path / "m", "qwen3_vl"), template=trained)

@@ -47,6 +47,7 @@ from seva_plugin.plugins.backends.vllm_inputs import (
     image_token_id,
     read_config,
 )
+from seva_plugin.plugins.backends.vllm_process import ENV as BUILD_PID_ENV
 
 INSTALL_HINT = (
     "backend 'vllm' needs vLLM, which is not installed. Install it with `pip install 'seva-plugin[vllm]'` on a CUDA machine; "
@@ -174,11 +175,21 @@ class VllmBackend(Backend):
             kwargs.update(enable_lora=True, max_lora_rank=_lora_rank_bucket(self.lora_rank), max_loras=1)
         kwargs.update(self.engine_kwargs)
         self._catch_sigterm()
+        watched = threading.current_thread() is threading.main_thread()
+        previous = os.environ.get(BUILD_PID_ENV)
+        if watched:  # the engine core then ends with this process, even on kill -9 (vllm_process.py)
+            os.environ[BUILD_PID_ENV] = str(os.getpid())
         try:
             return LLM(**kwargs)
         except BaseException:
             self._release_sigterm()
             raise
+        finally:
+            if watched:
+                if previous is None:
+                    os.environ.pop(BUILD_PID_ENV, None)
+                else:
+                    os.environ[BUILD_PID_ENV] = previous
 
     def _catch_sigterm(self) -> None:
         """While the engine is up, SIGTERM raises SystemExit (its default ends the process at once,

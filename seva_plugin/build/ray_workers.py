@@ -54,10 +54,10 @@ class LocalWorkers:
 
     def map(self, items: Iterable[tuple[list[LoadedRecord], list[Reject]]]) -> Iterator[tuple[list[Reject], list[dict]]]:
         for batch, rejects in items:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             entries = self.work.process(batch)
             if batch:
-                _add(self.stats, len(batch), time.perf_counter() - started)
+                _add(self.stats, len(batch), time.perf_counter() - started, time.process_time() - cpu)
             yield rejects, entries
 
     def describe(self) -> dict[str, Any]:
@@ -68,20 +68,22 @@ class LocalWorkers:
 
 
 def _new_stats() -> dict:
-    return {"batches": 0, "records": 0, "busy": 0.0, "first": 0.0, "first_records": 0}
+    return {"batches": 0, "records": 0, "busy": 0.0, "cpu": 0.0, "first": 0.0, "first_records": 0}
 
 
-def _add(stats: dict, records: int, seconds: float) -> None:
+def _add(stats: dict, records: int, seconds: float, cpu: float) -> None:
     if stats["batches"] == 0:  # the first batch loads the model
         stats["first"], stats["first_records"] = seconds, records
     stats["batches"] += 1
     stats["records"] += records
     stats["busy"] += seconds
+    stats["cpu"] += cpu
 
 
 def _throughput(stats: dict) -> dict:
-    """Batches, records and seconds spent on them; ``records_per_second`` leaves out the first batch
-    (it loads the model) when there are others."""
+    """Batches, records and seconds spent on them (``cpu_seconds``: the CPU time of the process meanwhile,
+    all its threads; far below ``busy_seconds`` on a CPU means the worker waited for a core);
+    ``records_per_second`` leaves out the first batch (it loads the model) when there are others."""
     records, busy = stats["records"], stats["busy"]
     if stats["batches"] > 1:
         records, busy = records - stats["first_records"], busy - stats["first"]
@@ -89,6 +91,7 @@ def _throughput(stats: dict) -> dict:
         "batches": stats["batches"],
         "records": stats["records"],
         "busy_seconds": round(stats["busy"], 2),
+        "cpu_seconds": round(stats["cpu"], 2),
         "first_batch_seconds": round(stats["first"], 2),
         "records_per_second": round(records / busy, 3) if busy > 0 else None,
     }
@@ -115,7 +118,7 @@ class _Worker:
         return {"pid": os.getpid(), "node": socket.gethostname(), "ip": ray.util.get_node_ip_address(), "accelerators": {k: v for k, v in ids.items() if v}}
 
     def process(self, items: list[tuple[PromptRecord, int]]) -> dict:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         entries: list[dict | None] = []
         loaded = []
         for record, seed in items:  # images are decoded here, not shipped; a file that changed since the driver's check is a reject
@@ -126,7 +129,7 @@ class _Worker:
                 entries.append({"kind": "reject", "id": record.id, "reason": str(exc), "code": exc.code})
         made = iter(self.work.process(loaded))
         entries = [e if e is not None else next(made) for e in entries]
-        return {"entries": entries, "seconds": time.perf_counter() - started, "pid": os.getpid()}
+        return {"entries": entries, "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu, "pid": os.getpid()}
 
     def close(self) -> None:
         self.work.close()
@@ -289,7 +292,7 @@ class RayWorkers:
         if result["pid"] != s["pid"]:
             s["restarts"] += 1
             s["pid"] = result["pid"]
-        _add(s, len(result["entries"]), result["seconds"])
+        _add(s, len(result["entries"]), result["seconds"], result["cpu"])
 
     def _lost(self, ray, worker: int, exc: Exception) -> None:
         """A worker's call failed because the worker died. Ray restarts it up to ``max_restarts`` times (and

@@ -158,7 +158,7 @@ def train_natural_model(out_dir: str, images: list[str], steps: int = 400, batch
     return {"train_seconds": seconds, "final_loss": sum(losses[-20:]) / 20}
 
 
-TRAINING = {"version": 1, "steps": 400, "batch": 32, "seed": 0, "head_dim": 32}
+TRAINING = {"version": 1, "steps": 300, "batch": 32, "seed": 0, "head_dim": 32}
 
 
 def natural_model(folder: str, images: list[str], steps: int) -> dict:

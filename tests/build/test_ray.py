@@ -122,7 +122,7 @@ def test_one_worker_never_imports_ray(build_config, monkeypatch):
     assert result.kept + sum(result.dropped.values()) == 2
     manifest = json.load(open(result.manifest_file))
     assert manifest["workers"]["ray"] is False and manifest["workers"]["workers"][0]["records"] == 2
-    with pytest.raises(ConfigError, match="ray.num_workers=2 needs Ray: pip install"):
+    with pytest.raises(ConfigError, match=r"ray.num_workers=2 needs Ray: pip install 'seva-plugin\[ray\]'"):
         Build({**build_config, "ray": {"num_workers": 2}}).run(progress=False)
 
 
@@ -278,8 +278,10 @@ def test_a_worker_killed_mid_build_is_restarted_and_nothing_changes(tiny_llava, 
 
 
 @pytest.mark.slow
-def test_a_worker_that_stays_dead_has_its_batches_done_by_the_others(tiny_llava, source, reference, local_ray, tmp_path):
-    b = Build(ray_config(tiny_llava, source, tmp_path, workers=2))
+def test_a_worker_that_stays_dead_has_its_batches_done_by_the_others(tiny_llava, source, reference, local_ray, tmp_path, monkeypatch):
+    # and a relative model path means to the workers what it means to the driver (they enter its directory)
+    monkeypatch.chdir(os.path.dirname(tiny_llava))
+    b = Build(ray_config(os.path.basename(tiny_llava), source, tmp_path, workers=2))
     thread, box = run_in_thread(b)
     wait_for(lambda: "error" in box or (getattr(b, "workers", None) is not None and len(b.workers.pids) == 2 and commits(b.files.journal) >= 2), what="two batches")
     local_ray.kill(b.workers.actors[1], no_restart=True)

@@ -15,7 +15,7 @@ from seva_plugin.registry import KINDS, Registry, make_plugin_manager
 BUILTINS = {
     "source": {"jsonl", "llava", "llamafactory"},
     "augmenter": {"diffusion_noise", "moco"},
-    "backend": {"hf"},
+    "backend": {"hf", "vllm"},
     "strategy": {"seva", "csr"},
     "filter": {"empty", "identical", "truncated"},
     "writer": {"llamafactory", "trl"},

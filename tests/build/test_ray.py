@@ -261,6 +261,21 @@ def test_two_workers_write_the_bytes_of_one_process(tiny_llava, source, referenc
 
 
 @pytest.mark.slow
+def test_a_cluster_short_of_the_resources_asked_for_is_refused_before_any_worker_starts(tiny_llava, source, raising_strategy, local_ray, tmp_path):
+    cases = [
+        ({"resources_per_worker": {"GPU": 1}}, r"ray.num_workers=2 workers with \{GPU: 1\} each need 2 GPU, but the Ray cluster has 0"),
+        ({"resources_per_worker": {"CPU": 2}}, r"need 4 CPU, but the Ray cluster has 2"),
+    ]
+    for ray_keys, message in cases:
+        cfg = ray_config(tiny_llava, source, tmp_path, workers=2)
+        cfg["ray"].update(ray_keys)
+        b = Build(cfg)
+        with pytest.raises(ConfigError, match=message):
+            b.run(progress=False)
+        assert b.workers.actors == []
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_build_is_restarted_and_nothing_changes(tiny_llava, source, reference, local_ray, tmp_path):
     b = Build(ray_config(tiny_llava, source, tmp_path, workers=2))
     thread, box = run_in_thread(b)

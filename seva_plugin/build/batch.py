@@ -9,7 +9,8 @@ holds those components and turns a batch of loaded records into journal entries:
 An exception raised for a batch is narrowed down by bisection: the halves are retried until the
 record that raises is found, and it becomes a reject with the exception as its reason, while the
 other records of the batch get their pairs. A configuration problem (``ConfigError``) is not a
-record's fault and stops the build, as does a batch where every record fails the same way.
+record's fault and stops the build, as does a batch where every record fails with the same
+exception (other than a ``RecordError``, which always names a fault of its record).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[
         return run(part[:half]) + run(part[half:])
 
     entries = run(batch)
-    if len(batch) > 1 and len(failures) == len(batch) and len({f"{type(e).__name__}: {e}" for e in failures}) == 1:
+    systematic = len(batch) > 1 and len(failures) == len(batch) and not any(isinstance(e, RecordError) for e in failures)  # RecordError: the record's own
+    if systematic and len({f"{type(e).__name__}: {e}" for e in failures}) == 1:
         error = failures[0]
         raise BatchFailed(
             f"every record of a batch ({len(batch)} records, from '{batch[0].id}') failed with the same error, which looks like a problem "

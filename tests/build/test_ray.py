@@ -115,6 +115,11 @@ def test_a_batch_where_every_record_fails_alike_stops_the_build():
         bisect(_loaded("abcd"), always)
     assert bisect(_loaded("a"), always)[0]["kind"] == "reject"  # one record: it is that record's
 
+    def too_long(batch):
+        raise RecordError("prompt too long: 900 tokens with its image tokens, over the limit of 512", "too_long")
+
+    assert [e["code"] for e in bisect(_loaded("abcd"), too_long)] == ["too_long"] * 4  # a RecordError is always the record's
+
 
 def test_one_worker_never_imports_ray(build_config, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails

@@ -13,8 +13,8 @@ from conftest import make_images, read_jsonl
 from seva_plugin import hookimpl
 from seva_plugin.build.pipeline import Build, build
 from seva_plugin.build.records import Pair
-from seva_plugin.interfaces import GenerationRequest, Strategy
 from seva_plugin.errors import ConfigError
+from seva_plugin.interfaces import GenerationRequest, Strategy
 from seva_plugin.registry import get_plugin_manager, get_registry
 
 

@@ -13,9 +13,9 @@ import os
 import pytest
 import yaml
 
+from conftest import REPO as ROOT  # noqa: E402
 from seva_plugin.commands.check_recipe import CheckReport, check_recipe, find_build_config, main
 
-from conftest import REPO as ROOT  # noqa: E402
 RECIPES = sorted(glob.glob(os.path.join(ROOT, "recipes", "*.yaml")))
 SEVA_COLUMNS = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}
 

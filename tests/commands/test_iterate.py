@@ -17,6 +17,7 @@ from seva_plugin.errors import ConfigError
 pytest.importorskip("llamafactory")
 
 from conftest import REPO  # noqa: E402
+
 RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 
 

@@ -185,8 +185,7 @@ def test_prefetch_stops_and_closes_the_source_when_the_consumer_leaves():
 
     def source():
         try:
-            for i in range(1000):
-                yield i
+            yield from range(1000)
         finally:
             closed.set()
 

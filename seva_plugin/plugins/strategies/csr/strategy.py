@@ -5,7 +5,7 @@ next sentences (a sentence ends right after the first ``sentence_end`` character
 after ``max_sentence_tokens``); every proposal gets a language score (the model's own mean token
 log-probability) and a visual score (``100 * cos`` between CLIP's image and sentence embeddings);
 then the ``keep_best`` highest and ``keep_worst`` lowest paths survive. Finished paths are the
-candidates; the best is ``chosen``, the worst ``rejected`` (``csr_scoring.select_pair``).
+candidates; the best is ``chosen``, the worst ``rejected`` (``scoring.select_pair``).
 
 The search (``search.py``) talks to the backend only through the generation contract: each
 step is "continue these prefixes, ``num_proposals`` sampled answers each, stop at a sentence end,

@@ -376,9 +376,9 @@ def _vllm_serves(family: str) -> bool:
 def test_vllm_builds_the_same_pairs_as_hf(family, twins, tmp_path):
     """Every family backend vllm serves: a SeVa build (diffusion noise) with backend.name=vllm gives the
     hf backend's pairs, answer for answer (greedy, float32, on the twin)."""
-    pytest.importorskip("vllm")
     if not _vllm_serves(family):
         pytest.skip(f"backend vllm does not serve {family} (docs/recipes.md says why)")
+    pytest.importorskip("vllm")
     names = make_images(tmp_path / "images", 4)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "What colour is the square?"}) + "\n" for i, n in enumerate(names)))
@@ -401,14 +401,25 @@ def _build_allowing_nothing_kept(config):
         pass
 
 
+def test_internvl_prompt_for_vllm_keeps_one_placeholder_an_image_and_no_markers():
+    """vLLM writes <img> and </img> around each InternVL placeholder itself: LLaMA-Factory's
+    ``<img> CONTEXT*n </img>`` becomes one CONTEXT, so vLLM's expansion gives LLaMA-Factory's ids again."""
+    from seva_plugin.plugins.backends.vllm_inputs import collapse_images
+
+    img, ctx, end = 7, 9, 8
+    ids = [1, img, ctx, ctx, ctx, end, 2, img, ctx, ctx, end, 3]
+    assert collapse_images(ids, ctx, [3, 2], (img, end)) == [1, ctx, 2, ctx, 3]
+    assert collapse_images(ids, ctx, [3, 2]) == [1, img, ctx, end, 2, img, ctx, end, 3]  # other families: unchanged rule
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_families_vllm_does_not_serve_are_refused_and_documented(family, twins):
     """A family backend vllm does not serve stops before any engine starts, and docs/recipes.md's
     family table says why (every family vLLM 0.26 knows runs with backend vllm in the tests, or the
     docs say why not)."""
-    pytest.importorskip("vllm")
     if _vllm_serves(family):
         pytest.skip("served: test_vllm_builds_the_same_pairs_as_hf runs it")
+    pytest.importorskip("vllm")
     from seva_plugin.plugins.backends.vllm import VllmBackend
 
     with pytest.raises(ConfigError, match="does not serve"):

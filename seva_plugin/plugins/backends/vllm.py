@@ -87,6 +87,8 @@ class VllmBackend(Backend):
     enforce_eager: bool = False  # true: no CUDA graphs / torch.compile (faster start, slower decoding)
     adapter: str | None = None  # a LoRA adapter folder, applied by vLLM to the language model
     image_max_pixels: int | None = None  # LLaMA-Factory's image_max_pixels (keep equal to the recipe's)
+    crop_to_patches: bool = False  # LLaMA-Factory's crop_to_patches: InternVL tiles (keep equal to the recipe's)
+    enable_thinking: bool = True  # LLaMA-Factory's enable_thinking: a reasoning template's prompt (keep equal to the recipe's)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked
     engine_kwargs: dict = field(default_factory=dict)  # passed to vllm.LLM as they are
 
@@ -129,7 +131,8 @@ class VllmBackend(Backend):
         """Tokenizer, processor and template, as LLaMA-Factory loads them (no weights)."""
         with self._renderer_lock:
             if "_renderer" not in self.__dict__:
-                model_args, data_args, _ = infer_args(self.model, self.template, self.resolved_dtype, self.image_max_pixels, self.trust_remote_code)
+                inputs = {"crop_to_patches": self.crop_to_patches, "enable_thinking": self.enable_thinking}
+                model_args, data_args, _ = infer_args(self.model, self.template, self.resolved_dtype, self.image_max_pixels, self.trust_remote_code, None, inputs)
                 self.__dict__["_renderer"] = Renderer.load(model_args, data_args)
         return self.__dict__["_renderer"]
 
@@ -297,10 +300,10 @@ class VllmBackend(Backend):
             if (view.clean or view.augmenter.space == "tensor") and key not in clean:
                 clean[key] = renderer.view_inputs(records, CLEAN)
             ids, mm = renderer.view_inputs(records, view, clean.get(key))
-            features = iter(encoder.features(mm))
+            features = iter(encoder.features(mm, [k for r in records for k in renderer.image_rows(r.images)]))
             for n, (r, prompt_ids) in enumerate(zip(run, ids, strict=True)):
                 feats = [next(features) for _ in r.record.images]
-                prompt = {"prompt_token_ids": collapse_images(prompt_ids, image_token, [f.shape[0] for f in feats])}
+                prompt = {"prompt_token_ids": collapse_images(prompt_ids, image_token, [f.shape[0] for f in feats], self._image_markers)}
                 if feats:
                     prompt["multi_modal_data"] = {"image": self._embeddings(feats, mm, r, run, n)}
                 prefix_ids = renderer.answer_ids(r.prefix)
@@ -308,6 +311,14 @@ class VllmBackend(Backend):
                 rows += [_Row(prompt, prefix_ids, start + n, k, len(prompt_ids) + len(prefix_ids), r.record.id) for k in range(r.n)]
             start += len(run)
         return rows
+
+    @property
+    def _image_markers(self) -> tuple[int, int] | None:
+        """InternVL: vLLM writes ``<img>`` and ``</img>`` around each image's placeholder itself."""
+        if (self.config or {}).get("model_type") != "internvl":
+            return None
+        processor = self.renderer.processor
+        return processor.start_image_token_id, processor.end_image_token_id
 
     def _engine_batches(self, rows: list[_Row]) -> list[list[int]]:
         """Row indices to send to the engine together: all of them, except for families whose vLLM

@@ -34,7 +34,7 @@ from seva_plugin.plugins.backends.pixels import image_slices
 
 # config.json model_type -> how vLLM takes that family's image embeddings
 #   "list": one (tokens, hidden) tensor per image;  "grid": {"image_embeds", "image_grid_thw"} per prompt
-EMBEDDING_FORMS: dict[str, str] = {"llava": "list", "llava_next": "list", "qwen2_vl": "grid", "qwen2_5_vl": "grid", "qwen3_vl": "grid"}
+EMBEDDING_FORMS: dict[str, str] = {"llava": "list", "llava_next": "list", "qwen2_vl": "grid", "qwen2_5_vl": "grid", "qwen3_vl": "grid", "internvl": "list"}
 MM_KEYS = ("pixel_values", "image_sizes", "image_grid_thw")
 
 
@@ -143,19 +143,19 @@ class ImageEncoder:
     def dtype(self):
         return next(self.model.parameters()).dtype
 
-    def features(self, mm: dict) -> list:
+    def features(self, mm: dict, rows: list[int] | None = None) -> list:
         """One ``(tokens, hidden)`` tensor per image of ``mm`` (the processor's tensors for a batch), in order, on the CPU."""
         import torch
 
         accepted = inspect.signature(self.model.get_image_features).parameters
         inputs = {k: mm[k] for k in MM_KEYS if k in mm and k in accepted}
-        n_images = len(image_slices(mm)) if "pixel_values" in mm else 0
+        n_images = len(image_slices(mm, rows)) if "pixel_values" in mm else 0  # rows: InternVL tiles an image (pixels.image_slices)
         if n_images == 0:
             return []
         with torch.inference_mode():
             out = self._encode(inputs)
             if not isinstance(out, list | tuple) or len(out) != n_images:  # LLaVA-NeXT packs every image into one tensor
-                out = [self._encode(_one_image(inputs, mm, i))[0] for i in range(n_images)]
+                out = [self._encode(_one_image(inputs, mm, i, rows))[0] for i in range(n_images)]
         return [f.reshape(-1, f.shape[-1]).to("cpu") for f in out]
 
     def _encode(self, inputs: dict):
@@ -175,9 +175,9 @@ class ImageEncoder:
         return out
 
 
-def _one_image(inputs: dict, mm: dict, i: int) -> dict:
+def _one_image(inputs: dict, mm: dict, i: int, rows: list[int] | None = None) -> dict:
     """The processor tensors of image ``i`` alone."""
-    s = image_slices(mm)[i]
+    s = image_slices(mm, rows)[i]
     one = {"pixel_values": inputs["pixel_values"][s]}
     for key in ("image_sizes", "image_grid_thw"):
         if key in inputs:
@@ -192,8 +192,10 @@ def image_token_id(hf_config: dict) -> int:
     raise ConfigError("the model's config.json names no image token (image_token_id / image_token_index).")
 
 
-def collapse_images(ids: list[int], image_token: int, counts: list[int]) -> list[int]:
-    """``ids`` with each image's run of ``counts[i]`` image tokens cut back to one token."""
+def collapse_images(ids: list[int], image_token: int, counts: list[int], markers: tuple[int, int] | None = None) -> list[int]:
+    """``ids`` with each image's run of ``counts[i]`` image tokens cut back to one token. ``markers``:
+    the tokens around each run that vLLM writes back itself (InternVL's ``<img>`` and ``</img>``),
+    dropped with the run."""
     out, i, image = [], 0, 0
     while i < len(ids):
         if ids[i] != image_token:
@@ -202,8 +204,12 @@ def collapse_images(ids: list[int], image_token: int, counts: list[int]) -> list
             continue
         if image >= len(counts) or ids[i : i + counts[image]] != [image_token] * counts[image]:
             raise RuntimeError("the prompt's image tokens do not match the images' feature counts")
+        if markers and out and out[-1] == markers[0]:
+            out.pop()
         out.append(image_token)
         i += counts[image]
+        if markers and i < len(ids) and ids[i] == markers[1]:
+            i += 1
         image += 1
     if image != len(counts):
         raise RuntimeError(f"the prompt holds {image} images' tokens, the record {len(counts)} images")

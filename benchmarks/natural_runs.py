@@ -108,6 +108,7 @@ def run_natural(args, root: str, images: list[str]) -> NaturalResults:
             from seva_plugin.plugins.backends.vllm import VllmBackend
 
             log("natural lengths: starting the vLLM engine (not timed)")
+            os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its processes share our stdout, where the table goes
             try:
                 with quiet():
                     vllm_loaded = VllmBackend(model=folder, template="llava", max_new_tokens=cap, batch_size=args.natural_vllm_batch, **VLLM_KEYS)

@@ -25,6 +25,7 @@ from seva_plugin import hookimpl
 from seva_plugin.build.views import sample_seed
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
+from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
 from seva_plugin.plugins.backends.pixels import concat_mm
 from seva_plugin.plugins.backends.rendering import Renderer, infer_args
 
@@ -140,12 +141,12 @@ class HfBackend(Backend):
         except Exception:  # noqa: BLE001 - generate() will recompute and report it
             return
         with self._prepared_lock:
-            self._prepared.append((_inputs_key(requests), (prompt_ids, prefix_ids, mm, batch)))
+            self._prepared.append((inputs_key(requests), (prompt_ids, prefix_ids, mm, batch)))
             while len(self._prepared) > PREPARED_KEEP:
                 self._prepared.popleft()
 
     def _take_prepared(self, requests):
-        key = _inputs_key(requests)
+        key = inputs_key(requests)
         with self._prepared_lock:
             for entry in self._prepared:
                 if entry[0] == key:
@@ -160,7 +161,7 @@ class HfBackend(Backend):
         renderer = self.renderer
         prompt_ids, prefix_ids, mm_parts = [], [], []
         clean: dict[tuple, tuple] = {}  # the clean inputs of a run of records, reused by its tensor views
-        for run in _runs(requests):
+        for run in runs_by_view(requests):
             records = [r.record for r in run for _ in range(r.n)]
             key = tuple(id(r) for r in records)
             view = run[0].view
@@ -287,22 +288,6 @@ def _groups(requests: Sequence[GenerationRequest], decoding) -> list[list[int]]:
     for i, r in enumerate(requests):
         groups.setdefault(decoding(r), []).append(i)
     return list(groups.values())
-
-
-def _runs(requests: Sequence[GenerationRequest]) -> list[list[GenerationRequest]]:
-    """Consecutive requests with the same view."""
-    runs: list[list[GenerationRequest]] = []
-    for r in requests:
-        if runs and runs[-1][0].view == r.view:
-            runs[-1].append(r)
-        else:
-            runs.append([r])
-    return runs
-
-
-def _inputs_key(requests: Sequence[GenerationRequest]) -> tuple:
-    """What determines ``model_inputs``: the record objects, views, prefixes and answer counts."""
-    return tuple((id(r.record), r.view.key(), r.prefix, r.n) for r in requests)
 
 
 def _pad_id(tokenizer) -> int:

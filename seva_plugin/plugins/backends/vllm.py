@@ -37,6 +37,7 @@ from seva_plugin.build.views import sample_seed
 from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.families import model_type_of
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
+from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
 from seva_plugin.plugins.backends.rendering import Renderer, infer_args
 from seva_plugin.plugins.backends.vllm_inputs import (
     ImageEncoder,
@@ -271,12 +272,12 @@ class VllmBackend(Backend):
         except Exception:  # noqa: BLE001 - generate() will recompute and report it
             return
         with self._prepared_lock:
-            self._prepared.append((_inputs_key(requests), rows))
+            self._prepared.append((inputs_key(requests), rows))
             while len(self._prepared) > PREPARED_KEEP:
                 self._prepared.popleft()
 
     def _take_prepared(self, requests) -> list[_Row] | None:
-        key = _inputs_key(requests)
+        key = inputs_key(requests)
         with self._prepared_lock:
             for entry in self._prepared:
                 if entry[0] == key:
@@ -293,7 +294,7 @@ class VllmBackend(Backend):
         rows: list[_Row] = []
         clean: dict[tuple, tuple] = {}
         start = 0
-        for run in _runs(requests):
+        for run in runs_by_view(requests):
             records = [r.record for r in run]
             key = tuple(id(r) for r in records)
             view = run[0].view
@@ -447,22 +448,6 @@ def _finish(output, eos: set[int], stops: tuple[str, ...], renderer: Renderer, p
                 return text[: at + len(stop)], "stop", logprobs[:m], row[:m]
     reason = "length" if output.finish_reason == "length" else ("stop" if isinstance(output.stop_reason, str) else "eos")
     return text, reason, logprobs, row
-
-
-def _runs(requests: Sequence[GenerationRequest]) -> list[list[GenerationRequest]]:
-    """Consecutive requests with the same view."""
-    runs: list[list[GenerationRequest]] = []
-    for r in requests:
-        if runs and runs[-1][0].view == r.view:
-            runs[-1].append(r)
-        else:
-            runs.append([r])
-    return runs
-
-
-def _inputs_key(requests: Sequence[GenerationRequest]) -> tuple:
-    """What determines ``model_inputs``: the record objects, views, prefixes and answer counts."""
-    return tuple((id(r.record), r.view.key(), r.prefix, r.n) for r in requests)
 
 
 @hookimpl

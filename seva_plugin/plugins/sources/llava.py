@@ -1,7 +1,7 @@
 """Source ``llava``: LLaVA-1.5 instruction JSON (``llava_v1_5_mix665k.json``).
 
 Without a preset every record gives one prompt: its first human turn. ``preset: seva``
-reproduces the official SeVa prompt selection (REFERENCE.md section 1), seeded:
+reproduces the official SeVa prompt selection (Kevinz-code/SeVa's data scripts), seeded:
 OCR-VQA images with up to two questions each, made open-ended, plus TextCaps caption prompts.
 """
 

@@ -27,7 +27,8 @@ class WriteError(SevaError):
     """Writing output failed (disk full, permissions...). Finished work is kept; rerun to resume."""
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync a file or folder by path (a folder: so a rename in it survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -99,7 +100,7 @@ def atomic_write_bytes(path: str, chunks: Iterable[bytes]) -> str:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
-            _fsync_dir(folder)
+            fsync_path(folder)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -27,7 +27,7 @@ from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
 from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
 from seva_plugin.plugins.backends.pixels import concat_mm
-from seva_plugin.plugins.backends.rendering import Renderer, infer_args
+from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args
 
 PREPARED_KEEP = 4  # batches made ahead and not yet asked for; a strategy that never asks must not leak
 
@@ -234,7 +234,7 @@ class HfBackend(Backend):
             out = model.generate(**inputs, **kwargs)
         new = out[:, width:].tolist()
         logprobs = torch.stack(picker.logprobs, dim=1).tolist() if picker is not None and picker.logprobs else [[] for _ in new]
-        results = [_finish(row, lp, set(eos), stops, renderer, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True)]
+        results = [cut_answer(row, lp, set(eos), stops, renderer, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True)]
         answers, n = [], 0
         for r in group:
             mine = results[n : n + r.n]
@@ -264,22 +264,6 @@ def _stop_on_text(stops, renderer: Renderer, width: int, prefix_ids):
     from seva_plugin.plugins.backends.hf_decoding import stop_on_text
 
     return stop_on_text(stops, renderer.continuation, width, prefix_ids)
-
-
-def _finish(row: list[int], logprobs: list[float], eos: set[int], stops: tuple[str, ...], renderer: Renderer, prefix: list[int]):
-    """``(text, finish reason, log-probs, token ids)`` of one generated row: cut at its first end-of-sequence
-    token (later tokens are padding) or right after its first stop string."""
-    for n, token in enumerate(row):
-        if token in eos:
-            return renderer.continuation(prefix, row[:n]), "eos", logprobs[: n + 1], row[: n + 1]
-    text = renderer.continuation(prefix, row)
-    hits = [(text.find(s), s) for s in stops if s in text]
-    if hits:
-        at, stop = min(hits)
-        for m in range(1, len(row) + 1):  # the token that completed the stop string
-            if stop in renderer.continuation(prefix, row[:m]):
-                return text[: at + len(stop)], "stop", logprobs[:m], row[:m]
-    return text, "length", logprobs[: len(row)], row
 
 
 def _groups(requests: Sequence[GenerationRequest], decoding) -> list[list[int]]:

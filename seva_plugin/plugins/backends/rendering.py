@@ -171,3 +171,20 @@ class Renderer:
         ids, mm = clean
         rows = [n for r in records for n in self.image_rows(r.images)]
         return ids, augment_tensors(mm, augmenter, [(r.seed, len(r.images)) for r in records], view.id, rows)
+
+
+def cut_answer(row: list[int], logprobs: list[float], eos: set[int], stops: tuple[str, ...], renderer: Renderer, prefix: list[int]):
+    """``(text, finish reason, log-probs, token ids)`` of one generated row, the same for every
+    backend: cut at its first end-of-sequence token (kept in ids and log-probs, not in the text;
+    later tokens are padding) or right after its first stop string; else ``length``."""
+    for n, token in enumerate(row):
+        if token in eos:
+            return renderer.continuation(prefix, row[:n]), "eos", logprobs[: n + 1], row[: n + 1]
+    text = renderer.continuation(prefix, row)
+    hits = [(text.find(s), s) for s in stops if s in text]
+    if hits:
+        at, stop = min(hits)
+        for m in range(1, len(row) + 1):  # the token that completed the stop string
+            if stop in renderer.continuation(prefix, row[:m]):
+                return text[: at + len(stop)], "stop", logprobs[:m], row[:m]
+    return text, "length", logprobs[: len(row)], row

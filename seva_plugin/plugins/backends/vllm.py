@@ -38,7 +38,7 @@ from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.families import model_type_of
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
 from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
-from seva_plugin.plugins.backends.rendering import Renderer, infer_args
+from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args
 from seva_plugin.plugins.backends.vllm_inputs import (
     ImageEncoder,
     adapter_rank,
@@ -436,17 +436,9 @@ def _finish(output, eos: set[int], stops: tuple[str, ...], renderer: Renderer, p
     first stop string."""
     row = list(output.token_ids)
     logprobs = [entry[token].logprob for entry, token in zip(output.logprobs, row, strict=True)] if output.logprobs else []
-    for n, token in enumerate(row):
-        if token in eos:
-            return renderer.continuation(prefix, row[:n]), "eos", logprobs[: n + 1], row[: n + 1]
-    text = renderer.continuation(prefix, row)
-    hits = [(text.find(s), s) for s in stops if s in text]
-    if hits:
-        at, stop = min(hits)
-        for m in range(1, len(row) + 1):  # the token that completed the stop string
-            if stop in renderer.continuation(prefix, row[:m]):
-                return text[: at + len(stop)], "stop", logprobs[:m], row[:m]
-    reason = "length" if output.finish_reason == "length" else ("stop" if isinstance(output.stop_reason, str) else "eos")
+    text, reason, logprobs, row = cut_answer(row, logprobs, eos, stops, renderer, prefix)
+    if reason == "length" and output.finish_reason != "length":  # vLLM ended it itself
+        reason = "stop" if isinstance(output.stop_reason, str) else "eos"
     return text, reason, logprobs, row
 
 

@@ -24,7 +24,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import seva_plugin
-from seva_plugin.build.files import atomic_write_lines, umask, write_errors
+from seva_plugin.build.files import atomic_write_lines, fsync_path, umask, write_errors
 from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.plugins.writers.embedding import embed
 
@@ -57,14 +57,6 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ParquetFolder:
@@ -159,7 +151,7 @@ class ParquetFolder:
                     written += len(batch)
                     batch = list(islice(rows, min(group, self.shard_size - written)))
             counts.append(written)
-            _fsync(path)
+            fsync_path(path)
             batch = list(islice(rows, group)) if written == self.shard_size else []
         return counts
 
@@ -170,7 +162,7 @@ class ParquetFolder:
             path = os.path.join(folder, name)
             os.rename(os.path.join(folder, f"part-{index:05d}.parquet"), path)
             shards.append({"file": name, "records": records, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
-        _fsync(folder)
+        fsync_path(folder)
         return shards
 
     def _swap_in(self, folder: str) -> None:
@@ -178,5 +170,5 @@ class ParquetFolder:
         if os.path.exists(self.data_dir):
             os.rename(self.data_dir, old)
         os.rename(folder, self.data_dir)
-        _fsync(self.root)
+        fsync_path(self.root)
         shutil.rmtree(old, ignore_errors=True)

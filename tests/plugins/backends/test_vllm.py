@@ -175,9 +175,11 @@ def test_unsupported_family_is_named(tmp_path):
 
 def test_cpu_head_size_16_is_refused_before_loading(tiny_llava):
     backend = VllmBackend(tiny_llava, "llava")  # the default twin: head_dim 16
+    before = {p.pid for p in descendants(os.getpid())}  # e.g. an earlier test's resource tracker
     with pytest.raises(ConfigError, match=r"head size is 16, and vLLM's CPU attention runs only 32, 64"):
         backend.llm  # noqa: B018 - starting the engine is the point
-    assert backend._llm is None and not descendants(os.getpid())
+    started = [p for p in descendants(os.getpid()) if p.pid not in before and engine_process(p)]
+    assert backend._llm is None and not started, [p.cmdline()[:2] for p in started]
 
 
 def test_bad_options_are_refused(tiny_llava):

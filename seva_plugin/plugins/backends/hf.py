@@ -27,7 +27,7 @@ from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
 from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
 from seva_plugin.plugins.backends.pixels import concat_mm
-from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args
+from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args, special_ids
 
 PREPARED_KEEP = 4  # batches made ahead and not yet asked for; a strategy that never asks must not leak
 
@@ -222,7 +222,7 @@ class HfBackend(Backend):
             from transformers import LogitsProcessorList
 
             seeds = [sample_seed(r.sampling_seed, k) if sampling else None for r in group for k in range(r.n)]
-            banned = _banned_ids(tokenizer, model, eos) if sampling else []
+            banned = special_ids(tokenizer, lambda key: getattr(model.config, key, None), eos) if sampling else []
             s = sampling or Sampling()
             picker = token_picker_for(seeds, s, banned, len(tokenizer))
             kwargs.update(logits_processor=LogitsProcessorList([picker]), repetition_penalty=1.0, no_repeat_ngram_size=0)
@@ -276,18 +276,6 @@ def _groups(requests: Sequence[GenerationRequest], decoding) -> list[list[int]]:
 
 def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
-def _banned_ids(tokenizer, model, eos: list[int]) -> list[int]:
-    """Special tokens a sampled answer may not contain (end-of-sequence aside): fed back as a
-    prefix, an image placeholder would break the image-token count, a pad or BOS token the text."""
-    banned = set(tokenizer.all_special_ids)
-    banned |= {i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
-    for attr in ("image_token_id", "image_token_index", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
-        value = getattr(model.config, attr, None)
-        if isinstance(value, int):
-            banned.add(value)
-    return sorted(banned - set(eos))
 
 
 def mm_token_types(input_ids, config):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,3 +189,16 @@ def cut_answer(row: list[int], logprobs: list[float], eos: set[int], stops: tupl
             if stop in renderer.continuation(prefix, row[:m]):
                 return text[: at + len(stop)], "stop", logprobs[:m], row[:m]
     return text, "length", logprobs[: len(row)], row
+
+
+def special_ids(tokenizer, config_value: Callable[[str], Any], eos: list[int]) -> list[int]:
+    """Special tokens a sampled answer may not contain (end-of-sequence aside), the same for every
+    backend: fed back as a prefix, an image placeholder would break the image-token count, a pad or
+    BOS token the text. ``config_value(key)`` reads the model config (image and video token ids)."""
+    banned = set(tokenizer.all_special_ids)
+    banned |= {i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
+    for key in ("image_token_id", "image_token_index", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        value = config_value(key)
+        if isinstance(value, int):
+            banned.add(value)
+    return sorted(banned - set(eos))

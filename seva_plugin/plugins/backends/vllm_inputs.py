@@ -52,9 +52,7 @@ def check_family(model: str, model_type: str | None) -> str:
     if model_type in EMBEDDING_FORMS:
         return EMBEDDING_FORMS[model_type]
     served = ", ".join(sorted(EMBEDDING_FORMS))
-    raise ConfigError(
-        f"backend 'vllm' does not serve {model} (model_type {model_type or 'unknown'}): it serves {served}. Use backend.name=hf for this model."
-    )
+    raise ConfigError(f"backend 'vllm' does not serve {model} (model_type {model_type or 'unknown'}): it serves {served}. Use backend.name=hf for this model.")
 
 
 def text_head_dim(config: dict) -> int | None:
@@ -214,3 +212,22 @@ def collapse_images(ids: list[int], image_token: int, counts: list[int], markers
     if image != len(counts):
         raise RuntimeError(f"the prompt holds {image} images' tokens, the record {len(counts)} images")
     return out
+
+
+def engine_batches(rows: list, form: str, model_type: str | None) -> list[list[int]]:
+    """Row indices to send to the engine together: all of them, except for families whose vLLM
+    model takes image embeddings as one stacked tensor (LLaVA-NeXT: its schema fixes the
+    feature size across the images the engine encodes in one step, and an engine given two
+    sizes at once dies with "data contains inconsistent shapes"). Those go one feature size at a time."""
+    if form != "list" or model_type == "llava":  # LLaVA-1.5: one size for every image
+        return [list(range(len(rows)))]
+    groups: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        sizes = {f.shape[0] for f in row.prompt.get("multi_modal_data", {}).get("image", [])}
+        if len(sizes) > 1:
+            raise ConfigError(
+                "backend 'vllm': vLLM 0.26 cannot take images of different feature sizes in one LLaVA-NeXT prompt "
+                f"(record '{row.record_id}'); use backend.name=hf for multi-image LLaVA-NeXT records."
+            )
+        groups.setdefault(tuple(sizes), []).append(i)
+    return list(groups.values())

@@ -25,15 +25,17 @@ PARTS = (  # (label, file suffix, function name)
     ("waiting for the prefetch thread", "seva_plugin/build/pipeline.py", "prefetch"),
     ("padding the batch (batch_inputs)", "seva_plugin/plugins/backends/hf.py", "batch_inputs"),
     ("inputs made on this thread (model_inputs)", "seva_plugin/plugins/backends/hf.py", "model_inputs"),
-    ("decoding the answers (_finish)", "seva_plugin/plugins/backends/hf.py", "_finish"),
+    ("decoding the answers (cut_answer)", "seva_plugin/plugins/backends/rendering.py", "cut_answer"),
     ("journal append (json, write, fsync)", "seva_plugin/build/journal.py", "append"),
     ("writer, rejects, manifest (_finalize)", "seva_plugin/build/pipeline.py", "_finalize"),
     ("Build() construction", "seva_plugin/build/pipeline.py", "__init__"),
 )
 
 
-def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
-    return sum(v[3] for (path, _, func), v in stats.stats.items() if path.endswith(suffix) and func == name)
+def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float | None:
+    """Cumulative seconds of ``name`` in the file ending with ``suffix``; None if this thread never ran it."""
+    found = [v[3] for (path, _, func), v in stats.stats.items() if path.endswith(suffix) and func == name]
+    return sum(found) if found else None
 
 
 def main(argv=None) -> int:
@@ -72,6 +74,9 @@ def main(argv=None) -> int:
     print(f"{'main thread':<44} {'s per build':>12} {'ms per batch':>13} {'share':>7}")
     for label, suffix, name in PARTS:
         t = cumulative(stats, suffix, name)
+        if t is None:  # not "costs nothing": it ran elsewhere (the prefetch thread) or was renamed
+            print(f"{label:<44} {'not run on this thread':>34} ({suffix}:{name})")
+            continue
         print(f"{label:<44} {t:12.3f} {1000 * t / batches:13.1f} {t / seconds:7.1%}")
     return 0
 

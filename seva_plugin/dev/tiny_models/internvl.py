@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import TWIN_HEADS, TWIN_HIDDEN, embedding_rows, save, seeded_init, set_special_ids
-from .qwen import QWEN_SPECIALS, qwen_style_tokenizer
+from .common import TWIN_HEADS, TWIN_HIDDEN, save, seeded_init, set_special_ids
+from .qwen import QWEN_SPECIALS, qwen_style_tokenizer, qwen_text_config
 
 _INTERNVL_SPECIALS = [*QWEN_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
 
@@ -54,20 +54,7 @@ def build_tiny_internvl3(
             norm_type="layer_norm",
             use_mean_pooling=False,
         ),
-        text_config=dict(
-            model_type="qwen2",
-            vocab_size=embedding_rows(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-            tie_word_embeddings=False,
-        ),
+        text_config=qwen_text_config(tokenizer, ids, hidden, heads, model_type="qwen2", tie_word_embeddings=False),
         image_token_id=ids["<IMG_CONTEXT>"],
         image_seq_length=tokens_per_tile,
         downsample_ratio=0.5,

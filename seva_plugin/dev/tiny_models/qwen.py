@@ -18,6 +18,34 @@ QWEN_SPECIALS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
+QWEN_MEDIA_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
+
+
+def qwen_text_config(tokenizer, ids: dict[str, int], hidden: int, heads: int, **more) -> dict:
+    """A 2-layer Qwen text tower: no BOS (``<|endoftext|>`` stands in and pads), ``<|im_end|>`` ends a turn."""
+    return dict(
+        vocab_size=embedding_rows(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        **more,
+    )
+
+
+def qwen_media_ids(ids: dict[str, int]) -> dict[str, int]:
+    """The model config's image, video and vision-span token ids."""
+    return dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
 
 
 def build_tiny_qwen2_vl(
@@ -39,7 +67,6 @@ def build_tiny_qwen2_vl(
     Returns ``out_dir`` as ``str``.
     """
     from transformers import (
-        PreTrainedTokenizerFast,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -47,35 +74,15 @@ def build_tiny_qwen2_vl(
         Qwen2VLVideoProcessor,
     )
 
-    extra = list(vocab or [])
-    raw = train_byte_level_bpe(QWEN_SPECIALS, extra)
-    # Qwen2 has no BOS; <|endoftext|> pads, <|im_end|> ends a chat turn.
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-    )
-    check_single_tokens(tokenizer, extra)
+    tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, list(vocab or []), QWEN_MEDIA_TOKENS)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
 
     heads = 4
     hidden = heads * head_dim
     config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=embedding_rows(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            # multimodal RoPE: (temporal, height, width) sections sum to head_dim / 2
-            rope_scaling={"type": "mrope", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
+        # multimodal RoPE: (temporal, height, width) sections sum to head_dim / 2
+        text_config=qwen_text_config(
+            tokenizer, ids, hidden, heads, rope_scaling={"type": "mrope", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]}
         ),
         vision_config=dict(
             depth=2,
@@ -87,10 +94,7 @@ def build_tiny_qwen2_vl(
             spatial_merge_size=2,
             temporal_patch_size=2,
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **qwen_media_ids(ids),
         tie_word_embeddings=False,
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
@@ -152,22 +156,12 @@ def build_tiny_qwen2_5_vl(
     )
 
     extra = list(vocab or [])
-    tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, extra, {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, extra, QWEN_MEDIA_TOKENS)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=embedding_rows(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
+        text_config=qwen_text_config(
+            tokenizer, ids, hidden, heads, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]}
         ),
         vision_config=dict(
             depth=2,
@@ -181,10 +175,7 @@ def build_tiny_qwen2_5_vl(
             window_size=112,
             fullatt_block_indexes=[1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **qwen_media_ids(ids),
         tie_word_embeddings=False,
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == hidden // heads // 2
@@ -223,23 +214,17 @@ def build_tiny_qwen3_vl(
     )
 
     extra = list(vocab or [])
-    tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, extra, {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}, added=("<think>", "</think>"))
+    tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, extra, QWEN_MEDIA_TOKENS, added=("<think>", "</think>"))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     config = Qwen3VLConfig(
-        text_config=dict(
-            vocab_size=embedding_rows(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
+        text_config=qwen_text_config(
+            tokenizer,
+            ids,
+            hidden,
+            heads,
             head_dim=hidden // heads,
-            max_position_embeddings=4096,
             rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [6, 5, 5], "mrope_interleaved": True},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
             depth=2,
@@ -253,10 +238,7 @@ def build_tiny_qwen3_vl(
             num_position_embeddings=64,  # an 8x8 learned grid, interpolated to each image's
             deepstack_visual_indexes=[0],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **qwen_media_ids(ids),
         tie_word_embeddings=False,
     )
     model = seeded_init(Qwen3VLForConditionalGeneration, config, seed)

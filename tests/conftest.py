@@ -35,6 +35,14 @@ def tiny_llava(tmp_path_factory) -> str:
     return build_tiny_llava(tmp_path_factory.mktemp("models") / "llava", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    """The tiny CLIP of CSR's visual score, built once per session."""
+    from seva_plugin.dev.tiny_models import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "clip", seed=0)
+
+
 def make_images(folder, n: int) -> list[str]:
     os.makedirs(folder, exist_ok=True)
     names = []
@@ -83,3 +91,21 @@ def run_train(recipe: str, cwd=None, **overrides) -> subprocess.CompletedProcess
     env = {**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"}
     recipe = os.path.abspath(recipe)
     return subprocess.run([llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
+
+
+def use_backends(monkeypatch, *backends):
+    """Builds in this test find these (scripted, model-free) backends beside the built-ins; returns the registry."""
+    from seva_plugin import hookimpl
+    from seva_plugin.registry import Registry, make_plugin_manager
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            for backend in backends:
+                register(backend)
+
+    pm = make_plugin_manager(entry_points=False)
+    pm.register(Plugin(), name="test-backends")
+    registry = Registry(pm)
+    monkeypatch.setattr("seva_plugin.build.pipeline.get_registry", lambda: registry)
+    return registry

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from conftest import make_images
-from seva_plugin import hookimpl
+from conftest import make_images, use_backends
 from seva_plugin.build.config import load_config
 from seva_plugin.build.files import atomic_write_json, atomic_write_lines
 from seva_plugin.build.journal import COMMIT, Journal, read_entries
@@ -37,18 +36,7 @@ class Scripted(Backend):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    from seva_plugin.registry import Registry, make_plugin_manager
-
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register):
-            register(Scripted)
-
-    pm = make_plugin_manager(entry_points=False)
-    pm.register(Plugin(), name="scripted-plugin")
-    registry = Registry(pm)
-    monkeypatch.setattr("seva_plugin.build.pipeline.get_registry", lambda: registry)
-    return registry
+    return use_backends(monkeypatch, Scripted)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import make_images, read_jsonl
+from conftest import make_images, read_jsonl, use_backends
 from seva_plugin import hookimpl
 from seva_plugin.build.pipeline import Build, build
 from seva_plugin.build.records import Pair
@@ -196,45 +196,43 @@ def test_prefetch_stops_and_closes_the_source_when_the_consumer_leaves():
     assert not any(t.name == "seva-prefetch" and t.is_alive() for t in threading.enumerate())
 
 
-def test_a_strategy_needs_nothing_but_the_contract(build_config, tmp_path):
+def test_a_strategy_needs_nothing_but_the_contract(build_config, tiny_clip, monkeypatch):
     """CSR used to check four backend methods and call a fifth; now any backend serving
     ``generate`` runs both strategies. A scripted backend (no model at all) proves it."""
     from seva_plugin.interfaces import Answer, Backend
-    from seva_plugin.registry import Registry, make_plugin_manager
+
+    sentences = [["The square is red.", "A blue circle."], [" It is small.", " Big."]]  # proposal k takes option k % 2
 
     class Scripted(Backend):
         name = "scripted"
+        requests: list = []
 
         def __init__(self, model, template):
-            self.calls = 0
+            pass
 
         def generate(self, requests):
-            self.calls += 1
+            Scripted.requests += requests
             out = []
             for r in requests:
-                words = ["The square is red.", " It is small.", ""] if r.view.clean else ["A blue circle.", " Big.", ""]
                 step = r.prefix.count(".")
-                text = words[min(step, 2)]
-                reason = "eos" if not text else "stop"
-                out.append(Answer([text] * r.n, [reason] * r.n, [[-0.5 - k * 0.1] * 3 for k in range(r.n)] if r.logprobs else None, [[1, 2, 3]] * r.n if r.logprobs else None))
+                texts = [sentences[step][(k + (not r.view.clean)) % 2] if step < 2 else "" for k in range(r.n)]
+                reasons = ["stop" if t else "eos" for t in texts]
+                logprobs = [[-0.5 - k * 0.1] * 3 for k in range(r.n)] if r.logprobs else None
+                out.append(Answer(texts, reasons, logprobs, [[1, 2, 3]] * r.n if r.logprobs else None))
             return out
 
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register):
-            register(Scripted)
+    use_backends(monkeypatch, Scripted)
+    config = {**build_config, "backend": {"name": "scripted"}, "limit": 2}
+    seva = Build({**config, "output": {**config["output"], "name": "scripted_seva"}}).run(progress=False)
+    rows = read_jsonl(seva.data_file)
+    assert [(r["chosen"]["value"], r["rejected"]["value"]) for r in rows] == [("The square is red.", "A blue circle.")] * 2
 
-    pm = make_plugin_manager(entry_points=False)
-    pm.register(Plugin(), name="scripted-plugin")
-    registry = Registry(pm)
-    import seva_plugin.build.pipeline as pipeline
-
-    original = pipeline.get_registry
-    pipeline.get_registry = lambda: registry
-    try:
-        config = {**build_config, "backend": {"name": "scripted"}, "limit": 2}
-        result = Build({**config, "output": {**config["output"], "name": "scripted_seva"}}).run(progress=False)
-        rows = read_jsonl(result.data_file)
-        assert [(r["chosen"]["value"], r["rejected"]["value"]) for r in rows] == [("The square is red.", "A blue circle.")] * 2
-    finally:
-        pipeline.get_registry = original
+    Scripted.requests = []
+    csr = {"name": "csr", "clip_model": tiny_clip, "num_proposals": 2, "max_sentence_tokens": 5, "max_response_chars": 60}
+    built = Build({**config, "strategy": csr, "output": {**config["output"], "name": "scripted_csr"}}).run(progress=False)
+    finished = {a + b for a in sentences[0] for b in sentences[1]}
+    rows = read_jsonl(built.data_file)
+    assert rows and all({r["chosen"]["value"], r["rejected"]["value"]} <= finished for r in rows)
+    assert all(r["chosen"]["value"] != r["rejected"]["value"] for r in rows)
+    # the search went sentence by sentence through the contract: continuations of prefixes, n proposals, stop strings, log-probs
+    assert {r.prefix for r in Scripted.requests} >= {"", *sentences[0]} and all(r.n == 2 and r.stop and r.logprobs for r in Scripted.requests)

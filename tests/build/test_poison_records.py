@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from conftest import read_jsonl
-from seva_plugin import hookimpl
+from conftest import read_jsonl, use_backends
 from seva_plugin.build.journal import read_entries
 from seva_plugin.build.pipeline import Build, build
 from seva_plugin.interfaces import Answer, Backend
@@ -97,17 +96,7 @@ class Flaky(Backend):
 
 @pytest.fixture
 def flaky(monkeypatch):
-    from seva_plugin.registry import Registry, make_plugin_manager
-
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register):
-            register(Flaky)
-
-    pm = make_plugin_manager(entry_points=False)
-    pm.register(Plugin(), name="flaky-plugin")
-    registry = Registry(pm)
-    monkeypatch.setattr("seva_plugin.build.pipeline.get_registry", lambda: registry)
+    use_backends(monkeypatch, Flaky)
 
 
 @pytest.fixture

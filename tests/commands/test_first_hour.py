@@ -13,8 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO
-from seva_plugin import hookimpl
+from conftest import REPO, use_backends
 from seva_plugin.build.config import load_config, source_spec
 from seva_plugin.commands.cli import main
 from seva_plugin.interfaces import Answer, Backend
@@ -138,18 +137,7 @@ class Twins(Parrot):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    from seva_plugin.registry import Registry, make_plugin_manager
-
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register):
-            register(Parrot)
-            register(Twins)
-
-    pm = make_plugin_manager(entry_points=False)
-    pm.register(Plugin(), name="scripted-plugin")
-    registry = Registry(pm)
-    monkeypatch.setattr("seva_plugin.build.pipeline.get_registry", lambda: registry)
+    use_backends(monkeypatch, Parrot, Twins)
 
 
 @pytest.fixture

@@ -21,18 +21,8 @@ from conftest import REPO  # noqa: E402
 RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 
 
-def tiny_clip_at(root) -> str:
-    """The tiny CLIP test_csr.py builds (same path under basetemp, built once per session)."""
-    from seva_plugin.dev.tiny_models import build_tiny_clip
-
-    path = os.path.join(root, "csr_tiny_clip")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        build_tiny_clip(path, seed=0)
-    return path
-
-
 @pytest.fixture
-def build_yaml(tiny_llava, tmp_path_factory, tmp_path) -> str:
+def build_yaml(tiny_llava, tiny_clip, tmp_path) -> str:
     names = make_images(tmp_path / "images", 3)
     prompts = tmp_path / "prompts.jsonl"
     with open(prompts, "w") as fh:
@@ -44,7 +34,7 @@ def build_yaml(tiny_llava, tmp_path_factory, tmp_path) -> str:
         "source": {"file": str(prompts)},
         "strategy": {
             "name": "csr",
-            "clip_model": tiny_clip_at(tmp_path_factory.getbasetemp()),
+            "clip_model": tiny_clip,
             "num_proposals": 3,
             "max_sentence_tokens": 5,
             "max_response_chars": 30,

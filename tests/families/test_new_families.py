@@ -175,14 +175,11 @@ def test_shipped_recipe_trains_on_seva_pairs_from_its_twin(family, twins, prompt
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_csr_builds(family, twins, tmp_path_factory, tmp_path):
-    from seva_plugin.dev.tiny_models import build_tiny_clip
-
-    clip = build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
+def test_csr_builds(family, twins, tiny_clip, tmp_path):
     names = make_images(tmp_path / "images", 2)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "Describe the image."}) + "\n" for i, n in enumerate(names)))
-    strategy = {"name": "csr", "clip_model": clip, "num_proposals": 2, "max_sentence_tokens": 4, "max_response_chars": 24}
+    strategy = {"name": "csr", "clip_model": tiny_clip, "num_proposals": 2, "max_sentence_tokens": 4, "max_response_chars": 24}
     config = build_config(twins(family), family, str(prompts), tmp_path / "data", strategy=strategy)
     result = build(config, progress=False)
     rows = [json.loads(line) for line in open(result.data_file)]

@@ -53,17 +53,6 @@ def seva(site: str, *commands: list[str]) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> str:
-    """The tiny CLIP of CSR's visual score (built once per session, at the path the CSR tests use)."""
-    from seva_plugin.dev.tiny_models import build_tiny_clip
-
-    path = os.path.join(tmp_path_factory.getbasetemp(), "csr_tiny_clip")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        build_tiny_clip(path, seed=0)
-    return path
-
-
 @pytest.fixture(scope="module")
 def builds(installed, tiny_llava, tiny_clip, tmp_path_factory) -> dict:
     """``seva build`` with ``backend.name=plain_transformers``: strategy seva on 10 prompts, then csr on 4.

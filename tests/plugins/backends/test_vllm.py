@@ -109,15 +109,6 @@ def run_build(config: dict, engine: VllmBackend | None = None):
     return build.run(progress=False)
 
 
-def tiny_clip(root) -> str:
-    from seva_plugin.dev.tiny_models import build_tiny_clip
-
-    path = os.path.join(root, "csr_tiny_clip")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        build_tiny_clip(path, seed=0)
-    return path
-
-
 def close(a, b, tol: float = 1e-5) -> bool:
     """Equal JSON values, numbers within ``tol``."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -291,10 +282,10 @@ def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
 
 
 @pytest.mark.slow
-def test_csr_build_and_its_determinism(engine, tmp_path, tmp_path_factory):
+def test_csr_build_and_its_determinism(engine, tiny_clip, tmp_path):
     """A CSR build with vllm, and the hf build of the same config: both finish every record; vllm's pairs
     are the same with another batch size (texts byte for byte; scores to 1e-4, see docs/backends.md)."""
-    strategy = {"name": "csr", "clip_model": tiny_clip(tmp_path_factory.getbasetemp()), "num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 30}
+    strategy = {"name": "csr", "clip_model": tiny_clip, "num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 30}
     vl = run_build(build_config(engine, tmp_path, "csr_vllm", strategy=strategy, n=4), engine)
     engine.batch_size = 2
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 
@@ -21,21 +20,6 @@ torch = pytest.importorskip("torch")
 
 # Small search: 3 proposals per path, 1 best + 2 worst survive, 5-token sentences, 40-char answers.
 SMALL = {"num_proposals": 3, "max_sentence_tokens": 5, "max_response_chars": 40}
-
-
-def tiny_clip_at(root) -> str:
-    """One tiny CLIP per test session, shared with test_iterate.py (same path under basetemp)."""
-    from seva_plugin.dev.tiny_models import build_tiny_clip
-
-    path = os.path.join(root, "csr_tiny_clip")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        build_tiny_clip(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> str:
-    return tiny_clip_at(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

@@ -341,9 +341,9 @@ class VllmBackend(Backend):
     def _params(self, request: GenerationRequest, settings: tuple, k: int):
         renderer = self.renderer
         eos = renderer.template.get_stop_token_ids(renderer.tokenizer)
-        return sampling_params(request, k, *settings, eos, self._banned_ids(eos))
+        return sampling_params(request, k, *settings, eos, self._banned(eos))
 
-    def _banned_ids(self, eos: list[int]) -> tuple[list[int], list[int]]:
+    def _banned(self, eos: list[int]) -> tuple[list[int], list[int]]:
         """The special ids sampling never picks (the rule ``hf`` uses), and the embedding rows with no token behind them."""
         if "_banned_ids" not in self.__dict__:
             tokenizer = self.renderer.tokenizer

@@ -189,6 +189,21 @@ def test_image_too_large_for_max_model_len(tmp_path_factory, tmp_path):
     assert backend._llm is None  # refused before any engine started
 
 
+def test_sampling_params_are_the_same_on_every_call(tmp_path_factory, tmp_path):
+    """Sampling never picks a special token, on the first request and every later one (the banned ids
+    are worked out once and kept), and each answer k has its own seed."""
+    backend = VllmBackend(twin(tmp_path_factory.getbasetemp(), "llava"), "llava")
+    (record,) = loaded_records(tmp_path, 1)
+    sampled = GenerationRequest(record, n=2, sampling=Sampling(0.7, 0.9), seed=3)
+    first, again, other = (backend._params(sampled, backend._decoding(sampled), k) for k in (0, 0, 1))
+    image = backend.renderer.tokenizer.convert_tokens_to_ids("<image>")
+    assert first.logit_bias and image in first.logit_bias and first.logit_bias == again.logit_bias == other.logit_bias
+    assert first.seed == again.seed != other.seed and first.temperature == 0.7
+    greedy = GenerationRequest(record)
+    assert not backend._params(greedy, backend._decoding(greedy), 0).logit_bias  # greedy decoding is left alone
+    assert backend._llm is None  # no engine needed
+
+
 def test_collapse_images():
     assert vllm_inputs.collapse_images([1, 9, 9, 9, 2, 9, 9, 3], 9, [3, 2]) == [1, 9, 2, 9, 3]
     assert vllm_inputs.collapse_images([1, 9, 9, 9, 9, 3], 9, [3, 1]) == [1, 9, 9, 3]  # two images side by side

@@ -1,4 +1,4 @@
-"""A Hub-ready dataset folder: ``README.md`` (the dataset card) and ``data/train-XXXXX-of-YYYYY.parquet``.
+"""A Hub-ready dataset folder: ``README.md`` (the dataset card) and shards named as ``push_to_hub`` names them (``data/train-00000-of-00002.parquet``, ...).
 
 The layout ``push_to_hub`` writes, so ``load_dataset(folder)`` reads it as it is and
 ``huggingface-cli upload REPO folder --repo-type dataset`` publishes it. LLaMA-Factory is pointed at

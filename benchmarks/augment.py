@@ -10,7 +10,7 @@ def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> di
     import torch
     from PIL import Image
 
-    from seva_plugin.build.views import view_generator
+    from seva_plugin.pipeline.views import view_generator
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
     from seva_plugin.plugins.augmenters.moco import Moco
 

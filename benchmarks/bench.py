@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     template = args.template
 
     # one loaded model shared by the builder, the official-style loop and bare generate
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     log(f"loading {model_dir}")
     placeholder = write_prompts(os.path.join(root, "placeholder.jsonl"), ["unused.jpg"], 1)
@@ -150,9 +150,9 @@ def main(argv=None) -> int:
     prompts = write_prompts(os.path.join(root, f"prompts{image_size}.jsonl"), images, n)
     rows = [json.loads(line) for line in open(prompts, encoding="utf-8")]
 
-    from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord
-    from seva_plugin.build.views import record_seed
+    from seva_plugin.pipeline.images import load_rgb
+    from seva_plugin.pipeline.records import LoadedRecord
+    from seva_plugin.pipeline.views import record_seed
     from seva_plugin.plugins.sources.jsonl import JsonlSource
 
     def load_records(path: str) -> list:
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
             log("Ray scaling skipped: ray is not installed (make install installs it)")
         else:
             from benchmarks.ray_scaling import run_ray_scaling
-            from seva_plugin.build.records import PromptRecord
+            from seva_plugin.pipeline.records import PromptRecord
 
             ray_n = args.ray_prompts
             log(f"Ray scaling: {ray_n} prompts, batch {args.ray_batch}, 1 worker (in process) against {args.ray_workers} Ray workers")

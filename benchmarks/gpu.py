@@ -413,7 +413,7 @@ def run_build(cfg: dict, loaded) -> float:
 
     import torch
 
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     shutil.rmtree(cfg["output"]["dataset_dir"], ignore_errors=True)
     start = time.perf_counter()

@@ -18,7 +18,7 @@ def memory_child(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     cfg = build_config(args.memory_model, "llava", args.prompts_file, args.out, "mem", args.memory_batch, 1, 500, fixed=False)
     with quiet():

@@ -29,7 +29,7 @@ def share_loaded(build, loaded) -> None:
 def run_builder(cfg: dict, loaded_backend):
     """``Build(cfg).run()`` timed from construction to the manifest; the model is already loaded.
     Returns ``(seconds, sha256 of the data file, BuildResult)``."""
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     shutil.rmtree(cfg["output"]["dataset_dir"], ignore_errors=True)
     start = time.perf_counter()
@@ -70,7 +70,7 @@ def run_sequential(model, processor, augmenter, rows: list[dict], texts: list[st
     import torch
     from PIL import Image
 
-    from seva_plugin.build.views import record_seed, view_generator
+    from seva_plugin.pipeline.views import record_seed, view_generator
 
     start = time.perf_counter()
     with torch.inference_mode():

@@ -97,10 +97,10 @@ def train_natural_model(out_dir: str, images: list[str], steps: int = 400, batch
     number of words and the training time. Deterministic for a seed (one torch thread)."""
     import torch
 
-    from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord, PromptRecord, with_image_markers
     from seva_plugin.dev.tiny_models import build_tiny_llava
     from seva_plugin.interfaces import CLEAN
+    from seva_plugin.pipeline.images import load_rgb
+    from seva_plugin.pipeline.records import LoadedRecord, PromptRecord, with_image_markers
     from seva_plugin.plugins.backends.hf import HfBackend
 
     started = time.perf_counter()

@@ -22,13 +22,13 @@ from benchmarks.methods import run_builder
 
 PARTS = (  # (label, file suffix, function name)
     ("model.generate (transformers)", "transformers/generation/utils.py", "generate"),
-    ("waiting for the prefetch thread", "seva_plugin/build/pipeline.py", "prefetch"),
+    ("waiting for the prefetch thread", "seva_plugin/pipeline/build.py", "prefetch"),
     ("padding the batch (batch_inputs)", "seva_plugin/plugins/backends/hf.py", "batch_inputs"),
     ("inputs made on this thread (model_inputs)", "seva_plugin/plugins/backends/hf.py", "model_inputs"),
     ("decoding the answers (cut_answer)", "seva_plugin/plugins/backends/rendering.py", "cut_answer"),
-    ("journal append (json, write, fsync)", "seva_plugin/build/journal.py", "append"),
-    ("writer, rejects, manifest (_finalize)", "seva_plugin/build/pipeline.py", "_finalize"),
-    ("Build() construction", "seva_plugin/build/pipeline.py", "__init__"),
+    ("journal append (json, write, fsync)", "seva_plugin/pipeline/journal.py", "append"),
+    ("writer, rejects, manifest (_finalize)", "seva_plugin/pipeline/build.py", "_finalize"),
+    ("Build() construction", "seva_plugin/pipeline/build.py", "__init__"),
 )
 
 
@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from seva_plugin.build.pipeline import Build
     from seva_plugin.dev.tiny_models import build_tiny_llava
+    from seva_plugin.pipeline.build import Build
 
     root = os.path.abspath(args.out)
     model = os.path.join(root, "tiny_llava")

@@ -40,8 +40,8 @@ class RayScaling:
 
 def _warm_workers_factory(started: list[float]):
     """``make_workers`` for the bench: Ray workers that load their model before the build's clock counts."""
-    from seva_plugin.build import ray_workers
-    from seva_plugin.build.ray_settings import uses_ray
+    from seva_plugin.pipeline import ray_workers
+    from seva_plugin.pipeline.ray_settings import uses_ray
 
     class WarmRayWorkers(ray_workers.RayWorkers):
         warmup: list = []
@@ -68,20 +68,20 @@ def run_ray_scaling(cfg_for, loaded, warm_record, repeats: int, workers: int = 2
     ``warm_record`` a ``(PromptRecord, seed)`` each Ray worker answers before timing."""
     import ray
 
-    from seva_plugin.build import pipeline
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline import build as build_module
+    from seva_plugin.pipeline.build import Build
 
     out = RayScaling(workers=workers)
     temp = tempfile.mkdtemp(prefix="sbray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     started: list[float] = []
     make, warm_cls = _warm_workers_factory(started)
     warm_cls.warmup = [warm_record]
-    original = pipeline.make_workers
+    original = build_module.make_workers
     began_ray = time.perf_counter()
     with quiet():
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     ray_init = time.perf_counter() - began_ray
-    pipeline.make_workers = make
+    build_module.make_workers = make
     try:
         for _ in range(repeats):
             for n in (1, workers):  # interleaved
@@ -105,7 +105,7 @@ def run_ray_scaling(cfg_for, loaded, warm_record, repeats: int, workers: int = 2
                     out.worker_rates = [w["records_per_second"] or 0.0 for w in described["workers"]]
                 out.digests.add(sha256(result.data_file))
     finally:
-        pipeline.make_workers = original
+        build_module.make_workers = original
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
     out.startup.insert(0, ray_init)  # first entry: ray.init itself

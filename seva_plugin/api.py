@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from seva_plugin.build.pipeline import Build, BuildResult, build
+from seva_plugin.pipeline.build import Build, BuildResult, build
 from seva_plugin.registry import get_plugin_manager, get_registry
 
 __all__ = ["Build", "BuildResult", "build", "get_plugin_manager", "augmenter", "component"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from seva_plugin.build.records import LoadedRecord, Pair, PromptRecord, Reject
+    from seva_plugin.pipeline.records import LoadedRecord, Pair, PromptRecord, Reject
 
 FinishReason = Literal["eos", "stop", "length"]
 
@@ -35,7 +35,7 @@ FinishReason = Literal["eos", "stop", "length"]
 class View:
     """What the model sees of a record's images: the clean images (``augmenter=None``) or an
     augmenter's output. ``id`` is explicit and seeds the augmenter's generator
-    (``build.views.view_generator(record.seed, view.id, image_index)``), so the same view can be
+    (``pipeline.views.view_generator(record.seed, view.id, image_index)``), so the same view can be
     rebuilt anywhere: another batch, another worker, a resume, the gallery."""
 
     id: int = 0

@@ -1,17 +1,17 @@
-"""Shared fixtures: a tiny offline LLaVA, a folder of images and prompt files, a build config."""
+"""Shared fixtures (a tiny offline LLaVA and CLIP, prompt files, a build config) and the guard that
+every test file is collected. Plain helpers are in ``helpers.py``."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-import subprocess
 
 import pytest
-from PIL import Image
 
-from seva_plugin.commands.host import llamafactory_cli
+from helpers import make_images, uncollected
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: recipes/, data_templates/, docs/
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 # Tiny models gain nothing from a second thread and lose a lot when the cores are shared:
 # one thread here and in every subprocess (llamafactory-cli, seva build) the tests start.
@@ -23,9 +23,6 @@ def one_thread():
     import torch
 
     torch.set_num_threads(1)
-
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
 
 
 @pytest.fixture(scope="session")
@@ -41,19 +38,6 @@ def tiny_clip(tmp_path_factory) -> str:
     from seva_plugin.dev.tiny_models import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "clip", seed=0)
-
-
-def make_images(folder, n: int) -> list[str]:
-    os.makedirs(folder, exist_ok=True)
-    names = []
-    for i in range(n):
-        colour = list(COLOURS.values())[i % len(COLOURS)]
-        img = Image.new("RGB", (48 + 4 * (i % 3), 40), (250, 250, 250))
-        img.paste(colour, (8 + i % 5, 8, 30 + i % 7, 30))
-        name = f"img{i:03d}.png"
-        img.save(os.path.join(folder, name))
-        names.append(name)
-    return names
 
 
 @pytest.fixture
@@ -80,32 +64,40 @@ def build_config(tiny_llava, prompts, tmp_path) -> dict:
     }
 
 
-def read_jsonl(path) -> list[dict]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh]
+# -- every test file is collected ------------------------------------------------------------
+# pytest silently skips folders named build, dist, venv, ... (norecursedirs): a test file there
+# guards nothing. When a run covers the whole suite, a test file it did not collect is an error.
+_modules: set[str] = set()
+_errors: list[str] = []
+_counted: list[int] = []
 
 
-def run_train(recipe: str, cwd=None, **overrides) -> subprocess.CompletedProcess:
-    """The real `llamafactory-cli train RECIPE key=value ...`."""
-    args = [f"{k}={v}" for k, v in overrides.items()]
-    env = {**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"}
-    recipe = os.path.abspath(recipe)
-    return subprocess.run([llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
+def pytest_collectreport(report):
+    if report.failed:
+        _errors.append(report.nodeid)  # pytest reports it; the guard judges only a clean collection
+    elif report.nodeid.endswith(".py"):
+        _modules.add(str(report.fspath))
 
 
-def use_backends(monkeypatch, *backends):
-    """Builds in this test find these (scripted, model-free) backends beside the built-ins; returns the registry."""
-    from seva_plugin import hookimpl
-    from seva_plugin.registry import Registry, make_plugin_manager
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    _counted.append(len(items))  # before -m / -k deselect any
 
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register):
-            for backend in backends:
-                register(backend)
 
-    pm = make_plugin_manager(entry_points=False)
-    pm.register(Plugin(), name="test-backends")
-    registry = Registry(pm)
-    monkeypatch.setattr("seva_plugin.build.pipeline.get_registry", lambda: registry)
-    return registry
+def _whole_suite(config) -> bool:
+    args = [os.path.realpath(a.split("::")[0]) for a in config.args]
+    return any(a in (TESTS, os.path.dirname(TESTS)) for a in args)
+
+
+def pytest_collection_finish(session):
+    if _errors or not _whole_suite(session.config):
+        return
+    on_disk = glob.glob(os.path.join(TESTS, "**", "test_*.py"), recursive=True)
+    missing = uncollected(on_disk, _modules)
+    if missing:
+        names = ", ".join(os.path.relpath(p, TESTS) for p in missing)
+        raise pytest.UsageError(f"{len(missing)} test file(s) under tests/ were not collected (a folder pytest skips, such as build/ or dist/?): {names}")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        total = _counted[-1] if _counted else len(session.items)
+        reporter.write_line(f"seva: collected {total} tests from all {len(on_disk)} test files under tests/ ({len(session.items)} selected)")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, make_images, run_train
+from helpers import REPO, make_images, run_train
 
 RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 

@@ -6,7 +6,7 @@ import os
 
 import yaml
 
-from conftest import make_images
+from helpers import make_images
 
 
 def make_pairs(folder, n: int) -> list[dict]:

@@ -13,7 +13,7 @@ from seva_plugin.errors import SevaError
 
 
 def cmd_build(args) -> int:
-    from seva_plugin.build.pipeline import build
+    from seva_plugin.pipeline.build import build
 
     result = build(args.config, args.overrides, progress=not args.no_progress)
     print(result.summary())

@@ -27,11 +27,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import seva_plugin
-from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
-from seva_plugin.build.records import Reject
 from seva_plugin.commands.finished_build import FinishedBuild, finished_build
 from seva_plugin.errors import ConfigError, RecordError, show
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
+from seva_plugin.pipeline.records import Reject
 from seva_plugin.plugins.writers.embedding import check_image
 from seva_plugin.plugins.writers.readback import iter_pairs
 from seva_plugin.registry import get_registry

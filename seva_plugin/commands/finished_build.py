@@ -20,9 +20,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.journal import read_entries
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.journal import read_entries
 from seva_plugin.plugins.writers.readback import count_records, data_location, layout_of
 
 

@@ -18,9 +18,9 @@ import os
 import statistics
 from collections import Counter
 
-from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.records import IMAGE_TOKEN
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.records import IMAGE_TOKEN
 
 # Backend keys that shape what the model sees (LLaMA-Factory's own keys); the views are rebuilt with them.
 INPUT_KEYS = ("image_max_pixels", "crop_to_patches", "image_do_pan_and_scan", "enable_thinking")
@@ -68,7 +68,7 @@ def open_images(record: dict, data_dir: str) -> list:
 
     from PIL import Image
 
-    from seva_plugin.build.images import load_rgb
+    from seva_plugin.pipeline.images import load_rgb
 
     out = []
     for p in record.get("images") or []:
@@ -130,8 +130,8 @@ def format_summary(name: str, s: dict, manifest: dict) -> str:
 
 def uses_augmenter(strategy) -> bool:
     """Whether a build's strategy applies its augmenter (CSR does not); unknown strategies are taken to."""
-    from seva_plugin.build.config import split_spec
     from seva_plugin.errors import SevaError
+    from seva_plugin.pipeline.config import split_spec
     from seva_plugin.registry import get_registry
 
     try:
@@ -153,7 +153,7 @@ class ViewMaker:
     """Rebuilds each record's augmented view from the manifest config, without model weights."""
 
     def __init__(self, config: dict):
-        from seva_plugin.build.config import split_spec
+        from seva_plugin.pipeline.config import split_spec
         from seva_plugin.registry import get_registry
 
         registry = get_registry()
@@ -180,8 +180,8 @@ class ViewMaker:
         """``(clean, augmented)``: the images of one record as the model saw them (after the
         processor's resize and crop, de-normalised), clean and under view 1 of the build's
         strategy; no augmented images when the strategy never applies its augmenter."""
-        from seva_plugin.build.records import LoadedRecord, PromptRecord
         from seva_plugin.interfaces import CLEAN, View
+        from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
         from seva_plugin.plugins.backends.pixels import image_slices
 
         seed = record.get("provenance", {}).get("seed")

@@ -35,12 +35,12 @@ from collections.abc import Callable
 
 import yaml
 
-from seva_plugin.build.config import apply_overrides, load_config
-from seva_plugin.build.config import fingerprint as build_fingerprint
-from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.files import atomic_write_json
 from seva_plugin.commands.host import llamafactory_cli
 from seva_plugin.errors import ConfigError, SevaError
+from seva_plugin.pipeline.config import apply_overrides, load_config
+from seva_plugin.pipeline.config import fingerprint as build_fingerprint
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.files import atomic_write_json
 
 STATE_FILE = "iterate_state.json"
 STEPS = ("build", "train", "merge")
@@ -203,7 +203,7 @@ class Iteration:
         return f"llamafactory-cli export -> {info['output_model']}"
 
     def _build(self, info: dict, progress: bool) -> None:
-        from seva_plugin.build.pipeline import build
+        from seva_plugin.pipeline.build import build
 
         data = self.config.to_dict()
         data["model"] = info["model"]

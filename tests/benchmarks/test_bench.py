@@ -49,10 +49,10 @@ def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):
     import torch
 
     from benchmarks.bench import make_images, write_prompts
-    from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord
-    from seva_plugin.build.views import record_seed
     from seva_plugin.interfaces import CLEAN, GenerationRequest, View
+    from seva_plugin.pipeline.images import load_rgb
+    from seva_plugin.pipeline.records import LoadedRecord
+    from seva_plugin.pipeline.views import record_seed
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
     from seva_plugin.plugins.augmenters.moco import Moco
     from seva_plugin.plugins.backends.hf import HfBackend

@@ -13,7 +13,7 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO as ROOT  # noqa: E402
+from helpers import REPO as ROOT  # noqa: E402
 from seva_plugin.commands.check_recipe import CheckReport, check_recipe, find_build_config, main
 
 RECIPES = sorted(glob.glob(os.path.join(ROOT, "recipes", "*.yaml")))
@@ -133,7 +133,7 @@ def test_seva_recipes_have_build_configs(recipe):
 
 
 def test_build_configs_parse():
-    from seva_plugin.build.config import load_config
+    from seva_plugin.pipeline.config import load_config
 
     paths = sorted(glob.glob(os.path.join(ROOT, "data_templates", "*.yaml")))
     assert {"seva_llava_t500.yaml", "seva_llava_t800.yaml"} <= {os.path.basename(p) for p in paths}

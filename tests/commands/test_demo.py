@@ -99,7 +99,7 @@ def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers import REPO
     from seva_plugin.commands.demo.world import is_correct, make_world, truth_table
     from seva_plugin.commands.gallery import inspect_dataset
 

@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from writer_pairs import front_matter
 
-from conftest import make_images, read_jsonl
-from seva_plugin.build.pipeline import build
+from helpers import make_images, read_jsonl
 from seva_plugin.commands.cli import main
 from seva_plugin.commands.export import export
 from seva_plugin.commands.finished_build import UnfinishedBuild
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.build import build
 
 NAME = "seva_src"
 
@@ -154,8 +154,8 @@ def test_unfinished_builds_are_refused(source, tmp_path):
 
 
 def test_a_running_build_holds_the_export_off(source, tmp_path):
-    from seva_plugin.build.dataset_files import DatasetFiles
-    from seva_plugin.build.files import OutputBusy, output_lock
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
+    from seva_plugin.pipeline.files import OutputBusy, output_lock
 
     with output_lock(DatasetFiles(source, NAME).lock, "the build"), pytest.raises(OutputBusy, match=f"pid {os.getpid()}"):
         export(source, NAME, "parquet", str(tmp_path / "out"))

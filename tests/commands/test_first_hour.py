@@ -13,10 +13,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, use_backends
-from seva_plugin.build.config import load_config, source_spec
+from helpers import REPO, use_backends
 from seva_plugin.commands.cli import main
 from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.pipeline.config import load_config, source_spec
 from seva_plugin.registry import get_registry
 
 TEMPLATE = os.path.join(REPO, "data_templates", "seva_llava_t500.yaml")
@@ -142,7 +142,7 @@ def scripted(monkeypatch):
 
 @pytest.fixture
 def jsonl_config(fake_model, tmp_path) -> dict:
-    from conftest import make_images
+    from helpers import make_images
 
     names = make_images(tmp_path / "images", 3)
     prompts = tmp_path / "prompts.jsonl"
@@ -151,8 +151,8 @@ def jsonl_config(fake_model, tmp_path) -> dict:
 
 
 def test_a_build_whose_pairs_are_all_dropped_says_why(jsonl_config, scripted):
-    from seva_plugin.build.pipeline import build
     from seva_plugin.errors import NothingKept
+    from seva_plugin.pipeline.build import build
 
     with pytest.raises(NothingKept, match=r"kept no pairs from 3 records \(0 rejected, 3 dropped\).*dropped as identical \(3 of 3\), e.g. p0") as err:
         build({**jsonl_config, "backend": {"name": "parrot"}}, progress=False)
@@ -161,7 +161,7 @@ def test_a_build_whose_pairs_are_all_dropped_says_why(jsonl_config, scripted):
 
 # -- item 18: the progress bar ---------------------------------------------------------------------
 def test_the_progress_bar_counts_records_and_says_so(jsonl_config, scripted, capsys):
-    from seva_plugin.build.pipeline import build
+    from seva_plugin.pipeline.build import build
 
     build({**jsonl_config, "backend": {"name": "twins"}, "limit": 1}, progress=True)
     err = capsys.readouterr().err
@@ -195,7 +195,7 @@ def csr_scores(reward: float) -> dict:
 
 
 def test_the_gallery_of_a_csr_build_shows_scores_and_no_pair_drops(tiny_llava, tmp_path):
-    from conftest import make_images
+    from helpers import make_images
     from seva_plugin.commands.gallery import inspect_dataset
 
     data = tmp_path / "data"

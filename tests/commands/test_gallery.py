@@ -92,7 +92,7 @@ def test_views_are_the_ones_the_model_saw(built):
     """Clean and noised views equal the backend's pixels for the record's seed, de-normalised."""
     import numpy as np
 
-    from seva_plugin.build.views import view_generator
+    from seva_plugin.pipeline.views import view_generator
 
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")
@@ -118,7 +118,7 @@ def test_pixel_space_augmenter_view(built):
     import numpy as np
 
     from seva_plugin.api import augmenter
-    from seva_plugin.build.views import view_generator
+    from seva_plugin.pipeline.views import view_generator
 
     data_dir, model = built
     records, manifest, _ = insp.load_dataset(str(data_dir), "pairs")

@@ -9,14 +9,14 @@ import os
 import pytest
 import yaml
 
-from conftest import make_images, read_jsonl
+from helpers import make_images, read_jsonl
 from seva_plugin.commands import iterate as iterate_mod
 from seva_plugin.commands.iterate import Iteration, iterate, split_overrides
 from seva_plugin.errors import ConfigError
 
 pytest.importorskip("llamafactory")
 
-from conftest import REPO  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 

@@ -8,13 +8,13 @@ import os
 import pytest
 import yaml
 
-from seva_plugin.build import pipeline
-from seva_plugin.build.pipeline import BuildResult
 from seva_plugin.commands.iterate import Iteration
+from seva_plugin.pipeline import build as build_module
+from seva_plugin.pipeline.build import BuildResult
 
 pytest.importorskip("llamafactory")
 
-from conftest import REPO  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 RECIPE = os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml")
 RAY = ["ray.num_workers=2", "ray.resources_per_worker={CPU:1}", "ray.address=auto"]
@@ -37,7 +37,7 @@ def test_every_round_builds_with_the_ray_settings_and_they_do_not_fork_the_itera
         out = data["output"]
         return BuildResult(out["name"], out["dataset_dir"], "x.jsonl", "m.json", "r.jsonl", kept=3)
 
-    monkeypatch.setattr(pipeline, "build", fake_build)
+    monkeypatch.setattr(build_module, "build", fake_build)
     monkeypatch.setattr(Iteration, "_train", lambda self, info, progress: None)
     monkeypatch.setattr(Iteration, "_merge", lambda self, info, progress: None)
     work = tmp_path / "work"

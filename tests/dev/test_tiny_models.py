@@ -23,10 +23,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
-import conftest  # noqa: E402
+from helpers import REPO as _REPO  # noqa: E402
 from seva_plugin.dev import tiny_models  # noqa: E402
 
-REPO = Path(conftest.REPO)
+REPO = Path(_REPO)
 RECIPE = REPO / "recipes" / "tiny_dpo_cpu.yaml"
 
 # family -> (builder, LLaMA-Factory template, extra recipe overrides)

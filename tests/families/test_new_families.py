@@ -19,13 +19,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import make_images, run_train
-from seva_plugin.build.pipeline import Build, build
-from seva_plugin.build.records import LoadedRecord, PromptRecord
-from seva_plugin.build.views import view_generator
+from helpers import make_images, run_train
 from seva_plugin.commands.check_recipe import check_recipe
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import CLEAN, View
+from seva_plugin.pipeline.build import Build, build
+from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
+from seva_plugin.pipeline.views import view_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(ROOT, "recipes")

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from conftest import REPO, run_train
-from seva_plugin.build.pipeline import build
+from helpers import REPO, run_train
+from seva_plugin.pipeline.build import build
 
 RECIPES = os.path.join(REPO, "recipes")
 FAMILIES = [
@@ -41,9 +41,9 @@ def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, templat
 def test_qwen2_vl_generation_gets_the_mm_token_types_training_uses(tmp_path):
     from PIL import Image
 
-    from seva_plugin.build.records import LoadedRecord, PromptRecord
     from seva_plugin.dev.tiny_models import build_tiny_qwen2_vl
     from seva_plugin.interfaces import GenerationRequest
+    from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
     from seva_plugin.plugins.backends.hf import HfBackend
 
     backend = HfBackend(model=build_tiny_qwen2_vl(tmp_path / "qwen"), template="qwen2_vl", image_max_pixels=3136, max_new_tokens=4)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pluggy
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from seva_plugin import hookimpl, hookspecs, interfaces
 from seva_plugin.errors import ConfigError
 from seva_plugin.registry import KINDS, Registry, make_plugin_manager

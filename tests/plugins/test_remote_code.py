@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from seva_plugin.build.pipeline import build
+from seva_plugin.pipeline.build import build
 from seva_plugin.plugins.backends.hf import HfBackend
 
 

@@ -22,7 +22,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, make_images, read_jsonl
+from helpers import REPO, make_images, read_jsonl
 
 EXAMPLE = os.path.join(REPO, "docs", "examples", "plain_transformers_backend")
 MODULE = "plain_transformers_backend"
@@ -97,9 +97,9 @@ def backend(installed, tiny_llava):
 
 def load(record_id: str, prompt: str, images: list[str]):
     """A ``LoadedRecord`` as the build makes it (seed 0)."""
-    from seva_plugin.build.images import load_rgb
-    from seva_plugin.build.records import LoadedRecord, PromptRecord
-    from seva_plugin.build.views import record_seed
+    from seva_plugin.pipeline.images import load_rgb
+    from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
+    from seva_plugin.pipeline.views import record_seed
 
     return LoadedRecord(PromptRecord(record_id, prompt, images), [load_rgb(p) for p in images], record_seed(0, record_id))
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from seva_plugin import Answer, Backend, GenerationRequest, Sampling, hookimpl
-from seva_plugin.build.views import sample_seed, view_generator
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.views import sample_seed, view_generator
 
 LLAVA_15 = "USER: <image>\n{question} ASSISTANT:"
 

@@ -7,8 +7,8 @@ import json
 import os
 
 from seva_plugin import resources
-from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.commands.check_recipe.files import read_json, read_yaml, section, show
+from seva_plugin.pipeline.dataset_files import DatasetFiles
 
 # The folder of build configs and of the dataset_info.json entries to copy into a dataset_dir.
 DATA_TEMPLATES = "data_templates"

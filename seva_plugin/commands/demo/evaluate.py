@@ -3,12 +3,12 @@ same template, image processing and seeded augmenters as the SeVa build."""
 
 from __future__ import annotations
 
-from seva_plugin.build.records import IMAGE_TOKEN, LoadedRecord, PromptRecord
-from seva_plugin.build.views import record_seed
+from seva_plugin.pipeline.records import IMAGE_TOKEN, LoadedRecord, PromptRecord
+from seva_plugin.pipeline.views import record_seed
 
 
 def loaded_records(examples, seed: int) -> list[LoadedRecord]:
-    from seva_plugin.build.images import load_rgb
+    from seva_plugin.pipeline.images import load_rgb
 
     images = {}  # each image is asked several questions: decode it once
     out = []

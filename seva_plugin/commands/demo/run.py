@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from seva_plugin import resources
-from seva_plugin.build.dataset_files import DatasetFiles
 from seva_plugin.commands.host import llamafactory_cli
 from seva_plugin.errors import NothingKept, SevaError
+from seva_plugin.pipeline.dataset_files import DatasetFiles
 
 SFT_RECIPE = resources.path("recipes", "demo_sft_cpu.yaml")  # shipped with the package
 DPO_RECIPE = resources.path("recipes", "demo_dpo_cpu.yaml")
@@ -123,11 +123,11 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; the demo shows its own
 
     from seva_plugin import api
-    from seva_plugin.build.config import load_config
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
     from seva_plugin.interfaces import CLEAN, View
+    from seva_plugin.pipeline.config import load_config
     from seva_plugin.plugins.backends.hf import HfBackend
 
     for path in (SFT_RECIPE, DPO_RECIPE, BUILD_CONFIG):
@@ -169,7 +169,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     before_answers = answers(HfBackend(model=sft_dir, template="llava", max_new_tokens=8), world.heldout, views, seed, desc="evaluate")
     lap("evaluate before")
 
-    _say(f"[5/6] building SeVa pairs on {len(world.unlabeled)} unlabeled prompts (diffusion noise t={step}) with seva_plugin.build.pipeline.build")
+    _say(f"[5/6] building SeVa pairs on {len(world.unlabeled)} unlabeled prompts (diffusion noise t={step}) with seva_plugin.pipeline.build.build")
     files = DatasetFiles(data_dir, config.output["name"])
     if os.path.exists(files.journal):  # a rerun's SFT model is new: never resume the last run's pairs
         os.unlink(files.journal)

@@ -21,9 +21,9 @@ from functools import cached_property
 from typing import Any
 
 from seva_plugin import hookimpl
-from seva_plugin.build.views import sample_seed
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
+from seva_plugin.pipeline.views import sample_seed
 from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
 from seva_plugin.plugins.backends.pixels import concat_mm
 from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args, special_ids

@@ -6,7 +6,7 @@ touches exactly the same numbers whichever engine generates.
 
 from __future__ import annotations
 
-from seva_plugin.build.views import view_generator
+from seva_plugin.pipeline.views import view_generator
 
 # The image-token text LLaMA-Factory's InternVL plugin writes for one tile's features (data/mm_plugin.py).
 INTERNVL_CONTEXT = "<IMG_CONTEXT>"

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seva_plugin.build.records import IMAGE_TOKEN
-from seva_plugin.build.views import view_generator
 from seva_plugin.errors import RecordError
+from seva_plugin.pipeline.records import IMAGE_TOKEN
+from seva_plugin.pipeline.views import view_generator
 from seva_plugin.plugins.backends.pixels import augment_tensors, rows_per_image
 
 SENTINEL = "\x00"

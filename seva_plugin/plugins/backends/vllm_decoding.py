@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from seva_plugin.build.views import sample_seed
 from seva_plugin.interfaces import GenerationRequest, Sampling
+from seva_plugin.pipeline.views import sample_seed
 from seva_plugin.plugins.backends.rendering import Renderer, cut_answer
 
 BANNED_BIAS = -100.0  # vLLM's strongest logit bias: a banned token's probability is then below e^-100 of the best one's

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.text import normalise
 from seva_plugin.interfaces import Filter
+from seva_plugin.pipeline.text import normalise
 
 
 @dataclass

@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from seva_plugin.build.records import IMAGE_TOKEN, PromptRecord, Reject, with_image_markers
 from seva_plugin.errors import ConfigError, show
+from seva_plugin.pipeline.records import IMAGE_TOKEN, PromptRecord, Reject, with_image_markers
 
 
 def iter_json_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | Reject]]:

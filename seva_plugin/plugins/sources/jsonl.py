@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.records import Reject
 from seva_plugin.interfaces import Source
+from seva_plugin.pipeline.records import Reject
 from seva_plugin.plugins.sources.common import iter_json_rows, make_record
 
 

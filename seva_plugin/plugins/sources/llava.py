@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.records import IMAGE_TOKEN, Reject
 from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Source
+from seva_plugin.pipeline.records import IMAGE_TOKEN, Reject
 from seva_plugin.plugins.sources.common import iter_json_rows, make_record
 
 OCR_SUFFIX = "Answer the question using a single word or phrase."

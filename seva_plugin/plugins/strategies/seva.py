@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.records import Pair
 from seva_plugin.interfaces import CLEAN, GenerationRequest, Strategy, View
+from seva_plugin.pipeline.records import Pair
 
 
 @dataclass

@@ -14,9 +14,9 @@ import io
 import os
 import re
 
-from seva_plugin.build.files import atomic_write_bytes, write_errors
-from seva_plugin.build.images import load_rgb
 from seva_plugin.errors import RecordError
+from seva_plugin.pipeline.files import atomic_write_bytes, write_errors
+from seva_plugin.pipeline.images import load_rgb
 
 
 def check_image(image: str | dict) -> None:

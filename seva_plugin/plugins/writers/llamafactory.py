@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Writer
+from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.plugins.writers.card import card
 from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
 from seva_plugin.plugins.writers.parquet_folder import DATA, ParquetFolder, embedded_rows

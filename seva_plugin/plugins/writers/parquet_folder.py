@@ -24,8 +24,8 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import seva_plugin
-from seva_plugin.build.files import atomic_write_lines, fsync_path, umask, write_errors
 from seva_plugin.errors import ConfigError, RecordError, show
+from seva_plugin.pipeline.files import atomic_write_lines, fsync_path, umask, write_errors
 from seva_plugin.plugins.writers.embedding import embed
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ import glob
 import os
 from collections.abc import Iterator
 
-from seva_plugin.build.records import Reject
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.records import Reject
 from seva_plugin.plugins.sources.common import iter_json_rows, resolve
 from seva_plugin.plugins.writers.parquet_folder import DATA, ROW_GROUP
 from seva_plugin.plugins.writers.rows import pair_from_sharegpt, pair_from_trl

@@ -21,7 +21,7 @@ import json
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from seva_plugin.build.records import IMAGE_TOKEN
+from seva_plugin.pipeline.records import IMAGE_TOKEN
 
 if TYPE_CHECKING:
     from datasets import Features

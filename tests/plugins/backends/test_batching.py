@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from seva_plugin.build.records import LoadedRecord, PromptRecord
 from seva_plugin.interfaces import CLEAN, GenerationRequest, View
+from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
 from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
 from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
 

@@ -19,12 +19,12 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, make_images, read_jsonl
-from seva_plugin.build.pipeline import Build
-from seva_plugin.build.records import LoadedRecord, PromptRecord
-from seva_plugin.build.views import record_seed
+from helpers import REPO, make_images, read_jsonl
 from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.interfaces import GenerationRequest, Sampling, View
+from seva_plugin.pipeline.build import Build
+from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
+from seva_plugin.pipeline.views import record_seed
 from seva_plugin.plugins.backends import vllm_inputs
 from seva_plugin.plugins.backends.vllm import VllmBackend
 

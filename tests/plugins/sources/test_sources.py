@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from conftest import make_images
-from seva_plugin.build.records import PromptRecord, Reject
+from helpers import make_images
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.records import PromptRecord, Reject
 from seva_plugin.registry import get_registry
 
 

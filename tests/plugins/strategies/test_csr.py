@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from conftest import make_images, read_jsonl
+from helpers import make_images, read_jsonl
 from seva_plugin.errors import ConfigError
 from seva_plugin.plugins.strategies.csr.scoring import Candidate, Step, paper_reward, prune, rank_score, select_pair, sibling_ranks
 from seva_plugin.registry import get_registry
@@ -35,8 +35,8 @@ def backend(tiny_llava):
 def records(tmp_path_factory):
     from PIL import Image
 
-    from seva_plugin.build.records import LoadedRecord, PromptRecord
-    from seva_plugin.build.views import record_seed
+    from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
+    from seva_plugin.pipeline.views import record_seed
 
     folder = tmp_path_factory.mktemp("csr_images")
     out = []
@@ -84,7 +84,7 @@ def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path, monkeyp
     with pytest.raises(ConfigError, match="'num_proposals' must be an integer"):
         component.build({"clip_model": tiny_clip, "num_proposals": "5"}, "strategy")
     hub_ids = []  # the hub id default goes through the hub rule (cache, or a hub that answers: test_guarantees.py)
-    monkeypatch.setattr("seva_plugin.build.model_paths.check_hub_id", lambda repo_id, key: hub_ids.append((repo_id, key)))
+    monkeypatch.setattr("seva_plugin.pipeline.model_paths.check_hub_id", lambda repo_id, key: hub_ids.append((repo_id, key)))
     component.build({}, "strategy")
     assert hub_ids == [("openai/clip-vit-large-patch14-336", "strategy.clip_model")]
 
@@ -259,7 +259,7 @@ def test_sentences_end_at_the_sentence_end_character(tiny_clip, backend, records
 def test_seva_build_with_csr_writes_scored_pairs(build_config, tiny_clip, tmp_path):
     import datasets
 
-    from seva_plugin.build.pipeline import build
+    from seva_plugin.pipeline.build import build
 
     config = {**build_config, "strategy": {"name": "csr", "clip_model": tiny_clip, **SMALL}, "limit": 3, "output": {**build_config["output"], "name": "csr_test"}}
     result = build(config, progress=False)

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 from writer_pairs import front_matter, make_pairs, manifest_for
 
-from conftest import make_images, run_train
-from seva_plugin.build.files import umask
-from seva_plugin.build.pipeline import build
+from helpers import make_images, run_train
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.build import build
+from seva_plugin.pipeline.files import umask
 from seva_plugin.plugins.writers.llamafactory import LlamaFactoryWriter
 from seva_plugin.plugins.writers.parquet_folder import ParquetFolder
 from seva_plugin.plugins.writers.rows import pair_from_sharegpt, sharegpt_features

@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.build.model_paths import check_model_path
-from seva_plugin.build.records import Pair
 from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Strategy
+from seva_plugin.pipeline.model_paths import check_model_path
+from seva_plugin.pipeline.records import Pair
 from seva_plugin.plugins.strategies.csr.clip import ClipScorer, clip_scorer
 from seva_plugin.plugins.strategies.csr.scoring import AGGREGATES, MODES, describe, select_pair
 from seva_plugin.plugins.strategies.csr.search import Search, SearchResult

@@ -1,7 +1,7 @@
 import pytest
 
-from seva_plugin.build.config import apply_overrides, load_config, source_spec, split_spec
 from seva_plugin.errors import ConfigError
+from seva_plugin.pipeline.config import apply_overrides, load_config, source_spec, split_spec
 
 BASE = {"model": "m", "template": "llava", "source": {"file": "x.jsonl"}, "output": {"name": "d"}}
 
@@ -49,7 +49,7 @@ def test_load_config_leaves_the_callers_dicts_alone():
     built the second time with the first call's overrides)."""
     import copy
 
-    from seva_plugin.build.config import fingerprint
+    from seva_plugin.pipeline.config import fingerprint
 
     config = {**BASE, "backend": {"name": "hf", "batch_size": 4}, "augment": {"name": "diffusion_noise", "step": 500}}
     before = copy.deepcopy(config)
@@ -65,8 +65,8 @@ def test_load_config_leaves_the_callers_dicts_alone():
 
 def test_a_writers_own_output_keys_are_accepted_and_checked_by_the_writer(tmp_path):
     """``output.image_paths`` (documented) was refused as an unknown key before any writer saw it."""
-    from seva_plugin.build.pipeline import Build
     from seva_plugin.dev.tiny_models import build_tiny_llava
+    from seva_plugin.pipeline.build import Build
 
     model = build_tiny_llava(tmp_path / "llava")
     (tmp_path / "p.jsonl").write_text('{"id": "a", "image": "x.png", "question": "Q?"}\n')
@@ -81,7 +81,7 @@ def test_a_writers_own_output_keys_are_accepted_and_checked_by_the_writer(tmp_pa
 def test_a_missing_local_model_folder_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
     """``models/llava`` next to a ``models/`` folder is a local path: missing, it fails at once
     (it used to pass as a hub id and cost minutes of hub retries)."""
-    from seva_plugin.build.model_paths import check_model_path, looks_local
+    from seva_plugin.pipeline.model_paths import check_model_path, looks_local
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
@@ -91,7 +91,7 @@ def test_a_missing_local_model_folder_is_not_taken_for_a_hub_id(tmp_path, monkey
         check_model_path("models/llava", "model")
     with pytest.raises(ConfigError, match="has no config.json"):
         check_model_path("models", "model")
-    monkeypatch.setattr("seva_plugin.build.model_paths.check_hub_id", lambda *a: None)  # the hub rule: test_guarantees.py
+    monkeypatch.setattr("seva_plugin.pipeline.model_paths.check_hub_id", lambda *a: None)  # the hub rule: test_guarantees.py
     check_model_path("llava-hf/llava-1.5-7b-hf", "model")  # a hub id passes the path rule
     # CSR's CLIP goes through the same rule
     from seva_plugin.registry import get_registry

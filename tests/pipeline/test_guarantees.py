@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from conftest import make_images, use_backends
-from seva_plugin.build.config import load_config
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines
-from seva_plugin.build.journal import COMMIT, Journal, read_entries
+from helpers import make_images, use_backends
 from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.pipeline.config import load_config
+from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines
+from seva_plugin.pipeline.journal import COMMIT, Journal, read_entries
 
 
 # -- a build without a model -------------------------------------------------------------------
@@ -136,7 +136,7 @@ def test_component_keys_of_optional_and_numeric_types_are_checked():
 
 
 def test_overwrite_false_as_a_string_never_replaces_a_users_file(config, scripted):
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     data = os.path.dirname(config["source"]["file"]) + "/data"
     os.makedirs(data)
@@ -150,9 +150,9 @@ def test_overwrite_false_as_a_string_never_replaces_a_users_file(config, scripte
 # -- item 3: one build per output ---------------------------------------------------------------
 def test_a_second_build_on_the_same_output_refuses_at_once_naming_the_other(config, scripted):
     """Two builds on one output used to both append to the journal: every pair twice, for good."""
-    from seva_plugin.build.dataset_files import DatasetFiles
-    from seva_plugin.build.files import output_lock
-    from seva_plugin.build.pipeline import Build, build
+    from seva_plugin.pipeline.build import Build, build
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
+    from seva_plugin.pipeline.files import output_lock
 
     files = DatasetFiles(config["output"]["dataset_dir"], "ds")
     os.makedirs(files.work_dir)
@@ -172,7 +172,7 @@ def test_a_second_build_on_the_same_output_refuses_at_once_naming_the_other(conf
 # -- item 4: safe output names --------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["../x", "sub/x", "/abs", "..", ".", ".hidden", "", "a\x00b", "a\nb", "x" * 300, "a\\b", "\ud800"])
 def test_output_name_must_be_a_plain_file_name(name, config, scripted):
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     with pytest.raises(ConfigError, match="output.name"):
         load_config({**config, "output": {**config["output"], "name": name}})
@@ -182,7 +182,7 @@ def test_output_name_must_be_a_plain_file_name(name, config, scripted):
 
 
 def test_dataset_files_refuse_an_unsafe_name_for_every_caller(tmp_path):
-    from seva_plugin.build.dataset_files import DatasetFiles
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
 
     with pytest.raises(ConfigError, match="name"):
         DatasetFiles(str(tmp_path), "../x")
@@ -235,7 +235,7 @@ def test_a_symlinked_registry_is_updated_through_the_link(tmp_path, umask_022):
 
 
 def test_a_registry_that_is_a_directory_is_a_clear_error(config, scripted):
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     os.makedirs(os.path.join(config["output"]["dataset_dir"], "dataset_info.json"))
     with pytest.raises(SevaError, match=r"dataset_info.json is a directory, not a file"):
@@ -351,7 +351,7 @@ def empty_hub_cache(tmp_path, monkeypatch):
 def test_a_hub_id_without_network_fails_fast_and_clearly(config, scripted, empty_hub_cache, monkeypatch):
     """It used to take 93-166 s of retries and end in an 80-line traceback. (The endpoint is a name
     that never resolves, RFC 2606, so the test means the same with or without network.)"""
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
     started = time.time()
@@ -364,7 +364,7 @@ def test_a_hub_id_without_network_fails_fast_and_clearly(config, scripted, empty
 
 
 def test_a_hub_id_in_offline_mode_fails_at_once(config, scripted, empty_hub_cache, monkeypatch):
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     started = time.time()
@@ -374,7 +374,7 @@ def test_a_hub_id_in_offline_mode_fails_at_once(config, scripted, empty_hub_cach
 
 
 def test_a_cached_hub_id_passes_without_network(config, scripted, empty_hub_cache, monkeypatch):
-    from seva_plugin.build.model_paths import check_model_path
+    from seva_plugin.pipeline.model_paths import check_model_path
 
     snapshot = empty_hub_cache / "models--someorg--cached" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
@@ -389,7 +389,7 @@ def test_a_cached_hub_id_passes_without_network(config, scripted, empty_hub_cach
 def test_a_build_that_fails_before_any_work_leaves_no_journal_in_the_way(config, scripted):
     """A missing source file is found when the build starts reading; the corrected rerun used to
     be refused: "records a build of this dataset with a different config"."""
-    from seva_plugin.build.pipeline import Build
+    from seva_plugin.pipeline.build import Build
 
     wrong = {**config, "source": {"file": config["source"]["file"].replace("prompts", "promts")}}
     with pytest.raises(ConfigError, match="source file not found"):

@@ -8,8 +8,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from seva_plugin.build.journal import read_entries
 from seva_plugin.errors import ConfigError, show
+from seva_plugin.pipeline.journal import read_entries
 
 REGISTRY = "dataset_info.json"
 MAX_NAME_BYTES = 200  # leaves room for ".manifest.json" and the like under the usual 255-byte limit

@@ -17,8 +17,8 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 
-from seva_plugin.build.files import write_errors
 from seva_plugin.errors import ConfigError, show
+from seva_plugin.pipeline.files import write_errors
 
 COMMIT = b'{"kind": "commit"}\n'
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from seva_plugin.build.ray_settings import ray_settings
 from seva_plugin.errors import ConfigError, show, unknown
+from seva_plugin.pipeline.ray_settings import ray_settings
 
 # YAML limits (docs/config.md): a config is small; aliases may not expand it past MAX_YAML_NODES
 # (a 650-byte "billion laughs" file expands to 9**9 strings, over 6 GB).
@@ -163,7 +163,7 @@ def _check_expansion(root: yaml.Node, what: str) -> None:
 def check_config_values(data: dict) -> None:
     """The build config's own values, by the type rule every component's keys follow
     (``registry.check_value``), plus their ranges; ``output.name`` must be a safe file name."""
-    from seva_plugin.build.dataset_files import check_name
+    from seva_plugin.pipeline.dataset_files import check_name
     from seva_plugin.registry import check_value
 
     hints = {f.name: f.type for f in fields(BuildConfig)}

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from conftest import make_images
+from helpers import make_images
 from seva_plugin import hookimpl
-from seva_plugin.build.batch import BatchFailed, BatchWork, bisect
-from seva_plugin.build.config import fingerprint, load_config
-from seva_plugin.build.journal import COMMIT
-from seva_plugin.build.pipeline import Build, build
-from seva_plugin.build.records import LoadedRecord, Pair, PromptRecord
 from seva_plugin.errors import ConfigError, RecordError
+from seva_plugin.pipeline.batch import BatchFailed, BatchWork, bisect
+from seva_plugin.pipeline.build import Build, build
+from seva_plugin.pipeline.config import fingerprint, load_config
+from seva_plugin.pipeline.journal import COMMIT
+from seva_plugin.pipeline.records import LoadedRecord, Pair, PromptRecord
 from seva_plugin.plugins.strategies.seva import Seva
 from seva_plugin.registry import get_plugin_manager, get_registry
 
@@ -431,8 +431,8 @@ def test_vllm_workers_write_the_bytes_of_one_vllm_process(source, raising_strate
 
 
 def test_config_md_documents_every_ray_key():
-    from conftest import REPO
-    from seva_plugin.build.ray_settings import DEFAULTS
+    from helpers import REPO
+    from seva_plugin.pipeline.ray_settings import DEFAULTS
 
     text = open(os.path.join(REPO, "docs", "config.md"), encoding="utf-8").read()
     section = text.split("## `ray`", 1)[1].split("\n## ", 1)[0]

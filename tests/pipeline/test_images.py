@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seva_plugin.build.images import load_rgb
 from seva_plugin.errors import RecordError
+from seva_plugin.pipeline.images import load_rgb
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from conftest import make_images
-from seva_plugin.build.pipeline import build
+from helpers import make_images
 from seva_plugin.dev.tiny_models import build_tiny_llava, build_tiny_qwen2_vl
+from seva_plugin.pipeline.build import build
 
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "golden")
 QUESTIONS = ["What colour is the square?", "Describe the image.", "Where is the square?"]

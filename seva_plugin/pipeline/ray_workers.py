@@ -1,8 +1,8 @@
 """Running a build's batches on Ray workers: the driver side.
 
-With ``ray.num_workers > 1`` the build (``pipeline.Build``) keeps everything that decides what is
+With ``ray.num_workers > 1`` the build (``pipeline.build.Build``) keeps everything that decides what is
 written: the source, the image checks, the journal, the writer, the manifest. Each Ray actor
-(:class:`_Worker`) holds one backend replica and runs :class:`~seva_plugin.build.batch.BatchWork`
+(:class:`_Worker`) holds one backend replica and runs :class:`~seva_plugin.pipeline.batch.BatchWork`
 (strategy, filters) on the batches it is sent, the same code a one-process build runs.
 
 - **Same bytes.** A batch is the one a one-process build would form, and its pairs depend only on
@@ -28,10 +28,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from seva_plugin.build.batch import BatchWork, WorkSpec
-from seva_plugin.build.images import load_rgb
-from seva_plugin.build.records import LoadedRecord, PromptRecord, Reject
 from seva_plugin.errors import ConfigError, RecordError, SevaError
+from seva_plugin.pipeline.batch import BatchWork, WorkSpec
+from seva_plugin.pipeline.images import load_rgb
+from seva_plugin.pipeline.records import LoadedRecord, PromptRecord, Reject
 
 START_TIMEOUT_S = 600  # workers must be placed and constructed within this (a cluster short of resources fails here)
 
@@ -375,7 +375,7 @@ def _tensor_parallel(spec: WorkSpec) -> int:
 
 def make_workers(spec: WorkSpec, work: BatchWork, settings: dict[str, Any] | None):
     """In this process for ``num_workers: 1`` (Ray is never imported), else on Ray."""
-    from seva_plugin.build.ray_settings import ray_settings, uses_ray
+    from seva_plugin.pipeline.ray_settings import ray_settings, uses_ray
 
     settings = ray_settings(settings)  # a BuildConfig made without load_config: checked here too
     if not uses_ray(settings):

@@ -19,19 +19,19 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import seva_plugin
-from seva_plugin.build.batch import WorkSpec
-from seva_plugin.build.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
-from seva_plugin.build.dataset_files import DatasetFiles
-from seva_plugin.build.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
-from seva_plugin.build.images import load_rgb
-from seva_plugin.build.journal import Journal
-from seva_plugin.build.model_paths import check_model_path
-from seva_plugin.build.ray_workers import make_workers
-from seva_plugin.build.records import LoadedRecord, Reject, unusable_text
-from seva_plugin.build.views import record_seed
 from seva_plugin.errors import NothingKept, RecordError, show, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.interfaces import GenerationRequest
+from seva_plugin.pipeline.batch import WorkSpec
+from seva_plugin.pipeline.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
+from seva_plugin.pipeline.images import load_rgb
+from seva_plugin.pipeline.journal import Journal
+from seva_plugin.pipeline.model_paths import check_model_path
+from seva_plugin.pipeline.ray_workers import make_workers
+from seva_plugin.pipeline.records import LoadedRecord, Reject, unusable_text
+from seva_plugin.pipeline.views import record_seed
 from seva_plugin.registry import get_registry
 
 PACKAGES = ("torch", "transformers", "llamafactory", "peft", "trl", "datasets", "pillow", "pluggy")
@@ -82,7 +82,7 @@ class Build:
 
         name, params = source_spec(cfg.source)
         self.source = registry.get("source", name).build(params, "source", seed=cfg.seed)
-        # the per-batch components, resolved here so Ray workers build the same ones (build/batch.py)
+        # the per-batch components, resolved here so Ray workers build the same ones (pipeline/batch.py)
         self.spec = WorkSpec.resolve(cfg, registry)
         self.work = self.spec.build()
         self.augmenter, self.strategy, self.backend, self.filters = self.work.augmenter, self.work.strategy, self.work.backend, self.work.filters

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from seva_plugin.build.config import BuildConfig, split_spec
-from seva_plugin.build.records import LoadedRecord, Pair
-from seva_plugin.build.text import strip_eos
 from seva_plugin.errors import RecordError, SevaError, short
+from seva_plugin.pipeline.config import BuildConfig, split_spec
+from seva_plugin.pipeline.records import LoadedRecord, Pair
+from seva_plugin.pipeline.text import strip_eos
 
 GENERATION_ERROR = "generation_error"
 

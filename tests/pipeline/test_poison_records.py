@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from conftest import read_jsonl, use_backends
-from seva_plugin.build.journal import read_entries
-from seva_plugin.build.pipeline import Build, build
+from helpers import read_jsonl, use_backends
 from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.pipeline.build import Build, build
+from seva_plugin.pipeline.journal import read_entries
 
 
 def append_rows(path: str, rows: list[dict]) -> None:
@@ -123,7 +123,7 @@ def test_an_exception_while_preparing_does_not_stop_the_build(no_model_config, f
 
 
 def test_an_exception_while_loading_one_records_images_rejects_it(no_model_config, flaky, monkeypatch):
-    import seva_plugin.build.pipeline as pipeline
+    import seva_plugin.pipeline.build as pipeline
 
     real = pipeline.load_rgb
 

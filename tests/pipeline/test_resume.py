@@ -12,10 +12,10 @@ import time
 import pytest
 import yaml
 
-from conftest import make_images, read_jsonl
-from seva_plugin.build.files import WriteError
-from seva_plugin.build.journal import COMMIT, Journal
-from seva_plugin.build.pipeline import build
+from helpers import make_images, read_jsonl
+from seva_plugin.pipeline.build import build
+from seva_plugin.pipeline.files import WriteError
+from seva_plugin.pipeline.journal import COMMIT, Journal
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_full_disk_stops_cleanly_and_the_rerun_resumes(tiny_llava, prompts, tmp_
         def __exit__(self, *exc):
             self.fh.close()
 
-    monkeypatch.setattr("seva_plugin.build.journal.open", FillsUp, raising=False)
+    monkeypatch.setattr("seva_plugin.pipeline.journal.open", FillsUp, raising=False)
     with pytest.raises(WriteError, match="disk is full.*rerun the same command to resume"):
         build(cfg, progress=False)
     assert not os.path.exists(tmp_path / "out" / "resumable.jsonl")

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import make_images, read_jsonl, use_backends
+from helpers import make_images, read_jsonl, use_backends
 from seva_plugin import hookimpl
-from seva_plugin.build.pipeline import Build, build
-from seva_plugin.build.records import Pair
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import GenerationRequest, Strategy
+from seva_plugin.pipeline.build import Build, build
+from seva_plugin.pipeline.records import Pair
 from seva_plugin.registry import get_plugin_manager, get_registry
 
 
@@ -179,7 +179,7 @@ def test_prefetch_stops_and_closes_the_source_when_the_consumer_leaves():
     source iterator (an open file) was never closed."""
     import threading
 
-    from seva_plugin.build.pipeline import prefetch
+    from seva_plugin.pipeline.build import prefetch
 
     closed = threading.Event()
 

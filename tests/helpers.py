@@ -1,0 +1,65 @@
+"""Helpers the tests import (``from helpers import ...``); the fixtures live in ``conftest.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from PIL import Image
+
+from seva_plugin.commands.host import llamafactory_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: recipes/, data_templates/, docs/
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
+
+
+def make_images(folder, n: int) -> list[str]:
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    for i in range(n):
+        colour = list(COLOURS.values())[i % len(COLOURS)]
+        img = Image.new("RGB", (48 + 4 * (i % 3), 40), (250, 250, 250))
+        img.paste(colour, (8 + i % 5, 8, 30 + i % 7, 30))
+        name = f"img{i:03d}.png"
+        img.save(os.path.join(folder, name))
+        names.append(name)
+    return names
+
+
+def read_jsonl(path) -> list[dict]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh]
+
+
+def run_train(recipe: str, cwd=None, **overrides) -> subprocess.CompletedProcess:
+    """The real `llamafactory-cli train RECIPE key=value ...`."""
+    args = [f"{k}={v}" for k, v in overrides.items()]
+    env = {**os.environ, "LLAMAFACTORY_VERBOSITY": "WARN"}
+    recipe = os.path.abspath(recipe)
+    return subprocess.run([llamafactory_cli(), "train", recipe, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
+
+
+def use_backends(monkeypatch, *backends):
+    """Builds in this test find these (scripted, model-free) backends beside the built-ins; returns the registry."""
+    from seva_plugin import hookimpl
+    from seva_plugin.registry import Registry, make_plugin_manager
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            for backend in backends:
+                register(backend)
+
+    pm = make_plugin_manager(entry_points=False)
+    pm.register(Plugin(), name="test-backends")
+    registry = Registry(pm)
+    monkeypatch.setattr("seva_plugin.pipeline.build.get_registry", lambda: registry)
+    return registry
+
+
+def uncollected(test_files, collected) -> list[str]:
+    """The test files on disk that a pytest run over the whole suite did not collect."""
+    collected = {os.path.realpath(p) for p in collected}
+    return sorted(p for p in test_files if os.path.realpath(p) not in collected)

@@ -360,7 +360,8 @@ def main(argv=None) -> int:
         lines += ["", f"memory: cheap builds (tiny model, 64 px PNG files, max_new_tokens=1, batch {args.memory_batch}), one subprocess each:"]
         for m in mem:
             lines.append(
-                f"  {m['records']:>6} source records: peak RSS {m['peak_rss_mb']:7.1f} MiB, build {m['seconds']:5.1f} s ({m['records'] / m['seconds']:.0f} records/s)"
+                f"  {m['records']:>6} source records: peak RSS {m['peak_rss_mb']:7.1f} MiB, build {m['seconds']:5.1f} s "
+                f"({m['records'] / m['seconds']:.0f} records/s)"
             )
     lines += ["", "augmentation throughput at 336 px, one image per call, 1 thread:"]
     lines.append(f"  diffusion_noise (3x336x336 tensor): {aug['diffusion_noise']:7.0f} images/s")

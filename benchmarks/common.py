@@ -77,7 +77,18 @@ def write_prompts(path: str, images: list[str], count: int) -> str:
 
 
 def build_config(
-    model: str, template: str, prompts: str, out: str, name: str, batch_size: int, tokens: int, step: int, *, fixed: bool = True, backend: str = "hf", **backend_keys
+    model: str,
+    template: str,
+    prompts: str,
+    out: str,
+    name: str,
+    batch_size: int,
+    tokens: int,
+    step: int,
+    *,
+    fixed: bool = True,
+    backend: str = "hf",
+    **backend_keys,
 ) -> dict:
     """The bench's build: diffusion noise at ``step``, greedy; ``fixed``: exactly ``tokens`` new tokens per answer
     (``min_new_tokens`` too), else answers end at the model's end-of-sequence token (at most ``tokens``)."""
@@ -144,8 +155,6 @@ def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 
 
 def fmt_mean(values) -> str:

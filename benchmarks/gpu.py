@@ -38,14 +38,44 @@ from dataclasses import asdict, dataclass
 SHAPES = {
     # LLaVA-1.5-7B: CLIP ViT-L/14-336 + Vicuna-7B (Llama-2-7B shape), 576 image tokens
     "llava-1.5-7b": {
-        "vision": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14, "projection_dim": 768},
-        "text": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096},
+        "vision": {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "image_size": 336,
+            "patch_size": 14,
+            "projection_dim": 768,
+        },
+        "text": {
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "max_position_embeddings": 4096,
+        },
         "vocab_size": 32064,
         "vision_feature_layer": -2,
     },
     "tiny": {
-        "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32, "patch_size": 8, "projection_dim": 32},
-        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 4096},
+        "vision": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 32,
+        },
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 4096,
+        },
         "vocab_size": 32064,
         "vision_feature_layer": -1,
     },
@@ -143,7 +173,14 @@ def make_model_folder(folder: str, shape: dict):
     side, patch = v["image_size"], v["patch_size"]
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**v),
-        text_config=LlamaConfig(vocab_size=shape["vocab_size"], bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"], tie_word_embeddings=False, **shape["text"]),
+        text_config=LlamaConfig(
+            vocab_size=shape["vocab_size"],
+            bos_token_id=ids["<s>"],
+            eos_token_id=ids["</s>"],
+            pad_token_id=ids["<pad>"],
+            tie_word_embeddings=False,
+            **shape["text"],
+        ),
         image_token_index=ids["<image>"],
         vision_feature_select_strategy="default",
         vision_feature_layer=shape["vision_feature_layer"],
@@ -173,7 +210,9 @@ def random_model(config, device: str, dtype):
     torch.manual_seed(0)
     with torch.device(device):
         model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
-    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=False)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=False
+    )
     return model.eval()
 
 
@@ -319,7 +358,11 @@ def main(argv=None) -> int:
     log(f"{device_name}; {info['versions']}; stand-ins for {shimmed or 'nothing'}")
 
     # 1. the LLaMA-Factory pieces the hf backend uses, on the tiny twin (on CPU: cheap, and it exercises load_model)
-    twin = build_tiny_llava(os.path.join(root, "tiny_twin"), seed=0) if not os.path.isfile(os.path.join(root, "tiny_twin", "config.json")) else os.path.join(root, "tiny_twin")
+    twin = (
+        build_tiny_llava(os.path.join(root, "tiny_twin"), seed=0)
+        if not os.path.isfile(os.path.join(root, "tiny_twin", "config.json"))
+        else os.path.join(root, "tiny_twin")
+    )
     info["llamafactory_pieces"] = check_llamafactory_pieces(twin)
     for name, result in info["llamafactory_pieces"].items():
         log(f"{name}: {result}")
@@ -335,7 +378,10 @@ def main(argv=None) -> int:
     text = config.text_config
     kv_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * (text.hidden_size // text.num_attention_heads) * torch.finfo(dtype).bits // 8
     flops_per_token = 2 * params  # matmuls; attention over the context adds ~4 x layers x hidden x context
-    log(f"model built in {time.perf_counter() - t0:.1f} s: {params / 1e9:.2f}B decoding parameters, {weight_bytes / 1e9:.1f} GB read per step, KV {kv_per_token / 2**20:.2f} MiB per token")
+    log(
+        f"model built in {time.perf_counter() - t0:.1f} s: {params / 1e9:.2f}B decoding parameters, {weight_bytes / 1e9:.1f} GB read per step, KV "
+        f"{kv_per_token / 2**20:.2f} MiB per token"
+    )
     loaded = HfBackend(model=folder, template="llava", dtype="bfloat16" if dtype == torch.bfloat16 else "float32", device=device)
     loaded.__dict__["_model"] = model  # the weights are handed over, as share_weights does in the CPU bench
     renderer = loaded.renderer
@@ -343,14 +389,18 @@ def main(argv=None) -> int:
 
     measured = microbench(device)
     tflops, tbps, source = limits(device_name, measured) if device == "cuda" else (float("nan"), float("nan"), "no GPU")
-    info.update(measured=measured, limit={"tflops": tflops, "tbps": tbps, "source": source}, params=params, weight_bytes=weight_bytes, kv_bytes_per_token=kv_per_token)
+    info.update(
+        measured=measured, limit={"tflops": tflops, "tbps": tbps, "source": source}, params=params, weight_bytes=weight_bytes, kv_bytes_per_token=kv_per_token
+    )
 
     # 3. inputs: JPEG files twice the input side (COCO-like for LLaVA-1.5), SeVa's prompt mix
     side = shape["vision"]["image_size"]
     count = max(sizes) * args.batches
     images = make_images(os.path.join(root, f"images{2 * side}"), count, 2 * side)
     prompts = write_prompts(os.path.join(root, "prompts.jsonl"), images, count)
-    prompt_tokens = len(renderer.prompt_ids("<image>Provide a one-sentence caption for the provided image.\nReference OCR token: a, b, c, 1", [make_pil(2 * side)]))
+    prompt_tokens = len(
+        renderer.prompt_ids("<image>Provide a one-sentence caption for the provided image.\nReference OCR token: a, b, c, 1", [make_pil(2 * side)])
+    )
 
     # warm-up: CUDA context, cuBLAS handles, kernels
     warm = bench_config(folder, "llava", prompts, os.path.join(root, "warm"), "warm", 2, 4, 500, fixed=True, dtype=loaded.dtype, device=device)
@@ -372,7 +422,9 @@ def main(argv=None) -> int:
         if elapsed > args.budget_s:
             rows.append(Row(mode, bs, 0, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), "skipped: time budget"))
             continue
-        cfg = bench_config(folder, "llava", prompts, os.path.join(root, f"{mode}{bs}"), "gpu", bs, tokens, 500, fixed=not natural, dtype=loaded.dtype, device=device)
+        cfg = bench_config(
+            folder, "llava", prompts, os.path.join(root, f"{mode}{bs}"), "gpu", bs, tokens, 500, fixed=not natural, dtype=loaded.dtype, device=device
+        )
         cfg["limit"] = bs * args.batches
         cfg["filters"] = []  # every pair written (random answers are often identical or empty)
         stops = (lambda ids, mask: row_lengths(ids, mask, cap, args.tail)) if natural else None
@@ -440,7 +492,8 @@ def report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_
         f"decoding reads {weight_bytes / 1e9:.1f} GB of weights per step, {kv_per_token / 2**20:.2f} MiB of KV per token of context; "
         f"{flops_per_token / 1e9:.1f} GFLOP per token",
         "",
-        f"{'mode':<8} {'batch':>5} {'seqs':>5} {'seconds':>8} {'answers/s':>10} {'tokens/s':>9} {'mean tok':>9} {'wasted':>7} {'limit tok/s':>12} {'of limit':>9}",
+        f"{'mode':<8} {'batch':>5} {'seqs':>5} {'seconds':>8} {'answers/s':>10} {'tokens/s':>9} {'mean tok':>9} {'wasted':>7} {'limit tok/s':>12} "
+        f"{'of limit':>9}",
     ]
     for r in rows:
         if r.note:
@@ -448,7 +501,8 @@ def report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_
             continue
         share = r.tokens_per_s / r.bound_tokens_per_s if r.bound_tokens_per_s == r.bound_tokens_per_s else float("nan")
         lines.append(
-            f"{r.mode:<8} {r.batch:>5} {2 * r.batch:>5} {r.seconds:8.2f} {r.answers_per_s:10.2f} {r.tokens_per_s:9.0f} {r.mean_tokens:9.1f} {r.wasted:7.0%} {r.bound_tokens_per_s:12.0f} {share:9.1%}"
+            f"{r.mode:<8} {r.batch:>5} {2 * r.batch:>5} {r.seconds:8.2f} {r.answers_per_s:10.2f} {r.tokens_per_s:9.0f} {r.mean_tokens:9.1f} "
+            f"{r.wasted:7.0%} {r.bound_tokens_per_s:12.0f} {share:9.1%}"
         )
     natural = [r for r in rows if r.mode == "natural" and not r.note]
     if natural:

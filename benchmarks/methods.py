@@ -95,7 +95,13 @@ def run_chatmodel(model_dir: str, template: str, rows: list[dict], tokens: int) 
 
     with quiet():
         chat = ChatModel(
-            {"model_name_or_path": model_dir, "template": template, "infer_backend": "huggingface", "infer_dtype": "float32", "trust_remote_code": common.TRUST_REMOTE_CODE}
+            {
+                "model_name_or_path": model_dir,
+                "template": template,
+                "infer_backend": "huggingface",
+                "infer_dtype": "float32",
+                "trust_remote_code": common.TRUST_REMOTE_CODE,
+            }
         )
     chat.engine.generating_args["min_new_tokens"] = tokens  # GeneratingArguments has no such key; GenerationConfig has
     lengths = 0

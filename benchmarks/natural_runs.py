@@ -57,7 +57,8 @@ class NaturalResults:
             f"natural answer lengths: {self.prompts} prompts x 2 views, a tiny LLaVA taught to end its answers itself (1-4 words for "
             f"OCR-VQA questions, 5-96 for captions; {t['steps']} steps, {t['train_seconds']:.0f} s, not timed); max_new_tokens {self.cap}; "
             f"fastest of {len(self.rows[0].timing.runs) if self.rows else 0}",
-            f"{'engine':<7} {'batch':>6} {'seconds':>8} {'answers/s':>10} {'useful tok/s':>13} {'mean tok':>9} {'max tok':>8} {'finished-row slots':>19} {'as taught':>10}",
+            f"{'engine':<7} {'batch':>6} {'seconds':>8} {'answers/s':>10} {'useful tok/s':>13} {'mean tok':>9} {'max tok':>8} "
+            f"{'finished-row slots':>19} {'as taught':>10}",
         ]
         for r in self.rows:
             wasted = f"{r.wasted:.1%}" if r.wasted is not None else "0 (design)"
@@ -124,7 +125,9 @@ def run_natural(args, root: str, images: list[str]) -> NaturalResults:
             for engine, bs, loaded in engines:  # interleaved
                 log(f"natural lengths: {engine} at batch {bs}, round {rep + 1}/{args.natural_repeats}")
                 keys = VLLM_KEYS if engine == "vllm" else {}
-                cfg = build_config(folder, "llava", prompts, os.path.join(root, f"natural_{engine}{bs}"), "natural", bs, cap, args.step, fixed=False, backend=engine, **keys)
+                cfg = build_config(
+                    folder, "llava", prompts, os.path.join(root, f"natural_{engine}{bs}"), "natural", bs, cap, args.step, fixed=False, backend=engine, **keys
+                )
                 cfg["filters"] = []  # every pair written: the taught answers are the same on both views
                 row = rows[(engine, bs)]
                 if engine == "hf":

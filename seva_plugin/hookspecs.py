@@ -19,7 +19,6 @@ hookspec = pluggy.HookspecMarker("seva_plugin")
 hookimpl = pluggy.HookimplMarker("seva_plugin")
 
 
-
 @hookspec
 def register_sources(register: Callable[[type[Source]], None]) -> None:
     """Register prompt sources (``Source``): ``iter_records()`` yields ``PromptRecord`` or ``Reject``

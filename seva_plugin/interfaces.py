@@ -226,4 +226,3 @@ KINDS: dict[str, type[Component]] = {
     "filter": Filter,
     "writer": Writer,
 }
-

@@ -60,7 +60,9 @@ def cmd_iterate(args) -> int:
 def cmd_export(args) -> int:
     from seva_plugin.commands.export import export
 
-    result = export(args.data_dir, args.name, args.to, args.out, out_name=args.out_name, overwrite=args.overwrite, shard_size=args.shard_size, licence=args.license)
+    result = export(
+        args.data_dir, args.name, args.to, args.out, out_name=args.out_name, overwrite=args.overwrite, shard_size=args.shard_size, licence=args.license
+    )
     print(result.summary())
     return 0
 
@@ -118,7 +120,12 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="convert a finished build to TRL's format, Parquet with embedded images, or JSONL, without regenerating")
     e.add_argument("data_dir", help="the output.dataset_dir of the build")
     e.add_argument("--name", required=True, help="the dataset name (output.name)")
-    e.add_argument("--to", required=True, choices=["trl", "parquet", "jsonl"], help="trl: TRL's vision preference format; parquet: LLaMA-Factory with embedded images; jsonl: LLaMA-Factory with image paths")
+    e.add_argument(
+        "--to",
+        required=True,
+        choices=["trl", "parquet", "jsonl"],
+        help="trl: TRL's vision preference format; parquet: LLaMA-Factory with embedded images; jsonl: LLaMA-Factory with image paths",
+    )
     e.add_argument("--out", required=True, help="folder to write into (its dataset_info.json gets the entry, for parquet and jsonl)")
     e.add_argument("--out-name", help="dataset name in --out (default: --name)")
     e.add_argument("--shard-size", type=int, help="parquet, trl: pairs per shard file (default 1000)")

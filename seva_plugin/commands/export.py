@@ -151,7 +151,8 @@ def _export(build: FinishedBuild, out: DatasetFiles, target: str, overwrite: boo
     check_writable(out.dataset_dir)
     if os.path.exists(out.manifest) and not overwrite:
         raise ConfigError(
-            f"{out.manifest} exists: {out.dataset_dir} already holds a dataset '{out.name}'. Pass --overwrite to replace it, or choose another --out or --out-name."
+            f"{out.manifest} exists: {out.dataset_dir} already holds a dataset '{out.name}'. Pass --overwrite to replace it, or choose another --out "
+            "or --out-name."
         )
     writer_name, _ = TARGETS[target]
     params = _writer_params(target, build, shard_size, licence)

@@ -61,7 +61,8 @@ def finished_build(dataset_dir: str, name: str) -> FinishedBuild:
         if has_journal:
             done = sum(_journal_state(files.journal)[1].values())
             raise UnfinishedBuild(
-                f"the build of '{name}' in {files.dataset_dir} has not finished: its journal {files.journal} holds {done} finished record(s) but there is no manifest yet. {_rerun(files)}"
+                f"the build of '{name}' in {files.dataset_dir} has not finished: its journal {files.journal} holds {done} finished record(s) but "
+                f"there is no manifest yet. {_rerun(files)}"
             )
         known = (
             sorted(f[: -len(".manifest.json")] for f in os.listdir(files.dataset_dir) if f.endswith(".manifest.json"))

@@ -311,7 +311,9 @@ def render_pair(n: int, record: dict, clean: list, augmented: list, augment_labe
         caption = "clean (chosen)" if augmented else "image (both answers)"
         figs.append(f'<figure><img alt="clean image {k}" src="{data_uri(img)}"><figcaption>{caption}</figcaption></figure>')
         if k < len(augmented):
-            figs.append(f'<figure><img alt="augmented view {k}" src="{data_uri(augmented[k])}"><figcaption>{H.escape(augment_label)} (rejected)</figcaption></figure>')
+            figs.append(
+                f'<figure><img alt="augmented view {k}" src="{data_uri(augmented[k])}"><figcaption>{H.escape(augment_label)} (rejected)</figcaption></figure>'
+            )
     prov = record.get("provenance", {})
     return (
         f'<section class="pair" id="pair-{n}"><div class="imgs">{"".join(figs)}</div><div>'
@@ -349,9 +351,7 @@ def write_gallery(path: str, name: str, records: list[dict], data_dir: str, mani
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>seva inspect: {H.escape(name)}</title>'
         f"<style>{CSS}</style></head><body><h1>seva inspect: {H.escape(name)}</h1>"
         f'<pre class="summary">{H.escape(summary_text)}</pre><p>{more} Words that differ are marked: '
-        f'<mark class="del">only in chosen</mark> <mark class="ins">only in rejected</mark>.</p>'
-        + "".join(parts)
-        + "</body></html>"
+        f'<mark class="del">only in chosen</mark> <mark class="ins">only in rejected</mark>.</p>' + "".join(parts) + "</body></html>"
     )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:

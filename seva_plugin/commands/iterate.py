@@ -74,8 +74,6 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
     return apply_overrides(data, train_overrides)
 
 
-
-
 class Iteration:
     """One ``seva iterate`` run in ``work_dir``; ``run()`` does what is left to do."""
 

@@ -53,4 +53,3 @@ def copy(names: list[str], to: str, force: bool = False) -> list[str]:
         shutil.copyfile(src, dest)
         out.append(dest)
     return out
-

@@ -58,7 +58,8 @@ class BuildResult:
         return (
             f"{self.kept} pair{'' if self.kept == 1 else 's'} kept in {self.data_file}\n"
             f"dropped: {fmt(self.dropped)}\n"
-            f"rejected inputs: {fmt(self.rejected)}" + (f" (see {self.rejects_file})" if self.rejected else "")
+            f"rejected inputs: {fmt(self.rejected)}"
+            + (f" (see {self.rejects_file})" if self.rejected else "")
             + (f"\ndataset '{self.name}' registered in {self.registry}" if self.registry else "")
         )
 
@@ -121,7 +122,9 @@ class Build:
                     rejects.append(item)
                     continue
                 if seen[item.id] > 1:
-                    rejects.append(Reject(item.id, f"duplicate id '{show(item.id, 60)[1:-1]}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id"))
+                    rejects.append(
+                        Reject(item.id, f"duplicate id '{show(item.id, 60)[1:-1]}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id")
+                    )
                     continue
                 if (bad := unusable_text(item)) is not None:
                     rejects.append(bad)
@@ -169,7 +172,13 @@ class Build:
         counts = Counter(e["kind"] for e in journal.entries())
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
-        bar = tqdm(desc=progress_text(self.name, counts), unit=" records", bar_format="{desc} [{elapsed}, {rate_fmt}]", disable=not progress, initial=sum(counts.values()))
+        bar = tqdm(
+            desc=progress_text(self.name, counts),
+            unit=" records",
+            bar_format="{desc} [{elapsed}, {rate_fmt}]",
+            disable=not progress,
+            initial=sum(counts.values()),
+        )
         try:
             workers.start()
             for rejects, processed in workers.map(prefetch(self._batches(journal, prepare=workers.local))):
@@ -223,7 +232,17 @@ class Build:
         atomic_write_json(self.files.manifest, manifest)
         data_file = files["data"]["path"] if files else self.files.data
         result = BuildResult(
-            self.name, self.dataset_dir, data_file, self.files.manifest, self.files.rejects, kept, dict(dropped), dict(rejected), journal.resumed, seconds, files.get("dataset_info")
+            self.name,
+            self.dataset_dir,
+            data_file,
+            self.files.manifest,
+            self.files.rejects,
+            kept,
+            dict(dropped),
+            dict(rejected),
+            journal.resumed,
+            seconds,
+            files.get("dataset_info"),
         )
         if kept == 0:
             raise NothingKept(nothing_kept(result, journal), result)

@@ -151,9 +151,7 @@ def _check_expansion(root: yaml.Node, what: str) -> None:
             total = 1
         open_nodes.discard(key)
         if total > MAX_YAML_NODES:
-            raise ConfigError(
-                f"{what}: its YAML aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); write the values out instead."
-            )
+            raise ConfigError(f"{what}: its YAML aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); write the values out instead.")
         sizes[key] = total
         return total
 

@@ -34,10 +34,7 @@ def json_line(entry: dict) -> bytes:
 
 
 def _what_to_do(path: str) -> str:
-    return (
-        f"Delete it to rebuild from scratch (rm '{path}'), or rerun with output.overwrite=true; "
-        "the data file, if any, is untouched until a build ends."
-    )
+    return f"Delete it to rebuild from scratch (rm '{path}'), or rerun with output.overwrite=true; the data file, if any, is untouched until a build ends."
 
 
 class Journal:

@@ -42,7 +42,10 @@ def ray_settings(raw: Any) -> dict[str, Any]:
     out["resources_per_worker"] = _resources(out["resources_per_worker"])
     address = out["address"]
     if address is not None and not (isinstance(address, str) and _ADDRESS.match(address)):
-        raise ConfigError(f"ray.address must be null (start a local Ray), 'auto' (the cluster `ray start` made on this machine), 'ray://host:port' or 'host:port'; got {show(address)}.")
+        raise ConfigError(
+            "ray.address must be null (start a local Ray), 'auto' (the cluster `ray start` made on this machine), 'ray://host:port' or 'host:port'; "
+            f"got {show(address)}."
+        )
     kwargs = out["init_kwargs"] or {}
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ConfigError(f"ray.init_kwargs must be a mapping of ray.init() arguments, got {show(kwargs)}.")

@@ -278,7 +278,10 @@ class RayWorkers:
                         self._lost(ray, worker, exc)
                         attempts[seq] += 1
                         if attempts[seq] > self.settings["max_restarts"] + 1:
-                            raise WorkersLost(f"a batch failed on {attempts[seq]} workers in a row ({exc.__class__.__name__}); finished batches are journaled, rerun to resume.") from exc
+                            raise WorkersLost(
+                                f"a batch failed on {attempts[seq]} workers in a row ({exc.__class__.__name__}); finished batches are journaled, "
+                                "rerun to resume."
+                            ) from exc
                         submit(seq, avoid=worker)
                         continue
                     done[seq] = result["entries"]

@@ -38,7 +38,17 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     assert math.isnan(figures.pop("r")), "ray_speedup is nan when the Ray builds are skipped"
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     table = proc.stdout
-    for name in ("1. builder", "2. official-style loop", "3. ChatModel", "4. bare batched generate", "diffusion_noise", "moco", "peak RSS", "overhead over 3 batches", "natural answer lengths"):
+    for name in (
+        "1. builder",
+        "2. official-style loop",
+        "3. ChatModel",
+        "4. bare batched generate",
+        "diffusion_noise",
+        "moco",
+        "peak RSS",
+        "overhead over 3 batches",
+        "natural answer lengths",
+    ):
         assert name in table, f"{name!r} missing from the table"
     assert "byte-identical across the repeats of each batch size: yes" in table
 

@@ -323,7 +323,12 @@ def test_mixing_embedded_parquet_with_hub_images_passes(make, tmp_path):
 
 
 def test_mixing_image_and_text_only_preference_sets_warns(make, tmp_path):
-    text = {"file_name": "text.jsonl", "formatting": "sharegpt", "ranking": True, "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}
+    text = {
+        "file_name": "text.jsonl",
+        "formatting": "sharegpt",
+        "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+    }
     data = dataset_dir(tmp_path / "mix", {"pairs": entry("pairs"), "more": entry("more"), "text": text})
     report, _ = make(dataset_dir=data, dataset="pairs,text")
     msg = one(report.warnings, "text-only")

@@ -73,15 +73,36 @@ def test_report_prints_the_figures_it_is_given():
             "kept": 5,
             "dropped": {"identical": 2},
             "rejected": {},
-            "precision": {"kept": {"n": 5, "chosen_correct": 0.8, "rejected_correct": 0.2, "useful": 0.6, "inverted": 0.2, "both_wrong": 0.2}, "identical": {"n": 2, "chosen_correct": 1.0}},
+            "precision": {
+                "kept": {"n": 5, "chosen_correct": 0.8, "rejected_correct": 0.2, "useful": 0.6, "inverted": 0.2, "both_wrong": 0.2},
+                "identical": {"n": 2, "chosen_correct": 1.0},
+            },
         },
         "resemblance": {"color": {"clean": {"blue": 1}, "rejected": {"blue": 1, "green": 3}, "overlap": 0.25}},
-        "dpo": {"before": {"color": 0.75, "all": 0.75}, "after": {"color": 1.0, "all": 1.0}, "before_noised": {"all": 0.25}, "after_noised": {"all": 0.5}, "fixed": 1, "broken": 0},
+        "dpo": {
+            "before": {"color": 0.75, "all": 0.75},
+            "after": {"color": 1.0, "all": 1.0},
+            "before_noised": {"all": 0.25},
+            "after_noised": {"all": 0.5},
+            "fixed": 1,
+            "broken": 0,
+        },
         "recipes": {"sft": "s.yaml", "dpo": "d.yaml"},
         "paths": {"sft": "/m", "adapter": "/a", "pairs": "/p.jsonl", "data_dir": "/d", "name": "n", "report": "/r.json"},
     }
     text = rep.format_report(base)
-    for figure in ("kept 5", "identical 2", "chosen correct  80.0%", "rejected correct  20.0%", "75.0% -> 100.0%", "+25.0 points", "fixed 1", "25.0% -> 50.0%", "green 75%", "/a"):
+    for figure in (
+        "kept 5",
+        "identical 2",
+        "chosen correct  80.0%",
+        "rejected correct  20.0%",
+        "75.0% -> 100.0%",
+        "+25.0 points",
+        "fixed 1",
+        "25.0% -> 50.0%",
+        "green 75%",
+        "/a",
+    ):
         assert figure in text, figure
     changed = json.loads(json.dumps(base))
     changed["pairs"]["precision"]["kept"]["chosen_correct"] = 0.4
@@ -104,10 +125,15 @@ def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp
     from seva_plugin.commands.gallery import inspect_dataset
 
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), REPO], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), REPO], check=True, capture_output=True
+    )
     work = tmp_path / "empty"
     work.mkdir()
-    code = "import seva_plugin, sys; print(seva_plugin.__file__, file=sys.stderr); from seva_plugin.commands.cli import main; sys.exit(main(['demo', '--small', '--out', 'demo']))"
+    code = (
+        "import seva_plugin, sys; print(seva_plugin.__file__, file=sys.stderr); from seva_plugin.commands.cli import main; sys.exit(main(['demo', "
+        "'--small', '--out', 'demo']))"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     run = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]

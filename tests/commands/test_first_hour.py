@@ -190,7 +190,15 @@ def test_iterate_checks_the_recipe_before_round_0(tiny_llava, tmp_path, monkeypa
 
 # -- item 17: the gallery of a CSR build ------------------------------------------------------------
 def csr_scores(reward: float) -> dict:
-    side = {"reward": reward, "rank_score": reward, "language": -1.25, "visual": 0.31, "sentences": 2, "language_steps": [-1.0, -1.5], "visual_steps": [0.3, 0.32]}
+    side = {
+        "reward": reward,
+        "rank_score": reward,
+        "language": -1.25,
+        "visual": 0.31,
+        "sentences": 2,
+        "language_steps": [-1.0, -1.5],
+        "visual_steps": [0.3, 0.32],
+    }
     return side
 
 
@@ -212,13 +220,28 @@ def test_the_gallery_of_a_csr_build_shows_scores_and_no_pair_drops(tiny_llava, t
     rows = []
     for i, n in enumerate(names[:2]):
         scores = {"method": "csr", "mode": "paper", "chosen": csr_scores(0.5 + i), "rejected": csr_scores(-0.75 - i), "search": {"candidates": 4}}
-        rows.append({"id": f"p{i}", "conversations": [{"from": "human", "value": "<image>Describe it."}], "chosen": {"from": "gpt", "value": "A red square."},
-                     "rejected": {"from": "gpt", "value": "A blue circle."}, "images": [f"images/{n}"], "provenance": {"strategy": "csr", "augment": None, "seed": 7}, "scores": scores})
+        rows.append(
+            {
+                "id": f"p{i}",
+                "conversations": [{"from": "human", "value": "<image>Describe it."}],
+                "chosen": {"from": "gpt", "value": "A red square."},
+                "rejected": {"from": "gpt", "value": "A blue circle."},
+                "images": [f"images/{n}"],
+                "provenance": {"strategy": "csr", "augment": None, "seed": 7},
+                "scores": scores,
+            }
+        )
     (data / "csr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     manifest = {"name": "csr", "config": config, "counts": {"kept": 2, "dropped": {"no_pair": 1}, "rejected": {}, "records": 3}}
     (data / "csr.manifest.json").write_text(json.dumps(manifest))
     (data / ".seva").mkdir()
-    journal = [{"kind": "header", "fingerprint": "f"}, {"kind": "commit"}, *({"kind": "pair", **r} for r in rows), {"kind": "drop", "id": "p2", "reason": "no_pair"}, {"kind": "commit"}]
+    journal = [
+        {"kind": "header", "fingerprint": "f"},
+        {"kind": "commit"},
+        *({"kind": "pair", **r} for r in rows),
+        {"kind": "drop", "id": "p2", "reason": "no_pair"},
+        {"kind": "commit"},
+    ]
     (data / ".seva" / "csr.journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in journal))
 
     html = tmp_path / "g.html"

@@ -65,7 +65,7 @@ def test_gallery_has_every_pair_with_both_views(built, tmp_path):
         assert clean.size == noised.size
         assert clean.tobytes() != noised.tobytes()
         assert record["id"] in section
-    assert "src=\"http" not in html and "<script" not in html
+    assert 'src="http' not in html and "<script" not in html
     assert "6 pairs" in text and str(out) in text
 
 

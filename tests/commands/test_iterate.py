@@ -125,13 +125,15 @@ def test_a_different_config_in_the_same_work_dir_is_refused(build_yaml, tmp_path
 @pytest.mark.slow
 def test_failed_training_names_its_log_and_is_retried(build_yaml, tmp_path, monkeypatch):
     fake_cli = tmp_path / "llamafactory-cli"
-    fake_cli.write_text("#!/bin/sh\necho \"ValueError: Some keys are not used by the HfArgumentParser\"\nexit 1\n")
+    fake_cli.write_text('#!/bin/sh\necho "ValueError: Some keys are not used by the HfArgumentParser"\nexit 1\n')
     fake_cli.chmod(0o755)
     monkeypatch.setattr(iterate_mod, "llamafactory_cli", lambda: str(fake_cli))
     monkeypatch.setattr(iterate_mod.Iteration, "_build", lambda self, info, progress: None)
     work = tmp_path / "work"
     with pytest.raises(iterate_mod.IterateError, match="(?s)train failed \\(exit 1\\).*train.log.*HfArgumentParser"):
-        iterate(build_yaml, RECIPE, rounds=1, work_dir=str(work), overrides=["train.seed=3"], progress=False)  # an unknown key: the recipe check (test_first_hour.py)
+        iterate(
+            build_yaml, RECIPE, rounds=1, work_dir=str(work), overrides=["train.seed=3"], progress=False
+        )  # an unknown key: the recipe check (test_first_hour.py)
     state = json.loads((work / "iterate_state.json").read_text())
     assert state["rounds"][0]["steps_done"] == ["build"] and state["current"] == {"round": 0, "step": "train"}
     assert "seed=3" in (work / "r0" / "train.log").read_text()
@@ -145,8 +147,19 @@ def test_seva_strategy_with_full_fine_tuning_needs_no_merge(build_yaml, tiny_lla
     real_run = Iteration._run
     monkeypatch.setattr(Iteration, "_run", lambda self, cmd, log: calls.append(cmd[1]) or real_run(self, cmd, log))
     state = iterate(
-        build_yaml, RECIPE, rounds=1, work_dir=str(work), progress=False,
-        overrides=["strategy=seva", "augment=diffusion_noise", "augment.step=800", "backend.max_new_tokens=6", "train.finetuning_type=full", "train.learning_rate=1e-5"],
+        build_yaml,
+        RECIPE,
+        rounds=1,
+        work_dir=str(work),
+        progress=False,
+        overrides=[
+            "strategy=seva",
+            "augment=diffusion_noise",
+            "augment.step=800",
+            "backend.max_new_tokens=6",
+            "train.finetuning_type=full",
+            "train.learning_rate=1e-5",
+        ],
     )
     assert calls == ["train"]
     (r0,) = state["rounds"]

@@ -39,7 +39,17 @@ FAMILIES = {
     "gemma3": ("build_tiny_gemma3", "gemma3", "seva_gemma3.yaml", {}),
 }
 MODEL_TYPES = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "internvl3": "internvl", "gemma3": "gemma3"}
-CPU = {"bf16": "false", "use_cpu": "true", "preprocessing_num_workers": 1, "dataloader_num_workers": 0, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "lora_rank": 8, "lora_alpha": 16, "plot_loss": "false"}
+CPU = {
+    "bf16": "false",
+    "use_cpu": "true",
+    "preprocessing_num_workers": 1,
+    "dataloader_num_workers": 0,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "lora_rank": 8,
+    "lora_alpha": 16,
+    "plot_loss": "false",
+}
 NOISE = {"name": "diffusion_noise", "step": 500}
 
 
@@ -166,7 +176,9 @@ def test_shipped_recipe_trains_on_seva_pairs_from_its_twin(family, twins, prompt
     conf = yaml.safe_load(open(os.path.join(RECIPES, recipe)))
     assert conf["template"] == template  # the recipe trains with the template the build generated with
     out = tmp_path / "adapter"
-    trained = run_train(os.path.join(RECIPES, recipe), model_name_or_path=model, dataset_dir=tmp_path / "data", dataset="pairs", output_dir=out, **CPU, **shared)
+    trained = run_train(
+        os.path.join(RECIPES, recipe), model_name_or_path=model, dataset_dir=tmp_path / "data", dataset="pairs", output_dir=out, **CPU, **shared
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     config = json.load(open(out / "adapter_config.json"))
     assert (out / "adapter_model.safetensors").stat().st_size > 0
@@ -198,7 +210,12 @@ def model_dir(path, model_type: str) -> str:
 def recipe_file(tmp_path, **changes) -> str:
     data = tmp_path / "data"
     os.makedirs(data, exist_ok=True)
-    entry = {"file_name": "pairs.jsonl", "formatting": "sharegpt", "ranking": True, "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}}
+    entry = {
+        "file_name": "pairs.jsonl",
+        "formatting": "sharegpt",
+        "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"},
+    }
     (data / "dataset_info.json").write_text(json.dumps({"pairs": entry}))
     (data / "pairs.jsonl").write_text("")
     recipe = {
@@ -378,7 +395,9 @@ def test_vllm_builds_the_same_pairs_as_hf(family, twins, tmp_path):
     pytest.importorskip("vllm")
     names = make_images(tmp_path / "images", 4)
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "What colour is the square?"}) + "\n" for i, n in enumerate(names)))
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "What colour is the square?"}) + "\n" for i, n in enumerate(names))
+    )
     shared = FAMILIES[family][3]
     rows = {}
     for name, backend in (("hf", {"name": "hf"}), ("vllm", {"name": "vllm", "max_model_len": 1024})):

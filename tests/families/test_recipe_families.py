@@ -17,7 +17,17 @@ FAMILIES = [
     ("seva_llava_next.yaml", "build_tiny_llava_next", "llava_next", {}),
     ("seva_qwen2_vl.yaml", "build_tiny_qwen2_vl", "qwen2_vl", {"image_max_pixels": 3136}),
 ]
-CPU = {"bf16": "false", "use_cpu": "true", "preprocessing_num_workers": 1, "dataloader_num_workers": 0, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "lora_rank": 8, "lora_alpha": 16, "plot_loss": "false"}
+CPU = {
+    "bf16": "false",
+    "use_cpu": "true",
+    "preprocessing_num_workers": 1,
+    "dataloader_num_workers": 0,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "lora_rank": 8,
+    "lora_alpha": 16,
+    "plot_loss": "false",
+}
 
 
 @pytest.mark.slow
@@ -27,7 +37,16 @@ def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, templat
 
     model = getattr(tiny, builder)(tmp_path / "model")
     backend = {"name": "hf", "batch_size": 5, "max_new_tokens": 12, **sizes}
-    result = build({"model": model, "template": template, "source": {"file": prompts}, "backend": backend, "output": {"dataset_dir": str(tmp_path / "data"), "name": "pairs"}}, progress=False)
+    result = build(
+        {
+            "model": model,
+            "template": template,
+            "source": {"file": prompts},
+            "backend": backend,
+            "output": {"dataset_dir": str(tmp_path / "data"), "name": "pairs"},
+        },
+        progress=False,
+    )
     assert result.kept >= 2, result.summary()
     out = tmp_path / "adapter"
     trained = run_train(os.path.join(RECIPES, recipe), model_name_or_path=model, dataset_dir=tmp_path / "data", dataset="pairs", output_dir=out, **CPU, **sizes)

@@ -52,7 +52,14 @@ def test_images_inside_dataset_dir_are_relative_and_resolve_like_llamafactory(ti
     data = tmp_path / "data"
     make_images(data / "images", 2)
     (data / "p.jsonl").write_text("".join(json.dumps({"id": i, "image": f"images/img00{i}.png", "question": "Colour?"}) + "\n" for i in range(2)))
-    cfg = {"model": tiny_llava, "template": "llava", "source": {"file": str(data / "p.jsonl")}, "backend": {"max_new_tokens": 4}, "output": {"dataset_dir": str(data), "name": "rel"}, "filters": []}
+    cfg = {
+        "model": tiny_llava,
+        "template": "llava",
+        "source": {"file": str(data / "p.jsonl")},
+        "backend": {"max_new_tokens": 4},
+        "output": {"dataset_dir": str(data), "name": "rel"},
+        "filters": [],
+    }
     rows = read_jsonl(build(cfg, progress=False).data_file)
     assert [r["images"] for r in rows] == [["images/img000.png"], ["images/img001.png"]]
     assert all(os.path.isfile(os.path.join(data, r["images"][0])) for r in rows)
@@ -91,7 +98,16 @@ def test_bad_records_go_to_rejects_and_the_build_goes_on(build_config, prompts, 
     rejects = {r["id"]: r["reason"] for r in read_jsonl(result.rejects_file)}
     assert set(rejects) == {"missing", "broken", "zero", "noimage", "p1", "twomarkers", "blank", "line-18"}
     assert "not found" in rejects["missing"] and "duplicate id" in rejects["p1"] and "not valid JSON" in rejects["line-18"]
-    assert result.rejected == {"missing_file": 1, "not_an_image": 1, "empty_file": 1, "no_image": 1, "duplicate_id": 1, "image_count_mismatch": 1, "empty_question": 1, "bad_json": 1}
+    assert result.rejected == {
+        "missing_file": 1,
+        "not_an_image": 1,
+        "empty_file": 1,
+        "no_image": 1,
+        "duplicate_id": 1,
+        "image_count_mismatch": 1,
+        "empty_question": 1,
+        "bad_json": 1,
+    }
     assert result.kept + sum(result.dropped.values()) == 10
     assert "rejected inputs:" in result.summary() and "duplicate_id 1" in result.summary()
 

@@ -70,7 +70,12 @@ def test_a_writers_own_output_keys_are_accepted_and_checked_by_the_writer(tmp_pa
 
     model = build_tiny_llava(tmp_path / "llava")
     (tmp_path / "p.jsonl").write_text('{"id": "a", "image": "x.png", "question": "Q?"}\n')
-    config = {"model": model, "template": "llava", "source": {"file": str(tmp_path / "p.jsonl")}, "output": {"dataset_dir": str(tmp_path / "data"), "name": "d"}}
+    config = {
+        "model": model,
+        "template": "llava",
+        "source": {"file": str(tmp_path / "p.jsonl")},
+        "output": {"dataset_dir": str(tmp_path / "data"), "name": "d"},
+    }
     assert load_config({**config, "output": {**config["output"], "image_paths": "absolute"}}).output["image_paths"] == "absolute"
     build = Build({**config, "output": {**config["output"], "image_paths": "absolute"}})
     assert build.writer.image_paths == "absolute"

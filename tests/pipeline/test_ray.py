@@ -40,8 +40,17 @@ CULPRIT = "m05"  # the record the test strategy cannot answer
 
 # -- the ray block -----------------------------------------------------------------------------
 def test_ray_block_defaults_overrides_and_errors():
-    assert load_config(BASE).ray == {"num_workers": 1, "resources_per_worker": None, "address": None, "init_kwargs": {}, "max_restarts": 3, "batches_per_worker": 2}
-    cfg = load_config(BASE, ["ray.num_workers=4", "ray.resources_per_worker={GPU:1}", "ray.address=ray://head:10001", "ray.init_kwargs={runtime_env: {env_vars: {A: b}}}"])
+    assert load_config(BASE).ray == {
+        "num_workers": 1,
+        "resources_per_worker": None,
+        "address": None,
+        "init_kwargs": {},
+        "max_restarts": 3,
+        "batches_per_worker": 2,
+    }
+    cfg = load_config(
+        BASE, ["ray.num_workers=4", "ray.resources_per_worker={GPU:1}", "ray.address=ray://head:10001", "ray.init_kwargs={runtime_env: {env_vars: {A: b}}}"]
+    )
     assert cfg.ray["num_workers"] == 4 and cfg.ray["resources_per_worker"] == {"GPU": 1} and cfg.ray["address"] == "ray://head:10001"
     assert cfg.ray["init_kwargs"] == {"runtime_env": {"env_vars": {"A": "b"}}}
     assert load_config(BASE, ["ray.resources_per_worker={CPU:0.5,GPU:1}"]).ray["resources_per_worker"] == {"CPU": 0.5, "GPU": 1}
@@ -284,7 +293,9 @@ def test_a_cluster_short_of_the_resources_asked_for_is_refused_before_any_worker
 def test_a_worker_killed_mid_build_is_restarted_and_nothing_changes(tiny_llava, source, reference, local_ray, tmp_path):
     b = Build(ray_config(tiny_llava, source, tmp_path, workers=2))
     thread, box = run_in_thread(b)
-    wait_for(lambda: "error" in box or (getattr(b, "workers", None) is not None and len(b.workers.pids) == 2 and commits(b.files.journal) >= 2), what="two batches")
+    wait_for(
+        lambda: "error" in box or (getattr(b, "workers", None) is not None and len(b.workers.pids) == 2 and commits(b.files.journal) >= 2), what="two batches"
+    )
     assert "error" not in box, box.get("error")
     victim = b.workers.pids[0]
     done_before = commits(b.files.journal)
@@ -303,7 +314,9 @@ def test_a_worker_that_stays_dead_has_its_batches_done_by_the_others(tiny_llava,
     monkeypatch.chdir(os.path.dirname(tiny_llava))
     b = Build(ray_config(os.path.basename(tiny_llava), source, tmp_path, workers=2))
     thread, box = run_in_thread(b)
-    wait_for(lambda: "error" in box or (getattr(b, "workers", None) is not None and len(b.workers.pids) == 2 and commits(b.files.journal) >= 2), what="two batches")
+    wait_for(
+        lambda: "error" in box or (getattr(b, "workers", None) is not None and len(b.workers.pids) == 2 and commits(b.files.journal) >= 2), what="two batches"
+    )
     local_ray.kill(b.workers.actors[1], no_restart=True)
     thread.join(600)
     assert "error" not in box, box.get("error")

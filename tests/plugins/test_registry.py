@@ -102,7 +102,10 @@ def test_unknown_component_suggests_the_closest_name():
 
 @pytest.mark.slow
 def test_seva_plugins_lists_kind_name_and_plugin_without_heavy_imports():
-    code = "import sys; from seva_plugin.commands.cli import main; main(['plugins']); print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
+    code = (
+        "import sys; from seva_plugin.commands.cli import main; main(['plugins']); print(sorted(m for m in ('torch', 'transformers', "
+        "'llamafactory') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for kind, names in BUILTINS.items():
         for name in names:

@@ -44,7 +44,8 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
     for name in names:
         if name in seen:
             report.warn(
-                f"{key} lists '{name}' twice: LLaMA-Factory loads each name once (data/loader.py keys datasets by name). To see pairs twice use num_train_epochs."
+                f"{key} lists '{name}' twice: LLaMA-Factory loads each name once (data/loader.py keys datasets by name). To see pairs twice use "
+                "num_train_epochs."
             )
         seen.add(name)
     stage = setting(recipe, "stage")
@@ -111,7 +112,8 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
             )
         elif stage not in ("dpo", "rm") and ranking:
             report.error(
-                f"{key} '{name}' is a preference set (\"ranking\": true) but stage is {stage}: LLaMA-Factory refuses it. Preference pairs train with stage: dpo."
+                f"{key} '{name}' is a preference set (\"ranking\": true) but stage is {stage}: LLaMA-Factory refuses it. Preference pairs train with "
+                "stage: dpo."
             )
         if ranking and stage in ("dpo", "rm") and formatting == "sharegpt" and not (columns.get("chosen") and columns.get("rejected")):
             report.error(f'{info_path}: \'{name}\' is a sharegpt ranking set but its columns lack "chosen" and "rejected".')
@@ -174,7 +176,8 @@ def _check_first_record(name: str, path: str, entry: dict, media_dir: str, fact:
             joined = os.path.join(media_dir, first)
             if not os.path.isfile(joined) and not os.path.isfile(first):
                 report.warn(
-                    f"dataset '{name}': image '{first}' of the first record is neither under media_dir '{media_dir}' nor a path that exists; training would fail to open it."
+                    f"dataset '{name}': image '{first}' of the first record is neither under media_dir '{media_dir}' nor a path that exists; "
+                    "training would fail to open it."
                 )
 
 
@@ -260,7 +263,8 @@ def check_mixing(recipe: dict, facts: list[DatasetFacts], report: CheckReport) -
         if probs is not None:
             if strategy == "concat":
                 report.error(
-                    'interleave_probs is set but mix_strategy is concat: LLaMA-Factory refuses it ("`interleave_probs` is only valid for interleaved mixing"). Set mix_strategy: interleave_under or interleave_over.'
+                    'interleave_probs is set but mix_strategy is concat: LLaMA-Factory refuses it ("`interleave_probs` is only valid for interleaved '
+                    'mixing"). Set mix_strategy: interleave_under or interleave_over.'
                 )
             for label, lst in (("dataset", names), ("eval_dataset", eval_names)):
                 if lst and len(lst) != len(probs):
@@ -270,7 +274,8 @@ def check_mixing(recipe: dict, facts: list[DatasetFacts], report: CheckReport) -
                     )
             if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
                 report.error(
-                    f"interleave_probs {','.join(map(str, probs))} must be non-negative and sum to 1 (they sum to {sum(probs):g}); datasets rejects them otherwise."
+                    f"interleave_probs {','.join(map(str, probs))} must be non-negative and sum to 1 (they sum to {sum(probs):g}); datasets rejects "
+                    "them otherwise."
                 )
     elif isinstance(strategy, str) and strategy.startswith("interleave") and len(names) > 1:
         report.hint(f"mix_strategy: {strategy} without interleave_probs draws from each dataset with equal probability.")
@@ -282,5 +287,6 @@ def check_mixing(recipe: dict, facts: list[DatasetFacts], report: CheckReport) -
             report.error('streaming: true needs max_steps (LLaMA-Factory: "Please specify `max_steps` in streaming mode.").')
         if any(f.entry and "file_name" in f.entry for f in facts) and not recipe.get("dataloader_num_workers"):
             report.error(
-                "streaming: true with a local file and dataloader_num_workers 0 yields no data (LLaMA-Factory shards local files into dataloader_num_workers pieces). Set dataloader_num_workers >= 1."
+                "streaming: true with a local file and dataloader_num_workers 0 yields no data (LLaMA-Factory shards local files into "
+                "dataloader_num_workers pieces). Set dataloader_num_workers >= 1."
             )

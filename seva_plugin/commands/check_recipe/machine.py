@@ -43,7 +43,8 @@ def check_hardware(recipe: dict, report: CheckReport) -> None:
             report.error(f"deepspeed: config file not found: {ds} (resolved against the current directory {os.getcwd()}).")
         if importlib.util.find_spec("deepspeed") is None:
             report.hint(
-                "deepspeed is set but the deepspeed package is not installed here; LLaMA-Factory requires it (pip install deepspeed) and launches with FORCE_TORCHRUN=1."
+                "deepspeed is set but the deepspeed package is not installed here; LLaMA-Factory requires it (pip install deepspeed) and launches "
+                "with FORCE_TORCHRUN=1."
             )
 
 
@@ -59,5 +60,6 @@ def check_output(recipe: dict, report: CheckReport) -> None:
 
     if any(os.path.isfile(os.path.join(out, n)) for n in CHECKPOINT_NAMES):
         report.error(
-            f'output_dir {out} already holds a trained model: LLaMA-Factory stops with "Output directory already exists and is not empty". Set overwrite_output_dir: true or choose another output_dir.'
+            f'output_dir {out} already holds a trained model: LLaMA-Factory stops with "Output directory already exists and is not empty". Set '
+            "overwrite_output_dir: true or choose another output_dir."
         )

@@ -126,7 +126,8 @@ def check_template(recipe: dict, report: CheckReport) -> tuple[str | None, Model
             report.error(f"template '{template}' has no image support, but {model} is a {facts.plugin}-family vision-language model.{suggestion}")
         elif plugin != facts.plugin:
             report.error(
-                f"template '{template}' (image plugin {plugin}) does not fit {model}, a {facts.plugin}-family model: image features and image tokens would not match.{suggestion}"
+                f"template '{template}' (image plugin {plugin}) does not fit {model}, a {facts.plugin}-family model: image features and image tokens "
+                f"would not match.{suggestion}"
             )
     if facts.default_template and facts.default_template != template and plugin == known.get(facts.default_template):
         report.warn(f"template '{template}' handles {model}'s images but LLaMA-Factory's template for it is '{facts.default_template}' (another chat format).")

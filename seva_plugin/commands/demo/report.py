@@ -67,7 +67,11 @@ def error_resemblance(heldout, clean_answers: list[str], entries, truth: dict) -
     clean = error_profile(zip(heldout, clean_answers, strict=True))
     noised = error_profile((truth[e["id"]], e["rejected"]) for e in entries if e.get("kind") == "pair")
     return {
-        kind: {"clean": dict(clean.get(kind, {})), "rejected": dict(noised.get(kind, {})), "overlap": overlap(clean.get(kind, Counter()), noised.get(kind, Counter()))}
+        kind: {
+            "clean": dict(clean.get(kind, {})),
+            "rejected": dict(noised.get(kind, {})),
+            "overlap": overlap(clean.get(kind, Counter()), noised.get(kind, Counter())),
+        }
         for kind in sorted(set(clean) | set(noised))
     }
 
@@ -123,8 +127,9 @@ def format_report(r: dict) -> str:
     lines = [
         "SeVa demo: tiny LLaVA on the shapes world (seed {seed}, CPU)".format(**r),
         "",
-        "World: {sft} SFT questions, {unlabeled} unlabeled prompts, {heldout} held-out questions "
-        "(kinds: {kinds}).".format(**r["sizes"], kinds=", ".join(k for k in kinds if k != "all")),
+        "World: {sft} SFT questions, {unlabeled} unlabeled prompts, {heldout} held-out questions (kinds: {kinds}).".format(
+            **r["sizes"], kinds=", ".join(k for k in kinds if k != "all")
+        ),
         "",
         "1. Accuracy of the SFT model on held-out images, clean versus diffusion-noised (step t):",
         "   " + "t".rjust(6) + "".join(k.rjust(10) for k in kinds),
@@ -147,10 +152,7 @@ def format_report(r: dict) -> str:
         "",
         "   What DPO is taught to avoid, next to the mistakes the model really makes (wrong answers by kind):",
         "   " + "kind".ljust(10) + "errors on clean held-out images".ljust(46) + "wrong rejected answers in the pairs".ljust(46) + "overlap",
-        *(
-            "   " + kind.ljust(10) + _top(e["clean"]).ljust(46) + _top(e["rejected"]).ljust(46) + f"{e['overlap']:.2f}"
-            for kind, e in r["resemblance"].items()
-        ),
+        *("   " + kind.ljust(10) + _top(e["clean"]).ljust(46) + _top(e["rejected"]).ljust(46) + f"{e['overlap']:.2f}" for kind, e in r["resemblance"].items()),
     ]
 
     d = r["dpo"]
@@ -160,10 +162,11 @@ def format_report(r: dict) -> str:
         "",
         f"3. DPO on the kept pairs (LoRA, {r['recipes']['dpo']}): held-out accuracy before -> after",
         *(f"   {k:>9}  {_pct(d['before'][k])} -> {_pct(d['after'][k])}" for k in kinds),
-        f"   change {100 * delta:+.1f} points on {n} questions (one question is {100 / n:.2f} points): "
-        f"DPO fixed {d['fixed']} answers and broke {d['broken']}",
+        f"   change {100 * delta:+.1f} points on {n} questions (one question is {100 / n:.2f} points): DPO fixed {d['fixed']} answers and broke {d['broken']}",
         f"   (sign test p = {sign_test(d['fixed'], d['broken']):.2f}: the chance of a split at least this uneven if DPO moved answers at random).",
-        "   on noised held-out images (t={}), the view SeVa rejects: {} -> {}".format(p["step"], _pct(d["before_noised"]["all"]).strip(), _pct(d["after_noised"]["all"]).strip()),
+        "   on noised held-out images (t={}), the view SeVa rejects: {} -> {}".format(
+            p["step"], _pct(d["before_noised"]["all"]).strip(), _pct(d["after_noised"]["all"]).strip()
+        ),
         "",
         f"SFT model:    {r['paths']['sft']}",
         f"DPO adapter:  {r['paths']['adapter'] or '(none: no pairs kept)'}",

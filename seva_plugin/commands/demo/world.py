@@ -168,4 +168,3 @@ def write_sft_dataset(examples: list[Example], dataset_dir: str, name: str) -> s
 
 def truth_table(world: World) -> dict[str, Example]:
     return {ex.id: ex for split in ("sft", "unlabeled", "heldout") for ex in world.split(split)}
-

@@ -34,7 +34,9 @@ class LlamaFactorySource(Source):
         except ValueError as exc:
             raise ConfigError(f"source.dataset '{self.dataset}': {exc}") from None
         if attr.load_from != "file":
-            raise ConfigError(f"source.dataset '{self.dataset}' is loaded from {attr.load_from}; only local files are supported. Download it and register its file_name.")
+            raise ConfigError(
+                f"source.dataset '{self.dataset}' is loaded from {attr.load_from}; only local files are supported. Download it and register its file_name."
+            )
         if not attr.images:
             raise ConfigError(f"source.dataset '{self.dataset}' has no 'images' column in dataset_info.json.")
         return attr

@@ -61,7 +61,9 @@ class LlamaFactoryWriter(Writer):
             raise ConfigError(f"output.image_paths must be auto, relative or absolute, got {show(self.image_paths)}.")
         if self.format not in FORMATS:
             raise ConfigError(f"output.format must be jsonl or parquet, got {show(self.format)}.")
-        self.folder = ParquetFolder(os.path.join(self.dataset_dir, self.dataset_name), sharegpt_features(), self.shard_size) if self.format == "parquet" else None
+        self.folder = (
+            ParquetFolder(os.path.join(self.dataset_dir, self.dataset_name), sharegpt_features(), self.shard_size) if self.format == "parquet" else None
+        )
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
 

@@ -73,7 +73,11 @@ def loaded_records(tmp_path, n: int = 4) -> list[LoadedRecord]:
 
     names = make_images(tmp_path / "images", n)
     return [
-        LoadedRecord(PromptRecord(f"p{i}", "<image>What colour is the square?", [str(tmp_path / "images" / name)]), [Image.open(tmp_path / "images" / name).convert("RGB")], record_seed(0, f"p{i}"))
+        LoadedRecord(
+            PromptRecord(f"p{i}", "<image>What colour is the square?", [str(tmp_path / "images" / name)]),
+            [Image.open(tmp_path / "images" / name).convert("RGB")],
+            record_seed(0, f"p{i}"),
+        )
         for i, name in enumerate(names)
     ]
 
@@ -281,7 +285,11 @@ def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
         assert (b.texts, b.finish_reasons, b.token_ids) == (a.texts, a.finish_reasons, a.token_ids)
         assert max(abs(x - y) for x, y in zip(a.logprobs[0], b.logprobs[0], strict=True)) < 1e-4
 
-    sampled = [GenerationRequest(r, prefix=p, n=3, stop=(".",), max_new_tokens=10, sampling=Sampling(1.0, 0.9), seed=11 + i, logprobs=True) for i, r in enumerate(records) for p in ("", "It")]
+    sampled = [
+        GenerationRequest(r, prefix=p, n=3, stop=(".",), max_new_tokens=10, sampling=Sampling(1.0, 0.9), seed=11 + i, logprobs=True)
+        for i, r in enumerate(records)
+        for p in ("", "It")
+    ]
     first = engine.generate(sampled)
     again = engine.generate(sampled[::-1] + sampled[:1])[::-1][1:]  # other batch layout and neighbours
     assert [a.texts for a in first] == [a.texts for a in again]
@@ -337,7 +345,9 @@ def test_lora_adapter_equals_hf(tmp_path_factory, tmp_path):
     target = r"^(?!.*vision_tower).*(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"  # LLaMA-Factory's lora_target: all
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        peft_model = get_peft_model(AutoModelForImageTextToText.from_pretrained(model), LoraConfig(r=8, lora_alpha=16, target_modules=target, init_lora_weights=False))
+        peft_model = get_peft_model(
+            AutoModelForImageTextToText.from_pretrained(model), LoraConfig(r=8, lora_alpha=16, target_modules=target, init_lora_weights=False)
+        )
     peft_model.save_pretrained(adapter)
     records = loaded_records(tmp_path, 3)
     requests = [GenerationRequest(r, v) for v in (View(), View(1, DiffusionNoise(step=800))) for r in records]
@@ -402,10 +412,14 @@ def test_interrupted_build_leaves_no_engine_process(how, tmp_path_factory, tmp_p
         "output": {"dataset_dir": "data", "name": "interrupted"},
     }
     names = make_images(tmp_path / "images", 400)
-    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "Describe."}) + "\n" for i, n in enumerate(names)))
+    (tmp_path / "prompts.jsonl").write_text(
+        "".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "Describe."}) + "\n" for i, n in enumerate(names))
+    )
     (tmp_path / "build.yaml").write_text(yaml.safe_dump(config))
     seva = os.path.join(os.path.dirname(sys.executable), "seva")
-    proc = subprocess.Popen([seva, "build", "build.yaml", "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [seva, "build", "build.yaml", "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     journal = tmp_path / "data" / ".seva" / "interrupted.journal.jsonl"
     seen: dict[int, psutil.Process] = {}
     deadline = time.time() + 400

@@ -47,8 +47,22 @@ def llava_row(i, image, turns):
 
 @pytest.fixture
 def llava_json(tmp_path):
-    rows = [llava_row(i, f"ocr_vqa/images/{i}.jpg", ["<image>\nWho wrote this book?\nAnswer the question using a single word or phrase.", "What is the title?\nAnswer the question using a single word or phrase.", "Third?"]) for i in range(6)]
-    rows += [llava_row(100 + i, f"textvqa/train_images/{i}.jpg", ["<image>\nProvide a one-sentence caption for the provided image.\nReference OCR token: STOP"]) for i in range(5)]
+    rows = [
+        llava_row(
+            i,
+            f"ocr_vqa/images/{i}.jpg",
+            [
+                "<image>\nWho wrote this book?\nAnswer the question using a single word or phrase.",
+                "What is the title?\nAnswer the question using a single word or phrase.",
+                "Third?",
+            ],
+        )
+        for i in range(6)
+    ]
+    rows += [
+        llava_row(100 + i, f"textvqa/train_images/{i}.jpg", ["<image>\nProvide a one-sentence caption for the provided image.\nReference OCR token: STOP"])
+        for i in range(5)
+    ]
     rows += [llava_row(200 + i, f"coco/train2017/{i}.jpg", ["<image>\nWhat is this?"]) for i in range(3)]
     path = tmp_path / "mix.json"
     path.write_text(json.dumps(rows))
@@ -85,7 +99,12 @@ def test_llamafactory_dataset_sharegpt_and_alpaca(tmp_path):
     (tmp_path / "sg.json").write_text(json.dumps(sharegpt))
     (tmp_path / "al.jsonl").write_text("\n".join(json.dumps(r) for r in alpaca))
     info = {
-        "sg": {"file_name": "sg.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
+        "sg": {
+            "file_name": "sg.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        },
         "al": {"file_name": "al.jsonl", "columns": {"prompt": "instruction", "query": "input", "response": "output", "images": "images"}},
         "hub": {"hf_hub_url": "someone/thing"},
         "noimg": {"file_name": "sg.json"},

@@ -261,7 +261,12 @@ def test_seva_build_with_csr_writes_scored_pairs(build_config, tiny_clip, tmp_pa
 
     from seva_plugin.pipeline.build import build
 
-    config = {**build_config, "strategy": {"name": "csr", "clip_model": tiny_clip, **SMALL}, "limit": 3, "output": {**build_config["output"], "name": "csr_test"}}
+    config = {
+        **build_config,
+        "strategy": {"name": "csr", "clip_model": tiny_clip, **SMALL},
+        "limit": 3,
+        "output": {**build_config["output"], "name": "csr_test"},
+    }
     result = build(config, progress=False)
     rows = read_jsonl(result.data_file)
     assert result.kept == len(rows) == 3

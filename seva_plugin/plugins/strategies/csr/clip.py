@@ -54,7 +54,9 @@ class ClipScorer:
         for start in range(0, len(texts), self.batch_size):
             batch = processor.tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
             with torch.inference_mode():
-                feats = _embedding(model.get_text_features(input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device)))
+                feats = _embedding(
+                    model.get_text_features(input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device))
+                )
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.empty(0)
 

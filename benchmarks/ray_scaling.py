@@ -40,7 +40,7 @@ class RayScaling:
 
 def _warm_workers_factory(started: list[float]):
     """``make_workers`` for the bench: Ray workers that load their model before the build's clock counts."""
-    from seva_plugin.pipeline import ray_workers
+    from seva_plugin.pipeline import ray_workers, workers
     from seva_plugin.pipeline.ray_settings import uses_ray
 
     class WarmRayWorkers(ray_workers.RayWorkers):
@@ -57,7 +57,7 @@ def _warm_workers_factory(started: list[float]):
 
     def make(spec, work, settings):
         if not uses_ray(settings):
-            return ray_workers.LocalWorkers(work)
+            return workers.LocalWorkers(work)
         return WarmRayWorkers(spec, settings)
 
     return make, WarmRayWorkers

@@ -3,65 +3,33 @@
 Everything that can be checked is checked in ``Build.__init__``, before any model loads.
 Images are decoded (and, when the strategy declares its views, prompts encoded and images
 processed by the backend) in a background thread while the model generates the previous batch.
+The parts: ``intake`` (records to batches), ``batch`` (a batch to journal entries, here or on a
+Ray worker), ``journal`` (resume), ``manifest`` (the record of a finished build).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import platform
-import queue
-import threading
 import time
 from collections import Counter
-from collections.abc import Generator
-from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
-import seva_plugin
-from seva_plugin.errors import NothingKept, RecordError, show, unknown
+from seva_plugin.errors import NothingKept, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.interfaces import GenerationRequest
+from seva_plugin.pipeline import intake
 from seva_plugin.pipeline.batch import WorkSpec
 from seva_plugin.pipeline.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
-from seva_plugin.pipeline.images import load_rgb
 from seva_plugin.pipeline.journal import Journal
+from seva_plugin.pipeline.manifest import BuildResult, manifest, nothing_kept, progress_text
 from seva_plugin.pipeline.model_paths import check_model_path
-from seva_plugin.pipeline.ray_workers import make_workers
-from seva_plugin.pipeline.records import LoadedRecord, Reject, unusable_text
-from seva_plugin.pipeline.views import record_seed
+from seva_plugin.pipeline.prefetch import prefetch
+from seva_plugin.pipeline.records import LoadedRecord
+from seva_plugin.pipeline.workers import make_workers
 from seva_plugin.registry import get_registry
 
-PACKAGES = ("torch", "transformers", "llamafactory", "peft", "trl", "datasets", "pillow", "pluggy")
-
-
-@dataclass
-class BuildResult:
-    name: str
-    dataset_dir: str
-    data_file: str
-    manifest_file: str
-    rejects_file: str
-    kept: int
-    dropped: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
-    resumed: bool = False
-    seconds: float = 0.0
-    registry: str | None = None  # the dataset_info.json the writer registered the dataset in, if any
-
-    def summary(self) -> str:
-        def fmt(counts):
-            return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-
-        return (
-            f"{self.kept} pair{'' if self.kept == 1 else 's'} kept in {self.data_file}\n"
-            f"dropped: {fmt(self.dropped)}\n"
-            f"rejected inputs: {fmt(self.rejected)}"
-            + (f" (see {self.rejects_file})" if self.rejected else "")
-            + (f"\ndataset '{self.name}' registered in {self.registry}" if self.registry else "")
-        )
+__all__ = ["Build", "BuildResult", "build"]
 
 
 def check_template(name: str) -> None:
@@ -108,45 +76,8 @@ class Build:
         processing, augmentation), off the generating thread.
         """
         cfg = self.config
-        seen: Counter[str] = Counter()
-        batch, rejects = [], []
-        records = self.source.iter_records()
-        try:
-            for n, item in enumerate(records):
-                if cfg.limit is not None and n >= cfg.limit:
-                    break
-                seen[item.id] += 1
-                if seen[item.id] <= journal.done[item.id]:
-                    continue  # finished before a resume
-                if isinstance(item, Reject):
-                    rejects.append(item)
-                    continue
-                if seen[item.id] > 1:
-                    rejects.append(
-                        Reject(item.id, f"duplicate id '{show(item.id, 60)[1:-1]}' (occurrence {seen[item.id]}); the first one was used", "duplicate_id")
-                    )
-                    continue
-                if (bad := unusable_text(item)) is not None:
-                    rejects.append(bad)
-                    continue
-                try:
-                    images = [load_rgb(p) for p in item.images]
-                    loaded = LoadedRecord(item, images, record_seed(cfg.seed, item.id))
-                except RecordError as exc:
-                    rejects.append(Reject(item.id, str(exc), exc.code))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one record must not stop the build
-                    rejects.append(Reject(item.id, f"could not be prepared: {type(exc).__name__}: {show(str(exc), 300)[1:-1]}", "prepare_error"))
-                    continue
-                batch.append(loaded)
-                if len(batch) == self.backend.batch_size:
-                    yield self._prepared(batch) if prepare else batch, rejects
-                    batch, rejects = [], []
-            if batch or rejects:
-                yield self._prepared(batch) if prepare else batch, rejects
-        finally:
-            if isinstance(records, Generator):  # a source's open file is closed now, not at garbage collection
-                records.close()
+        for batch, rejects in intake.batches(self.source.iter_records(), cfg.seed, self.backend.batch_size, journal.done, cfg.limit):
+            yield self._prepared(batch) if prepare else batch, rejects
 
     def _prepared(self, batch: list[LoadedRecord]) -> list[LoadedRecord]:
         if batch and self.views:
@@ -217,19 +148,20 @@ class Build:
         atomic_write_lines(self.files.rejects, rejects)
         seconds = time.time() - started
         kept = files["data"]["records"] if files else 0
-        manifest = {
-            "name": self.name,
-            "seva_plugin": seva_plugin.__version__,
-            "config": self.config.to_dict(),
-            "fingerprint": self.fingerprint(),
-            "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
-            "counts": {"kept": kept, "dropped": dict(dropped), "rejected": dict(rejected), "records": kept + sum(dropped.values()) + sum(rejected.values())},
-            "resumed": journal.resumed,
-            "workers": self.workers.describe() if hasattr(self, "workers") else None,
-            "timings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), "seconds_this_run": round(seconds, 2)},
-            "files": files,
-        }
-        atomic_write_json(self.files.manifest, manifest)
+        record = manifest(
+            name=self.name,
+            config=self.config.to_dict(),
+            fingerprint=self.fingerprint(),
+            kept=kept,
+            dropped=dropped,
+            rejected=rejected,
+            resumed=journal.resumed,
+            workers=self.workers.describe() if hasattr(self, "workers") else None,
+            started=started,
+            seconds=seconds,
+            files=files,
+        )
+        atomic_write_json(self.files.manifest, record)
         data_file = files["data"]["path"] if files else self.files.data
         result = BuildResult(
             self.name,
@@ -245,87 +177,9 @@ class Build:
             files.get("dataset_info"),
         )
         if kept == 0:
-            raise NothingKept(nothing_kept(result, journal), result)
-        self.writer.finish(manifest)
+            raise NothingKept(nothing_kept(result, journal.entries()), result)
+        self.writer.finish(record)
         return result
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def progress_text(name: str, counts: Counter) -> str:
-    """The progress bar's text: records done (every record is kept, dropped or rejected), then each."""
-    done = counts["pair"] + counts["drop"] + counts["reject"]
-    return f"seva build {name}: {plural(done, 'record')} done, {plural(counts['pair'], 'pair')} kept, {counts['drop']} dropped, {counts['reject']} rejected"
-
-
-def nothing_kept(result: BuildResult, journal: Journal) -> str:
-    """Why a build kept no pairs: the commonest reject (or drop) reason, with an example."""
-    records = sum(result.rejected.values()) + sum(result.dropped.values())
-    if not records:
-        return f"the build kept no pairs: its source gave no records (see {result.manifest_file}). Nothing was registered."
-    rejected, dropped = sum(result.rejected.values()), sum(result.dropped.values())
-    kind, counts, key = ("reject", result.rejected, "code") if rejected >= dropped else ("drop", result.dropped, "reason")
-    top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    example = next((e for e in journal.entries() if e["kind"] == kind and e.get(key) == top), {})
-    what = "rejected" if kind == "reject" else "dropped"
-    detail = f"{example.get('id')!s}: {example.get('reason')}" if kind == "reject" else str(example.get("id"))
-    return (
-        f"the build kept no pairs from {plural(records, 'record')} ({rejected} rejected, {dropped} dropped). "
-        f"Most were {what} as {top} ({n} of {records}), e.g. {show(detail, 300)[1:-1]}. "
-        f"Every reason is in {result.rejects_file} and {result.manifest_file}; nothing was registered in dataset_info.json."
-    )
-
-
-@functools.cache  # the installed versions do not change during a process; reading them is ~15 ms a build
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def prefetch(iterator: Generator, depth: int = 2):
-    """Run ``iterator`` in a background thread, ``depth`` items ahead (image decoding overlaps generation).
-
-    When the consumer stops early (an error, Ctrl-C, ``close()``), the thread stops at its next
-    hand-over instead of blocking on a full queue, and closes ``iterator`` (a source's open file).
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for item in iterator:
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as exc:  # re-raised in the consumer
-            put(exc)
-        finally:
-            iterator.close()
-
-    thread = threading.Thread(target=work, daemon=True, name="seva-prefetch")
-    thread.start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def build(config, overrides: list[str] | None = None, progress: bool = True) -> BuildResult:

@@ -8,9 +8,12 @@ they are left out of the build's fingerprint, so a build started on one GPU resu
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seva_plugin.errors import ConfigError, show, unknown
+
+if TYPE_CHECKING:
+    from seva_plugin.pipeline.batch import WorkSpec
 
 DEFAULTS: dict[str, Any] = {
     "num_workers": 1,  # 1: the build runs in this process, Ray is never imported
@@ -81,3 +84,25 @@ def _resources(value: Any) -> dict[str, float] | None:
 
 def uses_ray(settings: dict[str, Any] | None) -> bool:
     return bool(settings) and settings["num_workers"] > 1
+
+
+def actor_options(resources: dict[str, float], max_restarts: int) -> dict[str, Any]:
+    """``ray.remote(...).options()`` for a worker holding ``resources``."""
+    custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU", "memory")}
+    options: dict[str, Any] = {
+        "num_cpus": resources.get("CPU", 1),  # a GPU worker still decodes images and renders prompts
+        "num_gpus": resources.get("GPU", 0),
+        "max_restarts": max_restarts,
+        "max_task_retries": max_restarts,  # a restarted worker redoes the batches it had not finished
+    }
+    if "memory" in resources:
+        options["memory"] = resources["memory"]
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def tensor_parallel(spec: WorkSpec) -> int:
+    """GPUs one backend replica spans (the backend's ``tensor_parallel_size``)."""
+    value = spec.backend_params.get("tensor_parallel_size", 1)
+    return value if isinstance(value, int) and value > 0 else 1

@@ -28,73 +28,14 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from seva_plugin.errors import ConfigError, RecordError, SevaError
-from seva_plugin.pipeline.batch import BatchWork, WorkSpec
-from seva_plugin.pipeline.images import load_rgb
+from seva_plugin.errors import ConfigError, SevaError
+from seva_plugin.pipeline.batch import WorkSpec
+from seva_plugin.pipeline.intake import load
+from seva_plugin.pipeline.ray_settings import actor_options, tensor_parallel
 from seva_plugin.pipeline.records import LoadedRecord, PromptRecord, Reject
+from seva_plugin.pipeline.workers import WorkersLost, add_batch, new_stats, reject_entry, throughput
 
 START_TIMEOUT_S = 600  # workers must be placed and constructed within this (a cluster short of resources fails here)
-
-
-class WorkersLost(SevaError):
-    """Every worker died, or a batch failed on more workers than restarts allow."""
-
-
-class LocalWorkers:
-    """A build in this process: the batches run here, in order, one at a time."""
-
-    local = True
-
-    def __init__(self, work: BatchWork):
-        self.work = work
-        self.stats = _new_stats()
-
-    def start(self) -> None:
-        pass
-
-    def map(self, items: Iterable[tuple[list[LoadedRecord], list[Reject]]]) -> Iterator[tuple[list[Reject], list[dict]]]:
-        for batch, rejects in items:
-            started, cpu = time.perf_counter(), time.process_time()
-            entries = self.work.process(batch)
-            if batch:
-                _add(self.stats, len(batch), time.perf_counter() - started, time.process_time() - cpu)
-            yield rejects, entries
-
-    def describe(self) -> dict[str, Any]:
-        return {"ray": False, "num_workers": 1, "workers": [{"index": 0, "node": socket.gethostname(), "pid": os.getpid(), **_throughput(self.stats)}]}
-
-    def close(self) -> None:
-        pass  # the build closes its backend itself
-
-
-def _new_stats() -> dict:
-    return {"batches": 0, "records": 0, "busy": 0.0, "cpu": 0.0, "first": 0.0, "first_records": 0}
-
-
-def _add(stats: dict, records: int, seconds: float, cpu: float) -> None:
-    if stats["batches"] == 0:  # the first batch loads the model
-        stats["first"], stats["first_records"] = seconds, records
-    stats["batches"] += 1
-    stats["records"] += records
-    stats["busy"] += seconds
-    stats["cpu"] += cpu
-
-
-def _throughput(stats: dict) -> dict:
-    """Batches, records and seconds spent on them (``cpu_seconds``: the CPU time of the process meanwhile,
-    all its threads; far below ``busy_seconds`` on a CPU means the worker waited for a core);
-    ``records_per_second`` leaves out the first batch (it loads the model) when there are others."""
-    records, busy = stats["records"], stats["busy"]
-    if stats["batches"] > 1:
-        records, busy = records - stats["first_records"], busy - stats["first"]
-    return {
-        "batches": stats["batches"],
-        "records": stats["records"],
-        "busy_seconds": round(stats["busy"], 2),
-        "cpu_seconds": round(stats["cpu"], 2),
-        "first_batch_seconds": round(stats["first"], 2),
-        "records_per_second": round(records / busy, 3) if busy > 0 else None,
-    }
 
 
 # -- the worker (a Ray actor) ------------------------------------------------------------------
@@ -121,15 +62,10 @@ class _Worker:
 
     def process(self, items: list[tuple[PromptRecord, int]]) -> dict:
         started, cpu = time.perf_counter(), time.process_time()
-        entries: list[dict | None] = []
-        loaded = []
-        for record, seed in items:  # images are decoded here, not shipped; a file that changed since the driver's check is a reject
-            try:
-                loaded.append(LoadedRecord(record, [load_rgb(p) for p in record.images], seed))
-                entries.append(None)
-            except RecordError as exc:
-                entries.append({"kind": "reject", "id": record.id, "reason": str(exc), "code": exc.code})
-        made = iter(self.work.process(loaded))
+        # images are decoded here, not shipped, by the driver's rule (a file that changed since its check is a reject)
+        intake = [load(record, seed) for record, seed in items]
+        entries: list[dict | None] = [reject_entry(r) if isinstance(r, Reject) else None for r in intake]
+        made = iter(self.work.process([r for r in intake if isinstance(r, LoadedRecord)]))
         entries = [e if e is not None else next(made) for e in entries]
         return {"entries": entries, "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu, "pid": os.getpid()}
 
@@ -147,7 +83,7 @@ class RayWorkers:
         self.spec = spec
         self.settings = settings
         self.n = settings["num_workers"]
-        self.tp = _tensor_parallel(spec)
+        self.tp = tensor_parallel(spec)
         self.actors: list = []
         self.alive: list[bool] = []
         self.stats: list[dict] = []
@@ -183,7 +119,7 @@ class RayWorkers:
         # else: this process was connected already (a notebook, a test): use that Ray and leave it running
         self.address = ray.get_runtime_context().gcs_address
         self.resources = self._resources(ray.cluster_resources())
-        options = _actor_options(self.resources, settings["max_restarts"])
+        options = actor_options(self.resources, settings["max_restarts"])
         threads = int(self.resources["CPU"]) if self.resources.get("CPU", 0) >= 1 and not self.resources.get("GPU") else None
         remote = ray.remote(_Worker).options(**options)
         self.actors = [remote.remote(self.spec, threads, os.getcwd()) for _ in range(self.n)]
@@ -200,7 +136,7 @@ class RayWorkers:
                 info = _unwrap(ray, ref)
             except ray.exceptions.RayActorError as exc:
                 raise WorkersLost(f"Ray worker {index} could not start: {exc}") from None
-            self.stats.append({"index": index, **info, "restarts": 0, **_new_stats()})
+            self.stats.append({"index": index, **info, "restarts": 0, **new_stats()})
 
     def _resources(self, cluster: dict[str, float]) -> dict[str, float]:
         wanted = self.settings["resources_per_worker"]
@@ -299,7 +235,7 @@ class RayWorkers:
         if result["pid"] != s["pid"]:
             s["restarts"] += 1
             s["pid"] = result["pid"]
-        _add(s, len(result["entries"]), result["seconds"], result["cpu"])
+        add_batch(s, len(result["entries"]), result["seconds"], result["cpu"])
 
     def _lost(self, ray, worker: int, exc: Exception) -> None:
         """A worker's call failed because the worker died. Ray restarts it up to ``max_restarts`` times (and
@@ -323,7 +259,7 @@ class RayWorkers:
             "batches_per_worker": self.settings["batches_per_worker"],
             "peak_batches_in_flight": self.peak_in_flight,
             "workers": [
-                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "restarts")}, "alive": self.alive[s["index"]], **_throughput(s)}
+                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "restarts")}, "alive": self.alive[s["index"]], **throughput(s)}
                 for s in self.stats
             ],
         }
@@ -354,37 +290,3 @@ def _unwrap(ray, ref, timeout: float | None = None):
         if isinstance(cause, SevaError):
             raise cause from None
         raise
-
-
-def _actor_options(resources: dict[str, float], max_restarts: int) -> dict[str, Any]:
-    custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU", "memory")}
-    options: dict[str, Any] = {
-        "num_cpus": resources.get("CPU", 1),  # a GPU worker still decodes images and renders prompts
-        "num_gpus": resources.get("GPU", 0),
-        "max_restarts": max_restarts,
-        "max_task_retries": max_restarts,  # a restarted worker redoes the batches it had not finished
-    }
-    if "memory" in resources:
-        options["memory"] = resources["memory"]
-    if custom:
-        options["resources"] = custom
-    return options
-
-
-def _tensor_parallel(spec: WorkSpec) -> int:
-    value = spec.backend_params.get("tensor_parallel_size", 1)
-    return value if isinstance(value, int) and value > 0 else 1
-
-
-def make_workers(spec: WorkSpec, work: BatchWork, settings: dict[str, Any] | None):
-    """In this process for ``num_workers: 1`` (Ray is never imported), else on Ray."""
-    from seva_plugin.pipeline.ray_settings import ray_settings, uses_ray
-
-    settings = ray_settings(settings)  # a BuildConfig made without load_config: checked here too
-    if not uses_ray(settings):
-        return LocalWorkers(work)
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"ray.num_workers={settings['num_workers']} needs Ray: pip install 'seva-plugin[ray]' (ray 2.60.0).") from None
-    return RayWorkers(spec, settings)

@@ -123,16 +123,16 @@ def test_an_exception_while_preparing_does_not_stop_the_build(no_model_config, f
 
 
 def test_an_exception_while_loading_one_records_images_rejects_it(no_model_config, flaky, monkeypatch):
-    import seva_plugin.pipeline.build as pipeline
+    from seva_plugin.pipeline import intake
 
-    real = pipeline.load_rgb
+    real = intake.load_rgb
 
     def load(path):
         if path.endswith("img005.png"):
             raise KeyError("a decoder bug")
         return real(path)
 
-    monkeypatch.setattr(pipeline, "load_rgb", load)
+    monkeypatch.setattr(intake, "load_rgb", load)
     result = build(no_model_config, progress=False)
     assert rejects_by_id(result)["p5"]["reason"].startswith("could not be prepared: KeyError")
     assert result.kept == 8 and result.rejected == {"prepare_error": 1, "generation_error": 1}

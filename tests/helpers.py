@@ -52,7 +52,7 @@ def use_backends(monkeypatch, *backends):
             for backend in backends:
                 register(backend)
 
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
     pm.register(Plugin(), name="test-backends")
     registry = Registry(pm)
     monkeypatch.setattr("seva_plugin.pipeline.build.get_registry", lambda: registry)

@@ -21,13 +21,21 @@ def cmd_build(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from seva_plugin.registry import get_registry
+    from seva_plugin.registry import Registry, get_plugin_manager
 
-    rows = [(c.kind, c.name, c.plugin) for c in get_registry()]
-    width = [max(len(r[i]) for r in rows + [("kind", "name", "plugin")]) for i in range(3)]
-    for row in [("kind", "name", "plugin"), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)).rstrip())
+    registry = Registry(get_plugin_manager())  # problems are shown in the listing, not as warnings
+    print_table([("kind", "name", "plugin", ""), *((c.kind, c.name, c.plugin, registry.note(c)) for c in registry)])
+    print()
+    states = [(p.name, p.package or "-", p.state + (f": {p.problem}" if p.problem else "")) for p in registry.plugins]
+    print_table([("plugin", "package", "state"), *states])
     return 0
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, the last one as it is."""
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], width[:-1], strict=True)), row[-1]]).rstrip())
 
 
 def cmd_check_recipe(args) -> int:
@@ -81,6 +89,13 @@ def cmd_recipes(args) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seva", description="Self-supervised visual preference data (SeVa, CSR) for LLaMA-Factory.")
     p.add_argument("--version", action="version", version=f"seva-plugin {__version__}")
+    p.add_argument(
+        "--disable-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="turn a plugin off by its name in `seva plugins` (repeatable; adds to SEVA_DISABLE_PLUGINS)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build preference pairs from a YAML build config")
@@ -89,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
-    sub.add_parser("plugins", help="list every registered component and its plugin").set_defaults(func=cmd_plugins)
+    sub.add_parser("plugins", help="list every registered component, and every plugin with its package and state").set_defaults(func=cmd_plugins)
 
     c = sub.add_parser("check-recipe", help="validate a LLaMA-Factory training recipe without loading weights")
     c.add_argument("recipe")
@@ -158,6 +173,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.disable_plugin:
+            from seva_plugin.registry import disable_plugins
+
+            disable_plugins(args.disable_plugin)
         return args.func(args)
     except SevaError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,7 +21,17 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from seva_plugin import interfaces
 from seva_plugin.errors import ConfigError, did_you_mean, show, unknown
 from seva_plugin.hookspecs import Register
-from seva_plugin.plugin_manager import DISABLE_ENV, Plugin, PluginManager, disabled_plugins, get_plugin_manager, make_plugin_manager, one_line
+from seva_plugin.plugin_manager import (
+    DISABLE_ENV,
+    PACKAGE,
+    Plugin,
+    PluginManager,
+    canonical,
+    disabled_plugins,
+    get_plugin_manager,
+    make_plugin_manager,
+    one_line,
+)
 
 __all__ = ["KINDS", "Registered", "Registry", "check_value", "disable_plugins", "get_plugin_manager", "get_registry", "make_plugin_manager"]
 
@@ -151,13 +161,18 @@ def registrations(pm: PluginManager, plugin: object, origin: Plugin) -> list[Reg
     return entries
 
 
+def listing_order(plugin: Plugin) -> tuple[bool, bool, str, str]:
+    """The built-ins first, then installed packages by name, then plugins registered from code."""
+    return plugin.package != PACKAGE, plugin.package is None, canonical(plugin.package or ""), plugin.name
+
+
 class Registry:
     """Every registered component by kind and name, and every plugin found, with its state."""
 
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
         self._items: dict[str, dict[str, list[Registered[Any]]]] = {kind: {} for kind in KINDS}
-        self.plugins: list[Plugin] = []  # in loading order, then those left out while loading
+        self.plugins: list[Plugin] = []  # every plugin found, in listing order
         for key, obj in pm.list_name_plugin():
             origin = pm.origin(key)
             try:
@@ -167,7 +182,7 @@ class Registry:
             self.plugins.append(origin)
             for entry in entries:
                 self._items[entry.kind].setdefault(entry.name, []).append(entry)
-        self.plugins += pm.left_out
+        self.plugins = sorted(self.plugins + pm.left_out, key=listing_order)
 
     @overload
     def get(self, kind: Literal["source"], name: str) -> Registered[interfaces.Source]: ...

@@ -1,10 +1,11 @@
 """Every hook seva-plugin calls. One file, so a plugin author reads the whole contract here.
 
-Each registry hook is called once, when the plugin manager is built, with a ``register``
-callback. Call ``register(cls)`` for each component class the plugin provides; the class's
-``name`` is its user-facing name (or pass ``name=...``). A component subclasses its base in
+Each registry hook is called once, when the registry is built, with a ``register`` callback
+(:class:`Register`). Call ``register(cls)`` for each component class the plugin provides; the
+class's ``name`` is its user-facing name (or pass ``name=...``). A component subclasses its base in
 ``seva_plugin.interfaces`` and its constructor keyword arguments are its config keys
-(``docs/plugins.md``); the host checks the base class, name clashes and parameters.
+(``docs/plugins.md``). The host checks the base class, name clashes and parameters; a hook that
+raises, or is not one of these, leaves its plugin out (and only it) with one line saying why.
 """
 
 from __future__ import annotations

@@ -127,6 +127,9 @@ def entry_points(third_party: bool = True) -> list[tuple[EntryPoint, str]]:
     builtins: list[tuple[EntryPoint, str]] = []
     others: list[tuple[EntryPoint, str]] = []
     for dist in distributions():
+        declared = dist.entry_points.select(group=GROUP)
+        if not declared:  # most packages: their METADATA, slow to parse, is not read
+            continue
         try:
             package = dist.metadata["Name"]
         except KeyError:  # metadata without a name: not an installed package pip would know either
@@ -134,11 +137,11 @@ def entry_points(third_party: bool = True) -> list[tuple[EntryPoint, str]]:
         if not package or canonical(package) in seen:
             continue
         seen.add(canonical(package))
-        into = builtins if canonical(package) == PACKAGE else others
-        into += [(ep, package) for ep in dist.entry_points.select(group=GROUP)]
+        (builtins if canonical(package) == PACKAGE else others).extend((ep, package) for ep in declared)
     if not builtins:
         builtins = [(EntryPoint(module, module, GROUP), PACKAGE) for module in BUILTIN_PLUGINS]
-    return sorted(builtins, key=lambda found: found[0].name) + (sorted(others, key=lambda found: (canonical(found[1]), found[0].name)) if third_party else [])
+    others.sort(key=lambda found: (canonical(found[1]), found[0].name))
+    return sorted(builtins, key=lambda found: found[0].name) + (others if third_party else [])
 
 
 def disabled_plugins() -> list[str]:

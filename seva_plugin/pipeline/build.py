@@ -127,7 +127,9 @@ class Build:
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]
-        dropped, rejected, rejects = Counter(), Counter(), []
+        dropped: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        rejects: list[str] = []
 
         def pairs():  # one pass over the journal: pairs to the writer, the rest counted
             for e in journal.entries():

@@ -40,13 +40,23 @@ def front_matter(name: str, features: Features, data: dict, licence: str, tags: 
         "tags": ["seva-plugin", "dpo", "preference", "synthetic", *tags],
         "size_categories": [size_category(data["records"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-        "dataset_info": {
-            "features": features._to_yaml_list(),
-            "splits": [{"name": "train", "num_bytes": data["bytes"], "num_examples": data["records"]}],
-            "download_size": data["bytes"],
-            "dataset_size": data["bytes"],
-        },
+        "dataset_info": dataset_info(features, data),
     }
+
+
+def dataset_info(features: Features, data: dict) -> dict:
+    """The card's ``dataset_info`` (features, the train split, sizes) in the Hub's YAML layout, written
+    by datasets' public ``DatasetInfosDict.to_dataset_card_data``, as ``push_to_hub`` writes it."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    splits = SplitDict()
+    splits.add(SplitInfo(name="train", num_bytes=data["bytes"], num_examples=data["records"]))
+    info = DatasetInfo(features=features, splits=splits, download_size=data["bytes"], dataset_size=data["bytes"])
+    card_data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return card_data["dataset_info"]
 
 
 def _spec(value) -> str:

@@ -10,7 +10,7 @@ and the whole build config, so the card alone is enough to rebuild the set.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,7 +44,7 @@ def front_matter(name: str, features: Features, data: dict, licence: str, tags: 
     }
 
 
-def dataset_info(features: Features, data: dict) -> dict:
+def dataset_info(features: Features, data: dict[str, Any]) -> dict[str, Any]:
     """The card's ``dataset_info`` (features, the train split, sizes) in the Hub's YAML layout, written
     by datasets' public ``DatasetInfosDict.to_dataset_card_data``, as ``push_to_hub`` writes it."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
@@ -56,7 +56,7 @@ def dataset_info(features: Features, data: dict) -> dict:
     info = DatasetInfo(features=features, splits=splits, download_size=data["bytes"], dataset_size=data["bytes"])
     card_data = DatasetCardData()
     DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
-    return card_data["dataset_info"]
+    return dict(card_data["dataset_info"])
 
 
 def _spec(value) -> str:

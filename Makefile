@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?=
 
-.PHONY: install demo test test-fast bench gpu-wheels lint clean
+.PHONY: install demo test test-fast bench gpu-wheels lint typecheck clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ gpu-wheels:
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# mypy over seva_plugin/, configured in pyproject.toml ([tool.mypy]: strict on the plugin contract).
+typecheck: install
+	$(PY) -m mypy
 
 clean:
 	rm -rf demo_out bench_out .pytest_cache

@@ -4,6 +4,8 @@ A plugin author needs only what is exported here: ``hookimpl`` to register compo
 component bases and the generation contract (see ``seva_plugin.interfaces``).
 """
 
+from importlib import metadata as _metadata
+
 from seva_plugin.hookspecs import hookimpl
 from seva_plugin.interfaces import (
     CLEAN,
@@ -19,7 +21,10 @@ from seva_plugin.interfaces import (
     Writer,
 )
 
-__version__ = "0.2.0"
+try:  # one version, pyproject.toml's: installed packages carry it in their metadata
+    __version__ = _metadata.version("seva-plugin")
+except _metadata.PackageNotFoundError:  # a checkout on the path that was never installed
+    __version__ = "0+unknown"
 __all__ = [
     "CLEAN",
     "Answer",

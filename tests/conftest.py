@@ -6,10 +6,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import subprocess
 
 import pytest
 
-from helpers import make_images, uncollected
+from helpers import heavy_program, make_images, uncollected
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -101,3 +102,29 @@ def pytest_collection_finish(session):
     if reporter is not None:
         total = _counted[-1] if _counted else len(session.items)
         reporter.write_line(f"seva: collected {total} tests from all {len(on_disk)} test files under tests/ ({len(session.items)} selected)")
+
+
+# -- a test that starts llamafactory-cli, seva or Ray is marked slow ------------------------------
+# `make test-fast` (-m "not slow") is the inner loop: a test that starts one of these there (in
+# itself or in a fixture it sets up first) is an error naming the program.
+_running: list[pytest.Item] = []
+_popen_init = subprocess.Popen.__init__
+
+
+def _guarded_popen_init(self, *args, **kwargs):
+    program = heavy_program(args[0] if args else kwargs.get("args", ()))
+    if program and _running and _running[-1].get_closest_marker("slow") is None:
+        raise pytest.fail.Exception(f"{_running[-1].nodeid} starts {program} but is not marked @pytest.mark.slow (make test-fast would run it)")
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _guarded_popen_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running.append(item)
+    try:
+        yield
+    finally:
+        _running.pop()

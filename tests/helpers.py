@@ -63,3 +63,21 @@ def uncollected(test_files, collected) -> list[str]:
     """The test files on disk that a pytest run over the whole suite did not collect."""
     collected = {os.path.realpath(p) for p in collected}
     return sorted(p for p in test_files if os.path.realpath(p) not in collected)
+
+
+HEAVY_PROGRAMS = {"llamafactory-cli", "seva", "raylet", "gcs_server"}  # a Ray node starts the last two
+HEAVY_MODULES = {"llamafactory.cli", "seva_plugin.commands.cli"}
+
+
+def heavy_program(args) -> str | None:
+    """What a subprocess with these ``args`` runs when it is one a test must be marked slow for
+    (llamafactory-cli, seva, a Ray node), else None."""
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    argv = [os.fsdecode(a) for a in argv]
+    if not argv:
+        return None
+    first = argv[0].split()[0] if len(argv) == 1 else argv[0]  # a shell string: its program
+    if os.path.basename(first) in HEAVY_PROGRAMS:
+        return os.path.basename(first)
+    module = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"), None)
+    return module if module in HEAVY_MODULES else None

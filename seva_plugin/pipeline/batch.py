@@ -27,6 +27,10 @@ from seva_plugin.pipeline.text import strip_eos
 GENERATION_ERROR = "generation_error"
 
 
+# (registry entry, its parameters, where it is configured, what the build adds to them)
+ComponentSpec = tuple[Any, dict[str, Any], str, dict[str, Any]]
+
+
 class BatchFailed(SevaError):
     """Every record of a batch failed with the same error: a systematic problem, not bad records."""
 
@@ -35,27 +39,29 @@ class BatchFailed(SevaError):
 class WorkSpec:
     """The per-batch components as ``(registry entry, params, context)``; picklable, built anywhere."""
 
-    augment: tuple
-    strategy: tuple
-    backend: tuple
-    filters: tuple = ()
+    augment: ComponentSpec
+    strategy: ComponentSpec
+    backend: ComponentSpec
+    filters: tuple[ComponentSpec, ...] = ()
 
     @classmethod
     def resolve(cls, cfg: BuildConfig, registry) -> WorkSpec:
         """Look every component up in ``registry`` (unknown names fail here)."""
         name, params = split_spec(cfg.augment, "augment")
-        augment = (registry.get("augmenter", name), params, "augment", {})
+        augment: ComponentSpec = (registry.get("augmenter", name), params, "augment", {})
         name, params = split_spec(cfg.strategy, "strategy", default="seva")
-        strategy = (registry.get("strategy", name), params, "strategy", {})
+        strategy: ComponentSpec = (registry.get("strategy", name), params, "strategy", {})
         name, params = split_spec(cfg.backend, "backend", default="hf")
-        backend = (registry.get("backend", name), params, "backend", {"model": cfg.model, "template": cfg.template})
-        filters = tuple((registry.get("filter", n), p, f"filter '{n}'", {}) for n, p in (split_spec(f, "filters") for f in cfg.filters))
+        backend: ComponentSpec = (registry.get("backend", name), params, "backend", {"model": cfg.model, "template": cfg.template})
+        filters: tuple[ComponentSpec, ...] = tuple(
+            (registry.get("filter", n), p, f"filter '{n}'", {}) for n, p in (split_spec(f, "filters") for f in cfg.filters)
+        )
         return cls(augment, strategy, backend, filters)
 
     def build(self) -> BatchWork:
         """Instantiate the components (parameters checked strictly; no model loads here)."""
 
-        def make(entry):
+        def make(entry: ComponentSpec) -> Any:
             component, params, where, context = entry
             return component.build(params, where, **context)
 
@@ -118,7 +124,7 @@ def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[
         except SevaError as exc:
             if not isinstance(exc, RecordError):
                 raise  # the config, not the record
-            error = exc
+            error: Exception = exc
         except Exception as exc:  # noqa: BLE001 - narrowed down to the record that raises
             error = exc
         if len(part) == 1:

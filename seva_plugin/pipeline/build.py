@@ -23,7 +23,7 @@ from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
 from seva_plugin.pipeline.journal import Journal
 from seva_plugin.pipeline.manifest import BuildResult, manifest, nothing_kept, progress_text
-from seva_plugin.pipeline.model_paths import check_model_path
+from seva_plugin.pipeline.model_paths import check_model_path, hub_checks, hub_offline
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
 from seva_plugin.pipeline.workers import make_workers
@@ -43,25 +43,28 @@ class Build:
     def __init__(self, config: BuildConfig | dict | str, overrides: list[str] | None = None):
         self.config = config if isinstance(config, BuildConfig) else load_config(config, overrides)
         cfg, registry = self.config, get_registry()
-        check_model_path(cfg.model, "model")
-        out = cfg.output
-        self.files = DatasetFiles(out["dataset_dir"], out["name"])
-        self.dataset_dir, self.name = self.files.dataset_dir, self.files.name
-        check_writable(self.dataset_dir)
+        # cached hub ids the hub cannot serve now (the model, CSR's CLIP): the run reads them offline
+        with hub_checks() as unreachable:
+            check_model_path(cfg.model, "model")
+            out = cfg.output
+            self.files = DatasetFiles(out["dataset_dir"], out["name"])
+            self.dataset_dir, self.name = self.files.dataset_dir, self.files.name
+            check_writable(self.dataset_dir)
 
-        name, params = source_spec(cfg.source)
-        self.source = registry.get("source", name).build(params, "source", seed=cfg.seed)
-        # the per-batch components, resolved here so Ray workers build the same ones (pipeline/batch.py)
-        self.spec = WorkSpec.resolve(cfg, registry)
-        self.work = self.spec.build()
-        self.augmenter, self.strategy, self.backend, self.filters = self.work.augmenter, self.work.strategy, self.work.backend, self.work.filters
-        writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
-        self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
-        check_template(cfg.template)
-        check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
-        self.writer.prepare(out["overwrite"])
-        # built before any model loads, so the prefetch thread never races the main thread for it
-        self.views = self.strategy.views(self.augmenter)
+            name, params = source_spec(cfg.source)
+            self.source = registry.get("source", name).build(params, "source", seed=cfg.seed)
+            # the per-batch components, resolved here so Ray workers build the same ones (pipeline/batch.py)
+            self.spec = WorkSpec.resolve(cfg, registry)
+            self.work = self.spec.build()
+            self.augmenter, self.strategy, self.backend, self.filters = self.work.augmenter, self.work.strategy, self.work.backend, self.work.filters
+            writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
+            self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
+            check_template(cfg.template)
+            check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
+            self.writer.prepare(out["overwrite"])
+            # built before any model loads, so the prefetch thread never races the main thread for it
+            self.views = self.strategy.views(self.augmenter)
+        self.offline = bool(unreachable)
 
     def fingerprint(self) -> str:
         """What determines the data: everything but limits and the overwrite switch."""
@@ -91,7 +94,7 @@ class Build:
     def run(self, progress: bool = True) -> BuildResult:
         """Generate what the journal does not have yet, then write the outputs. One build per output
         at a time: a second one refuses at once, naming the first (``files.output_lock``)."""
-        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"):
+        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline):
             return self._run(progress)
 
     def _run(self, progress: bool) -> BuildResult:
@@ -127,7 +130,9 @@ class Build:
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]
-        dropped, rejected, rejects = Counter(), Counter(), []
+        dropped: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        rejects: list[str] = []
 
         def pairs():  # one pass over the journal: pairs to the writer, the rest counted
             for e in journal.entries():

@@ -164,7 +164,7 @@ def check_config_values(data: dict) -> None:
     from seva_plugin.pipeline.dataset_files import check_name
     from seva_plugin.registry import check_value
 
-    hints = {f.name: f.type for f in fields(BuildConfig)}
+    hints = {f.name: str(f.type) for f in fields(BuildConfig)}  # annotations as written (postponed)
     for key in ("model", "template", "seed", "limit"):
         if key in data:
             check_value(key, data[key], hints[key])

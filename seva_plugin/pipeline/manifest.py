@@ -98,7 +98,7 @@ def nothing_kept(result: BuildResult, entries) -> str:
     rejected, dropped = sum(result.rejected.values()), sum(result.dropped.values())
     kind, counts, key = ("reject", result.rejected, "code") if rejected >= dropped else ("drop", result.dropped, "reason")
     top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    example = next((e for e in entries if e["kind"] == kind and e.get(key) == top), {})
+    example: dict[str, Any] = next((e for e in entries if e["kind"] == kind and e.get(key) == top), {})
     what = "rejected" if kind == "reject" else "dropped"
     detail = f"{example.get('id')!s}: {example.get('reason')}" if kind == "reject" else str(example.get("id"))
     return (

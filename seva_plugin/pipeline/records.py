@@ -45,7 +45,7 @@ class Pair:
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
-        out = {"id": r.id, "prompt": r.prompt, "images": r.images, "chosen": self.chosen, "rejected": self.rejected}
+        out: dict[str, Any] = {"id": r.id, "prompt": r.prompt, "images": r.images, "chosen": self.chosen, "rejected": self.rejected}
         if self.scores:
             out["scores"] = self.scores
         if r.meta:

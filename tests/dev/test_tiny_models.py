@@ -289,6 +289,7 @@ def cli_runs(tiny_dirs, pref_dataset, tmp_path_factory) -> dict[str, tuple[subpr
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_llamafactory_cli_dpo_lora_on_recipe(family, cli_runs):
     from safetensors import safe_open

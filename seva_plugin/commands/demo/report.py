@@ -13,7 +13,8 @@ from seva_plugin.commands.demo.world import answer_words, is_correct
 
 def accuracy_by_kind(examples, answers: list[str]) -> dict[str, float]:
     """Fraction of correct answers per question kind, plus ``all``."""
-    right, total = Counter(), Counter()
+    right: Counter[str] = Counter()
+    total: Counter[str] = Counter()
     for ex, ans in zip(examples, answers, strict=True):
         for key in (ex.kind, "all"):
             total[key] += 1
@@ -82,8 +83,8 @@ def pair_precision(entries, truth: dict) -> dict:
     ``entries`` are build-journal lines (``kind`` pair or drop, with ``id``, ``chosen``,
     ``rejected``); ``truth`` maps a prompt id to its world Example.
     """
-    kept = Counter()
-    identical = Counter()
+    kept: Counter[str] = Counter()
+    identical: Counter[str] = Counter()
     for e in entries:
         if e.get("kind") not in ("pair", "drop") or "chosen" not in e:
             continue

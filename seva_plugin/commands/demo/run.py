@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from seva_plugin import resources
 from seva_plugin.commands.host import llamafactory_cli
@@ -28,7 +29,7 @@ IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tok
 POSITION_STD = 0.5  # see prepare_base_model
 
 # ``small`` is a shrunken run for tests: the same steps on fewer images (about 200 SFT steps).
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "full": {"n_sft": 600, "n_unlabeled": 300, "n_heldout": 150, "sft_overrides": {}},
     "small": {"n_sft": 150, "n_unlabeled": 60, "n_heldout": 30, "sft_overrides": {"num_train_epochs": 12}},
 }
@@ -191,10 +192,9 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
         lap("evaluate after")
     else:  # nothing to train on: the model is its own "after"
         _say("[6/6] no pairs were kept, so there is nothing to train DPO on; skipped")
-        dpo_dir = None
         after_answers = [before_answers[0], before_answers[steps.index(step)]]
 
-    report = {
+    report: dict[str, Any] = {
         "seed": seed,
         "sizes": {"sft": len(world.sft), "unlabeled": len(world.unlabeled), "heldout": len(world.heldout)},
         "noise": {"steps": steps, "accuracy": [rep.accuracy_by_kind(world.heldout, a) for a in before_answers]},
@@ -217,7 +217,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
         "recipes": {"sft": SFT_RECIPE.name, "dpo": DPO_RECIPE.name},
         "paths": {
             "sft": sft_dir,
-            "adapter": dpo_dir,
+            "adapter": dpo_dir if result.kept else None,
             "pairs": result.data_file,
             "data_dir": data_dir,
             "name": result.name,

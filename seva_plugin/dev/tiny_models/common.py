@@ -97,6 +97,11 @@ def check_single_tokens(tokenizer, words: Iterable[str]) -> None:
                 raise ValueError(f"vocab word {form!r} is not a single token: {ids}")
 
 
+def token_ids(tokenizer, tokens: Iterable[str]) -> dict[str, int]:
+    """Each of ``tokens`` (single tokens) with its id."""
+    return {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
+
+
 def embedding_rows(tokenizer, multiple: int = 8) -> int:
     """Embedding size for ``tokenizer``: largest id + 1, rounded up as real checkpoints do."""
     n = max(tokenizer.get_vocab().values()) + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import TWIN_HEADS, TWIN_HIDDEN, check_single_tokens, embedding_rows, save, seeded_init, set_special_ids, train_byte_level_bpe
+from .common import TWIN_HEADS, TWIN_HIDDEN, check_single_tokens, embedding_rows, save, seeded_init, set_special_ids, token_ids, train_byte_level_bpe
 
 _GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
 
@@ -48,7 +48,7 @@ def build_tiny_gemma3(
         extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
     )
     check_single_tokens(tokenizer, extra)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _GEMMA3_SPECIALS}
+    ids = token_ids(tokenizer, _GEMMA3_SPECIALS)
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     config = Gemma3Config(
         text_config=dict(

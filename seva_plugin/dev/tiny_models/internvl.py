@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import TWIN_HEADS, TWIN_HIDDEN, save, seeded_init, set_special_ids
+from .common import TWIN_HEADS, TWIN_HIDDEN, save, seeded_init, set_special_ids, token_ids
 from .qwen import QWEN_SPECIALS, qwen_style_tokenizer, qwen_text_config
 
 _INTERNVL_SPECIALS = [*QWEN_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
@@ -39,7 +39,7 @@ def build_tiny_internvl3(
         extra,
         {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
     )
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _INTERNVL_SPECIALS}
+    ids = token_ids(tokenizer, _INTERNVL_SPECIALS)
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     tokens_per_tile = (image_size // patch_size) ** 2 // 4
     config = InternVLConfig(

@@ -5,7 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import check_single_tokens, clip_vision_config, embedding_rows, llama_text_config, save, seeded_init, set_special_ids, train_byte_level_bpe
+from .common import (
+    check_single_tokens,
+    clip_vision_config,
+    embedding_rows,
+    llama_text_config,
+    save,
+    seeded_init,
+    set_special_ids,
+    token_ids,
+    train_byte_level_bpe,
+)
 
 # LLaMA-style special tokens; order fixes their ids (unk=0, bos=1, eos=2, ...).
 _LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
@@ -65,7 +75,7 @@ def build_tiny_llava(
         raise ValueError("image_size must be a multiple of patch_size")
     extra = list(vocab or [])
     tokenizer = llama_style_tokenizer(extra)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _LLAVA_SPECIALS}
+    ids = token_ids(tokenizer, _LLAVA_SPECIALS)
     num_patches = (image_size // patch_size) ** 2
 
     config = LlavaConfig(
@@ -124,7 +134,7 @@ def build_tiny_llava_next(
         raise ValueError("image_size must be a multiple of patch_size")
     extra = list(vocab or [])
     tokenizer = llama_style_tokenizer(extra)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _LLAVA_SPECIALS}
+    ids = token_ids(tokenizer, _LLAVA_SPECIALS)
     s = image_size
     pinpoints = [[s, s], [s, 2 * s], [2 * s, s]]  # small: 1x1, 1x2, 2x1 tiles
 

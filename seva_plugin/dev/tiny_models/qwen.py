@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
-from .common import TWIN_HEADS, TWIN_HIDDEN, check_single_tokens, embedding_rows, save, seeded_init, set_special_ids, train_byte_level_bpe
+from .common import TWIN_HEADS, TWIN_HIDDEN, check_single_tokens, embedding_rows, save, seeded_init, set_special_ids, token_ids, train_byte_level_bpe
 
 # Qwen2's special tokens; the template ``qwen2_vl`` and the processor look these
 # up by text, and the model config needs their ids.
@@ -38,7 +39,7 @@ def qwen_text_config(tokenizer, ids: dict[str, int], hidden: int, heads: int, **
     )
 
 
-def qwen_media_ids(ids: dict[str, int]) -> dict[str, int]:
+def qwen_media_ids(ids: dict[str, int]) -> dict[str, Any]:
     """The model config's image, video and vision-span token ids."""
     return dict(
         image_token_id=ids["<|image_pad|>"],
@@ -71,11 +72,11 @@ def build_tiny_qwen2_vl(
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
         Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
     )
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor  # transformers 5.6's type-checking imports leave it out
 
     tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, list(vocab or []), QWEN_MEDIA_TOKENS)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    ids = token_ids(tokenizer, QWEN_SPECIALS)
 
     heads = 4
     hidden = heads * head_dim
@@ -97,7 +98,7 @@ def build_tiny_qwen2_vl(
         **qwen_media_ids(ids),
         tie_word_embeddings=False,
     )
-    assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
+    assert sum(config.get_text_config().rope_parameters["mrope_section"]) == head_dim // 2
     model = seeded_init(Qwen2VLForConditionalGeneration, config, seed)
     # Like Qwen2-VL-Instruct: no BOS, and generation stops at either end token.
     set_special_ids(model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"])
@@ -152,12 +153,12 @@ def build_tiny_qwen2_5_vl(
         Qwen2_5_VLForConditionalGeneration,
         Qwen2_5_VLProcessor,
         Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
     )
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     extra = list(vocab or [])
     tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, extra, QWEN_MEDIA_TOKENS)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    ids = token_ids(tokenizer, QWEN_SPECIALS)
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     config = Qwen2_5_VLConfig(
         text_config=qwen_text_config(
@@ -178,7 +179,7 @@ def build_tiny_qwen2_5_vl(
         **qwen_media_ids(ids),
         tie_word_embeddings=False,
     )
-    assert sum(config.text_config.rope_parameters["mrope_section"]) == hidden // heads // 2
+    assert sum(config.get_text_config().rope_parameters["mrope_section"]) == hidden // heads // 2
     model = seeded_init(Qwen2_5_VLForConditionalGeneration, config, seed)
     set_special_ids(model, bos=None, eos=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad=ids["<|endoftext|>"])
     size = {"shortest_edge": 28 * 28, "longest_edge": max_pixels}
@@ -215,7 +216,7 @@ def build_tiny_qwen3_vl(
 
     extra = list(vocab or [])
     tokenizer = qwen_style_tokenizer(QWEN_SPECIALS, extra, QWEN_MEDIA_TOKENS, added=("<think>", "</think>"))
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    ids = token_ids(tokenizer, QWEN_SPECIALS)
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     config = Qwen3VLConfig(
         text_config=qwen_text_config(

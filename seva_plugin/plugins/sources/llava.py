@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, show
@@ -57,9 +58,12 @@ class LlavaSource(Source):
             yield make_record(row.get("id", f"row-{index}"), turns[0] if turns else None, row.get("image"), base)
 
     def _seva(self, base: str):
-        ocr, textcaps = [], []
+        ocr: list[tuple[int, dict[str, Any]]] = []
+        textcaps: list[tuple[int, dict[str, Any]]] = []
         for index, row in iter_json_rows(self.file):
-            image = row.get("image") if isinstance(row, dict) else None
+            if not isinstance(row, dict):
+                continue
+            image = row.get("image")
             if isinstance(image, str) and image.startswith("ocr_vqa"):
                 ocr.append((index, row))
             elif isinstance(image, str) and image.startswith("textvqa"):
@@ -75,8 +79,8 @@ class LlavaSource(Source):
         for index, row in textcaps:
             rid = row.get("id", f"row-{index}")
             turns = human_turns(row)
-            question = turns[0].replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "") if turns else None
-            yield make_record(rid, question, row["image"], base, {"subset": "textcaps", "source_id": rid})
+            caption_question = turns[0].replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "") if turns else None
+            yield make_record(rid, caption_question, row["image"], base, {"subset": "textcaps", "source_id": rid})
 
 
 @hookimpl

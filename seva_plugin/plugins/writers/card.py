@@ -10,7 +10,7 @@ and the whole build config, so the card alone is enough to rebuild the set.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -40,13 +40,23 @@ def front_matter(name: str, features: Features, data: dict, licence: str, tags: 
         "tags": ["seva-plugin", "dpo", "preference", "synthetic", *tags],
         "size_categories": [size_category(data["records"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-        "dataset_info": {
-            "features": features._to_yaml_list(),
-            "splits": [{"name": "train", "num_bytes": data["bytes"], "num_examples": data["records"]}],
-            "download_size": data["bytes"],
-            "dataset_size": data["bytes"],
-        },
+        "dataset_info": dataset_info(features, data),
     }
+
+
+def dataset_info(features: Features, data: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``dataset_info`` (features, the train split, sizes) in the Hub's YAML layout, written
+    by datasets' public ``DatasetInfosDict.to_dataset_card_data``, as ``push_to_hub`` writes it."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    splits = SplitDict()
+    splits.add(SplitInfo(name="train", num_bytes=data["bytes"], num_examples=data["records"]))
+    info = DatasetInfo(features=features, splits=splits, download_size=data["bytes"], dataset_size=data["bytes"])
+    card_data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return dict(card_data["dataset_info"])
 
 
 def _spec(value) -> str:

@@ -59,6 +59,13 @@ def use_backends(monkeypatch, *backends):
     return registry
 
 
+def answer(texts: list[str], reason: str = "eos") -> list:
+    """A scripted backend's answer: one completion per text (no token ids or log-probs of a real model)."""
+    from seva_plugin import Completion
+
+    return [Completion(t, reason, []) for t in texts]
+
+
 def uncollected(test_files, collected) -> list[str]:
     """The test files on disk that a pytest run over the whole suite did not collect."""
     collected = {os.path.realpath(p) for p in collected}

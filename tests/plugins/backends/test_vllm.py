@@ -282,8 +282,8 @@ def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
     hf = HfBackend(engine.model, engine.template, **FAMILIES[engine.family][2])
     ha, va = hf.generate(greedy), engine.generate(greedy)
     for a, b in zip(ha, va, strict=True):
-        assert (b.texts, b.finish_reasons, b.token_ids) == (a.texts, a.finish_reasons, a.token_ids)
-        assert max(abs(x - y) for x, y in zip(a.logprobs[0], b.logprobs[0], strict=True)) < 1e-4
+        assert [(c.text, c.finish_reason, c.token_ids) for c in b] == [(c.text, c.finish_reason, c.token_ids) for c in a]
+        assert max(abs(x - y) for x, y in zip(a[0].logprobs, b[0].logprobs, strict=True)) < 1e-4
 
     sampled = [
         GenerationRequest(r, prefix=p, n=3, stop=(".",), max_new_tokens=10, sampling=Sampling(1.0, 0.9), seed=11 + i, logprobs=True)
@@ -292,14 +292,14 @@ def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
     ]
     first = engine.generate(sampled)
     again = engine.generate(sampled[::-1] + sampled[:1])[::-1][1:]  # other batch layout and neighbours
-    assert [a.texts for a in first] == [a.texts for a in again]
-    assert all(len(a.texts) == 3 and all(r in ("eos", "stop", "length") for r in a.finish_reasons) for a in first)
+    assert [[c.text for c in a] for a in first] == [[c.text for c in a] for a in again]
+    assert all(len(a) == 3 and all(c.finish_reason in ("eos", "stop", "length") for c in a) for a in first)
     # each answer's log-probs are those the hf model gives its tokens (teacher forcing)
     model = hf.hf_model
     worst = 0.0
     for request, answer in zip(sampled[:2], first[:2], strict=True):
         prompt_ids, prefix_ids, mm = hf.model_inputs([GenerationRequest(request.record, prefix=request.prefix)])
-        for ids, logprobs in zip(answer.token_ids, answer.logprobs, strict=True):
+        for ids, logprobs in ((c.token_ids, c.logprobs) for c in answer):
             start = len(prompt_ids[0]) + len(prefix_ids[0])
             with torch.inference_mode():
                 logits = model(**hf.batch_inputs([prompt_ids[0] + prefix_ids[0] + ids], mm)).logits[0].float().log_softmax(-1)
@@ -358,8 +358,8 @@ def test_lora_adapter_equals_hf(tmp_path_factory, tmp_path):
         answers = backend.generate(requests)
     finally:
         backend.close()
-    assert [a.texts for a in answers] == [a.texts for a in hf]
-    assert [a.texts for a in hf] != [a.texts for a in plain]
+    assert [[c.text for c in a] for a in answers] == [[c.text for c in a] for a in hf]
+    assert [[c.text for c in a] for a in hf] != [[c.text for c in a] for a in plain]
 
 
 # -- seva iterate ----------------------------------------------------------------------------

@@ -124,10 +124,12 @@ def test_select_pair_in_both_modes_and_without_a_second_answer():
 
 
 def test_parse_row_and_degenerate_sentences():
-    from seva_plugin.interfaces import Answer
+    from seva_plugin.interfaces import Completion
     from seva_plugin.plugins.strategies.csr.search import degenerate, proposals
 
-    props = proposals(Answer([" A cat.", "", " Dog"], ["stop", "eos", "length"], [[-1.0, -3.0], [-2.0], [-1.0, -1.0]], [[5, 9], [2], [6, 7]]))
+    props = proposals(
+        [Completion(" A cat.", "stop", [5, 9], [-1.0, -3.0]), Completion("", "eos", [2], [-2.0]), Completion(" Dog", "length", [6, 7], [-1.0, -1.0])]
+    )
     assert [(p.text, p.ended, p.language, p.tokens, p.index) for p in props] == [
         (" A cat.", "stop", -2.0, (5, 9), 0),
         ("", "eos", -2.0, (2,), 1),

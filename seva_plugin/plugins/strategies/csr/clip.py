@@ -1,7 +1,7 @@
 """CSR's visual score: ``100 * cos(image, sentence)`` with a ``transformers`` CLIPModel.
 
-The official code scores with ``openai/clip-vit-large-patch14-336``. One scorer is kept per
-process and device, so ``seva iterate`` loads CLIP once for all rounds.
+The official code scores with ``openai/clip-vit-large-patch14-336``. The strategy owns its scorer
+(``Csr.clip``): two strategies never share, or overwrite, one's settings.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from functools import cached_property
 
 from seva_plugin.errors import ConfigError
 
-_SCORERS: dict = {}
-
 
 class ClipScorer:
     """``100 * cos(image, text)`` with a ``transformers`` CLIPModel, loaded once on first use."""
 
-    def __init__(self, path: str, device, batch_size: int = 64):
+    def __init__(self, path: str, device: str, batch_size: int = 64):
         self.path = path
         self.device = device
         self.batch_size = batch_size
@@ -71,14 +69,3 @@ class ClipScorer:
 def _embedding(output):
     """transformers 5 returns a model output whose pooler_output is the projected embedding."""
     return output if hasattr(output, "dim") else output.pooler_output
-
-
-def clip_scorer(path: str, device, batch_size: int) -> ClipScorer:
-    """The scorer for ``path`` on ``device``, loaded once per process (at most one CLIP in memory)."""
-    key = (path, str(device))
-    if key not in _SCORERS:
-        _SCORERS.clear()
-        _SCORERS[key] = ClipScorer(path, device)
-    scorer = _SCORERS[key]
-    scorer.batch_size = batch_size
-    return scorer

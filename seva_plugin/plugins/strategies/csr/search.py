@@ -61,11 +61,7 @@ def path_seed(record_seed: int, key: str) -> int:
 
 
 def proposals(answer: Answer) -> list[Proposal]:
-    logprobs, tokens = answer.logprobs or [[] for _ in answer.texts], answer.token_ids or [[] for _ in answer.texts]
-    return [
-        Proposal(text, sum(lp) / len(lp) if lp else 0.0, ended, tuple(ids), k)
-        for k, (text, ended, lp, ids) in enumerate(zip(answer.texts, answer.finish_reasons, logprobs, tokens, strict=True))
-    ]
+    return [Proposal(c.text, sum(c.logprobs) / len(c.logprobs) if c.logprobs else 0.0, c.finish_reason, tuple(c.token_ids), k) for k, c in enumerate(answer)]
 
 
 _REPEATED_WORD = re.compile(r"\b(\w+)\b(?:\s+\1\b){5,}")

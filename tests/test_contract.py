@@ -7,12 +7,11 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
 
 import pytest
 
 import seva_plugin
-from helpers import REPO, read_jsonl
+from helpers import REPO, read_jsonl, registered_strategy
 from seva_plugin import (
     CLEAN,
     Backend,
@@ -24,12 +23,11 @@ from seva_plugin import (
     PromptRecord,
     Sampling,
     ScoreRequest,
-    Strategy,
     hookimpl,
 )
 from seva_plugin.errors import NothingKept
 from seva_plugin.pipeline.build import Build, build
-from seva_plugin.registry import get_plugin_manager, get_registry
+from seva_plugin.registry import get_plugin_manager
 
 
 def loaded(prompt: str = "<image>What is it?", images: int = 1) -> LoadedRecord:
@@ -108,52 +106,7 @@ def test_a_backend_that_cannot_score_says_so():
     assert HfBackend.can_score()
 
 
-# -- a strategy from outside the package -------------------------------------------------------
-@dataclass
-class AskedElsewhere(Strategy):
-    """Asks its own question twice (the second time under a system text that asks for a false
-    answer), scores both answers for that question under the clean view, and pairs them with the
-    question it chose as the training prompt."""
-
-    name = "test_asked_elsewhere"
-    needs_score = True
-    question: str = "Describe the colours you see."
-
-    def prompt(self, record: LoadedRecord) -> str:
-        return "<image>" * len(record.images) + self.question
-
-    def planned_requests(self, records, augmenter):
-        mine = [GenerationRequest(r, prompt=self.prompt(r)) for r in records]
-        return mine + [GenerationRequest(r, prompt=self.prompt(r), system="Answer with something false.") for r in records]
-
-    def make_pairs(self, records, backend, augmenter):
-        answers = backend.generate(self.planned_requests(records, augmenter))
-        n = len(records)
-        pairs = []
-        for r, (chosen,), (rejected,) in zip(records, answers[:n], answers[n:], strict=True):
-            if not (chosen.text.strip() and rejected.text.strip()):
-                continue
-            scored = backend.score([ScoreRequest(r, CLEAN, text, prompt=self.prompt(r)) for text in (chosen.text, rejected.text)])
-            scores = {"chosen": sum(scored[0].logprobs), "rejected": sum(scored[1].logprobs), "tokens": len(scored[0].token_ids)}
-            pairs.append(Pair(r.record, chosen.text, rejected.text, scores, prompt=self.prompt(r)))
-        return pairs
-
-
-@pytest.fixture
-def asked_elsewhere():
-    class Plugin:
-        @hookimpl
-        def register_strategies(self, register):
-            register(AskedElsewhere)
-
-    pm, plugin = get_plugin_manager(), Plugin()
-    pm.register(plugin, name="test-asked-elsewhere")
-    get_registry.cache_clear()
-    yield {"name": "test_asked_elsewhere"}
-    pm.unregister(plugin)
-    get_registry.cache_clear()
-
-
+# -- a strategy from outside the package (helpers.AskedElsewhere) ------------------------------
 def test_a_strategy_asks_its_own_prompt_scores_texts_and_resumes_byte_identical(build_config, asked_elsewhere, tmp_path):
     config = {**build_config, "strategy": asked_elsewhere, "filters": []}
     full = build({**config, "output": {**config["output"], "dataset_dir": str(tmp_path / "full")}}, progress=False)
@@ -218,23 +171,11 @@ def test_the_docs_strategy_runs_as_written(build_config, tmp_path):
     (code,) = re.findall(r"```python\n(@dataclass\nclass ImaginedNegative\(Strategy\):.*?)```", text, re.S)
     namespace: dict = {}
     exec("from dataclasses import dataclass\nfrom seva_plugin import CLEAN, GenerationRequest, Pair, ScoreRequest, Strategy\n" + code, namespace)
-
-    class Plugin:
-        @hookimpl
-        def register_strategies(self, register):
-            register(namespace["ImaginedNegative"])
-
-    pm, plugin = get_plugin_manager(), Plugin()
-    pm.register(plugin, name="test-docs-strategy")
-    get_registry.cache_clear()
-    try:
+    with registered_strategy(namespace["ImaginedNegative"]):
         try:
             result = build({**build_config, "strategy": "imagined_negative", "limit": 4}, progress=False)
         except NothingKept as exc:  # the tiny model's margins decide; the strategy ran either way
             result = exc.result
-    finally:
-        pm.unregister(plugin)
-        get_registry.cache_clear()
     journal = read_jsonl(os.path.join(result.dataset_dir, ".seva", f"{result.name}.journal.jsonl"))
     entries = [e for e in journal if e.get("kind") in ("pair", "drop")]
     assert len(entries) == 4 and all("margin" in e.get("scores", {"margin": 0}) for e in entries)

@@ -89,6 +89,13 @@ def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path, monkeyp
     assert hub_ids == [("openai/clip-vit-large-patch14-336", "strategy.clip_model")]
 
 
+def test_each_strategy_owns_its_clip_scorer(tiny_clip):
+    """The scorer was a module singleton whose batch_size the last strategy built overwrote."""
+    first, second = csr(tiny_clip, clip_batch_size=64), csr(tiny_clip, clip_batch_size=2)
+    assert first.clip is not second.clip and first.clip is first.clip
+    assert (first.clip.batch_size, second.clip.batch_size) == (64, 2)
+
+
 # --------------------------------------------------------------------------- #
 # the scoring rules on their own
 # --------------------------------------------------------------------------- #

@@ -180,3 +180,33 @@ def test_the_docs_strategy_runs_as_written(build_config, tmp_path):
     entries = [e for e in journal if e.get("kind") in ("pair", "drop")]
     assert len(entries) == 4 and all("margin" in e.get("scores", {"margin": 0}) for e in entries)
     assert json.load(open(result.manifest_file))["config"]["strategy"] == "imagined_negative"
+
+
+@pytest.mark.slow
+def test_the_outside_strategy_on_ray_workers_writes_the_same_bytes(build_config, asked_elsewhere, tmp_path):
+    """Two Ray workers build the same bytes as one process with a strategy from outside the package
+    (it reaches the workers by value, as any plugin class the driver resolved)."""
+    import shutil
+    import sys
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    from ray import cloudpickle
+
+    import helpers
+
+    config = {**build_config, "strategy": asked_elsewhere, "filters": [], "limit": 8, "backend": {**build_config["backend"], "batch_size": 2}}
+    local = build({**config, "output": {**config["output"], "dataset_dir": str(tmp_path / "local")}}, progress=False)
+    cloudpickle.register_pickle_by_value(sys.modules[helpers.__name__])
+    temp = tempfile.mkdtemp(prefix="sray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    try:
+        output = {**config["output"], "dataset_dir": str(tmp_path / "ray")}
+        on_ray = build({**config, "output": output, "ray": {"num_workers": 2, "resources_per_worker": {"CPU": 1}}}, progress=False)
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[helpers.__name__])
+        shutil.rmtree(temp, ignore_errors=True)
+    assert open(on_ray.data_file, "rb").read() == open(local.data_file, "rb").read() and local.kept > 0
+    manifest = json.load(open(on_ray.manifest_file))
+    assert manifest["workers"]["ray"] is True and manifest["engine"]["ray"] == ray.__version__

@@ -142,3 +142,44 @@ def test_the_build_writes_pair_prompts_through_the_builtin_writers(build_config,
 
     rows = load_dataset(os.path.dirname(trl.data_file), split="train")
     assert rows[0]["prompt"][0]["content"][-1]["text"] == "What colour is the square? Answer briefly."
+
+
+def test_the_build_prepares_what_the_strategy_plans_with_its_prompts(build_config, monkeypatch, asked_elsewhere):
+    """The prefetch thread hands the backend the strategy's planned requests (own prompts and systems
+    included), and they are exactly what the strategy then asks."""
+    from seva_plugin import CLEAN, Scores
+    from seva_plugin.registry import get_plugin_manager
+
+    seen: dict[str, list] = {"prepared": [], "asked": []}
+
+    def key(r):
+        return (r.record.id, r.view, r.prompt, r.system, r.prefix, r.n)
+
+    class Watching(Scripted):
+        name = "watching"
+
+        def prepare(self, requests):
+            seen["prepared"].append([key(r) for r in requests])
+
+        def generate(self, requests):
+            seen["asked"].append([key(r) for r in requests])
+            return [answer([f"{r.record.id} {r.system}"]) for r in requests]
+
+        def score(self, requests):
+            return [Scores([1], [-1.0]) for _ in requests]
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(Watching)
+
+    pm = get_plugin_manager()
+    pm.register(Plugin(), name="test-watching")
+    try:
+        monkeypatch.setattr("seva_plugin.pipeline.build.get_registry", lambda: Registry(pm))
+        result = Build({**build_config, "strategy": asked_elsewhere, "backend": {"name": "watching"}}).run(progress=False)
+    finally:
+        pm.unregister(name="test-watching")
+    assert result.kept == 10 and len(seen["asked"]) == 3  # batches of 4, 4, 2
+    assert seen["prepared"] == seen["asked"]
+    assert {k[2] for batch in seen["asked"] for k in batch} == {"<image>Describe the colours you see."} and CLEAN in {k[1] for k in seen["asked"][0]}

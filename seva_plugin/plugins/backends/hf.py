@@ -94,9 +94,9 @@ class HfBackend(Backend):
         with self._load_lock:
             if "_renderer" not in self.__dict__:
                 model_args, data_args, _ = self._args(with_adapter=False)
-                renderer = Renderer.from_args(model_args, data_args)
-                renderer.max_prompt_tokens = hf_inputs.prompt_budget(self.max_prompt_tokens, renderer.context, self.max_new_tokens)
-                self.__dict__["_renderer"] = renderer
+                loaded = Renderer.from_args(model_args, data_args)
+                loaded.max_prompt_tokens = hf_inputs.prompt_budget(self.max_prompt_tokens, loaded.context, self.max_new_tokens)
+                self.__dict__["_renderer"] = loaded
         renderer: Renderer = self.__dict__["_renderer"]
         return renderer
 

@@ -81,7 +81,7 @@ def teacher_forced(model: Any, tokenizer: Any, heads: list[list[int]], texts: li
         lo = 0
     with torch.inference_mode():
         logits = model(**inputs, **kwargs).logits
-    out = []
+    out: list[list[float]] = []
     for row, (head, text) in enumerate(zip(heads, texts, strict=True)):
         if not text:
             out.append([])

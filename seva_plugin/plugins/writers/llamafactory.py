@@ -93,7 +93,7 @@ class LlamaFactoryWriter(Writer):
         if self.folder:
             self.folder.check_target(overwrite)
 
-    def _image_path(self, path: str | dict, record_id: str, index: int) -> str:
+    def _image_path(self, path: str | dict[str, Any], record_id: str, index: int) -> str:
         if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
             path = save_embedded(path, os.path.join(self.dataset_dir, f"{self.dataset_name}_images"), file_stem(record_id, index))
         root = os.path.abspath(self.dataset_dir)

@@ -7,6 +7,7 @@ The official code scores with ``openai/clip-vit-large-patch14-336``. The strateg
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from seva_plugin.errors import ConfigError
 
@@ -20,13 +21,13 @@ class ClipScorer:
         self.batch_size = batch_size
 
     @cached_property
-    def loaded(self):
+    def loaded(self) -> tuple[Any, Any, int]:
         import torch
         from transformers import CLIPModel, CLIPProcessor
 
         try:
-            model = CLIPModel.from_pretrained(self.path)
-            processor = CLIPProcessor.from_pretrained(self.path)
+            model: Any = CLIPModel.from_pretrained(self.path)
+            processor: Any = CLIPProcessor.from_pretrained(self.path)
         except OSError as exc:
             raise ConfigError(f"strategy.clip_model: could not load CLIP from {self.path}: {exc}") from None
         dtype = torch.float16 if str(self.device).startswith("cuda") else torch.float32
@@ -34,7 +35,7 @@ class ClipScorer:
         max_len = getattr(model.config.text_config, "max_position_embeddings", 77)
         return model, processor, max_len
 
-    def image_features(self, images):
+    def image_features(self, images: list[Any]) -> Any:
         """Unit image embeddings, one row per image."""
         import torch
 
@@ -44,7 +45,7 @@ class ClipScorer:
             feats = _embedding(model.get_image_features(pixel_values=pixels.to(model.device, model.dtype)))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
-    def text_features(self, texts: list[str]):
+    def text_features(self, texts: list[str]) -> Any:
         import torch
 
         model, processor, max_len = self.loaded
@@ -58,7 +59,7 @@ class ClipScorer:
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.empty(0)
 
-    def text_scores(self, texts: list[str], image_features: list) -> list[float]:
+    def text_scores(self, texts: list[str], image_features: list[Any]) -> list[float]:
         """``100 * cos`` of each text with its record's images (mean over the record's images)."""
         if not texts:
             return []
@@ -66,6 +67,6 @@ class ClipScorer:
         return [float(100.0 * (img @ t).mean()) for t, img in zip(feats, image_features, strict=True)]
 
 
-def _embedding(output):
+def _embedding(output: Any) -> Any:
     """transformers 5 returns a model output whose pooler_output is the projected embedding."""
     return output if hasattr(output, "dim") else output.pooler_output

@@ -224,13 +224,17 @@ class VllmBackend(Backend):
         return processor.start_image_token_id, processor.end_image_token_id
 
     def _run(self, rows: list[vllm_prompts.Row], params: list[Any]) -> list[Any]:
-        """vLLM's outputs for ``rows``, in order (sent in the groups ``engine_batches`` allows)."""
+        """vLLM's outputs for ``rows``, in order: sent in the groups ``engine_batches`` allows, greedy and
+        sampled rows apart (vLLM's CPU sampler ignores every per-request seed in a step that also holds a
+        row without one, such as a greedy row: ``forward_cpu`` in vllm/v1/sample/ops/topk_topp_sampler.py)."""
         llm, lora = self.llm, vllm_engine.lora_request(self.adapter)
         outputs: list[Any] = [None] * len(rows)
         for group in engine_batches(rows, self.form, (self.config or {}).get("model_type")):
-            done = llm.generate([rows[i].prompt for i in group], [params[i] for i in group], use_tqdm=False, lora_request=lora)
-            for i, out in zip(group, done, strict=True):
-                outputs[i] = out
+            for greedy in (True, False):
+                part = [i for i in group if (params[i].temperature == 0) is greedy]
+                done = llm.generate([rows[i].prompt for i in part], [params[i] for i in part], use_tqdm=False, lora_request=lora) if part else []
+                for i, out in zip(part, done, strict=True):
+                    outputs[i] = out
         return outputs
 
     # -- decoding ----------------------------------------------------------------------------

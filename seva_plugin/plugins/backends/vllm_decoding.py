@@ -10,7 +10,7 @@ from seva_plugin.contract import Completion, GenerationRequest, Sampling
 from seva_plugin.pipeline.views import sample_seed
 from seva_plugin.rendering import Renderer
 
-BANNED_BIAS = -100.0  # vLLM's strongest logit bias: a banned token's probability is then below e^-100 of the best one's
+BANNED = "seva_banned_token_ids"  # vllm_bans.KEY (that module imports vLLM; this one must not)
 
 
 def sampling_params(
@@ -25,7 +25,8 @@ def sampling_params(
 ) -> Any:
     """vLLM's parameters for answer ``k`` of ``request``: greedy without ``sampling``, else seeded by
     ``sample_seed(request seed, k)``. ``banned`` is (special ids, embedding rows with no token):
-    sampling picks neither, as in ``hf``; greedy decoding with log-probabilities skips the rows."""
+    sampling picks neither, as in ``hf``; greedy decoding with log-probabilities skips the rows.
+    They are banned by ``vllm_bans.BanTokens`` (``-inf``: a logit bias is undone by a high temperature)."""
     from vllm import SamplingParams
 
     kwargs: dict[str, Any] = dict(
@@ -45,7 +46,7 @@ def sampling_params(
     special, phantom = banned
     ids = special + phantom if sampling is not None else (phantom if logprobs else [])
     if ids:
-        kwargs["logit_bias"] = dict.fromkeys(ids, BANNED_BIAS)
+        kwargs["extra_args"] = {BANNED: ids}
     return SamplingParams(**kwargs)
 
 

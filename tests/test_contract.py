@@ -210,3 +210,4 @@ def test_the_outside_strategy_on_ray_workers_writes_the_same_bytes(build_config,
     assert open(on_ray.data_file, "rb").read() == open(local.data_file, "rb").read() and local.kept > 0
     manifest = json.load(open(on_ray.manifest_file))
     assert manifest["workers"]["ray"] is True and manifest["engine"]["ray"] == ray.__version__
+    assert manifest["engine"]["name"] == "hf" and all(w["engine"]["dtype"] == "float32" for w in manifest["workers"]["workers"])  # as each worker resolved it

@@ -146,9 +146,10 @@ class Build:
         atomic_write_lines(self.files.rejects, rejects)
         seconds = time.time() - started
         kept = written.records if written else 0
+        workers = self.workers.describe() if hasattr(self, "workers") else None
         engine = self.backend.describe()
-        if getattr(self, "workers", None) is not None and self.workers.describe().get("ray"):
-            engine["ray"] = package_version("ray")
+        if workers and workers.get("ray"):  # the engine as the first worker resolved it, and Ray's version
+            engine = {**next((w["engine"] for w in workers["workers"] if w.get("engine")), engine), "ray": package_version("ray")}
         record = manifest(
             name=self.name,
             config=self.config.to_dict(),
@@ -157,7 +158,7 @@ class Build:
             dropped=dropped,
             rejected=rejected,
             resumed=journal.resumed,
-            workers=self.workers.describe() if hasattr(self, "workers") else None,
+            workers=workers,
             engine=engine,
             started=started,
             seconds=seconds,

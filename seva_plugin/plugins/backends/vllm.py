@@ -40,7 +40,7 @@ from seva_plugin.plugins.backends.batching import PreparedInputs
 from seva_plugin.plugins.backends.hf import device_kind
 from seva_plugin.plugins.backends.hf_inputs import prompt_budget
 from seva_plugin.plugins.backends.loading import check_max_new_tokens, config_context, infer_args
-from seva_plugin.plugins.backends.vllm_decoding import read_completion, read_scores, sampling_params, score_params
+from seva_plugin.plugins.backends.vllm_decoding import MAX_TEMPERATURE, read_completion, read_scores, sampling_params, score_params
 from seva_plugin.plugins.backends.vllm_inputs import ImageEncoder, adapter_rank, check_cpu_head_dim, check_family, engine_batches, image_token_id, read_config
 from seva_plugin.rendering import Renderer
 
@@ -85,6 +85,7 @@ class VllmBackend(Backend):
         if not isinstance(self.engine_kwargs, dict):
             raise ConfigError("backend.engine_kwargs must be a mapping of vllm.LLM arguments.")
         check_sampling(self.temperature, self.top_p, "backend")
+        check_temperature(self.temperature, "backend.temperature")
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError(INSTALL_HINT)
         self.config = read_config(self.model)
@@ -239,7 +240,10 @@ class VllmBackend(Backend):
 
     # -- decoding ----------------------------------------------------------------------------
     def _decoding(self, request: GenerationRequest) -> tuple[int, Sampling | None, tuple[str, ...], bool]:
-        return (request.max_new_tokens or self.max_new_tokens, request.resolve_sampling(self.default_sampling), request.stop, request.logprobs)
+        sampling = request.resolve_sampling(self.default_sampling)
+        if sampling is not None:
+            check_temperature(sampling.temperature, "a request's sampling temperature")
+        return (request.max_new_tokens or self.max_new_tokens, sampling, request.stop, request.logprobs)
 
     def _params(self, request: GenerationRequest, settings: tuple[int, Sampling | None, tuple[str, ...], bool], k: int) -> Any:
         eos = self.renderer.stop_token_ids
@@ -254,6 +258,14 @@ class VllmBackend(Backend):
             self.__dict__["_banned_ids"] = (renderer.banned_token_ids(cfg), list(range(len(renderer.tokenizer), rows)))
         banned: tuple[list[int], list[int]] = self.__dict__["_banned_ids"]
         return banned
+
+
+def check_temperature(temperature: float, what: str) -> None:
+    """vLLM samples at temperatures up to 2 (its ``SamplingParams`` refuses more, for every record alike)."""
+    if temperature > MAX_TEMPERATURE:
+        raise ConfigError(
+            f"{what} is {temperature}, and backend 'vllm' samples at temperatures up to {MAX_TEMPERATURE:g} (vLLM's limit); use backend hf for more."
+        )
 
 
 @hookimpl

@@ -10,7 +10,8 @@ from seva_plugin.contract import Completion, GenerationRequest, Sampling
 from seva_plugin.pipeline.views import sample_seed
 from seva_plugin.rendering import Renderer
 
-BANNED = "seva_banned_token_ids"  # vllm_bans.KEY (that module imports vLLM; this one must not)
+BANNED_BIAS = -100.0  # vLLM's strongest logit bias, added before the temperature (at most 2) divides: odds below e^-50
+MAX_TEMPERATURE = 2.0  # vLLM's SamplingParams refuses more
 
 
 def sampling_params(
@@ -26,12 +27,15 @@ def sampling_params(
     """vLLM's parameters for answer ``k`` of ``request``: greedy without ``sampling``, else seeded by
     ``sample_seed(request seed, k)``. ``banned`` is (special ids, embedding rows with no token):
     sampling picks neither, as in ``hf``; greedy decoding with log-probabilities skips the rows.
-    They are banned by ``vllm_bans.BanTokens`` (``-inf``: a logit bias is undone by a high temperature)."""
+    Only the template's stop tokens end an answer: ``ignore_eos`` keeps vLLM from also stopping at
+    the tokenizer's end-of-sequence token and at the ``eos_token_id`` of ``generation_config.json``
+    (which vLLM reads even with ``generation_config="vllm"``)."""
     from vllm import SamplingParams
 
     kwargs: dict[str, Any] = dict(
         n=1,
         max_tokens=max_new_tokens,
+        ignore_eos=True,
         stop_token_ids=list(eos),
         stop=list(stops) or None,
         include_stop_str_in_output=True,
@@ -46,7 +50,7 @@ def sampling_params(
     special, phantom = banned
     ids = special + phantom if sampling is not None else (phantom if logprobs else [])
     if ids:
-        kwargs["extra_args"] = {BANNED: ids}
+        kwargs["logit_bias"] = dict.fromkeys(ids, BANNED_BIAS)
     return SamplingParams(**kwargs)
 
 
@@ -66,7 +70,7 @@ def score_params() -> Any:
     greedy token; prompt log-probabilities never read vLLM's prefix cache."""
     from vllm import SamplingParams
 
-    return SamplingParams(n=1, max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+    return SamplingParams(n=1, max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False, ignore_eos=True)
 
 
 def read_scores(output: Any, text_ids: list[int]) -> list[float]:

@@ -30,7 +30,6 @@ def llm_kwargs(b: Any) -> dict[str, Any]:
         enable_mm_embeds=True,  # image features come from this process ...
         limit_mm_per_prompt={"image": 0},  # ... so vLLM builds no vision tower and reads none of its weights
         generation_config="vllm",  # no decoding defaults from generation_config.json: only what a request says, as in hf
-        logits_processors=["seva_plugin.plugins.backends.vllm_bans:BanTokens"],  # special tokens never sampled, at any temperature
     )
     if b.max_model_len is not None:
         kwargs["max_model_len"] = b.max_model_len

@@ -27,7 +27,6 @@ from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
 from seva_plugin.pipeline.views import record_seed
 from seva_plugin.plugins.backends import vllm_inputs
 from seva_plugin.plugins.backends.vllm import VllmBackend
-from seva_plugin.plugins.backends.vllm_decoding import BANNED
 from seva_plugin.testing import BackendContract
 
 FAMILIES = {  # family: (builder, template, backend keys)
@@ -185,6 +184,7 @@ def test_bad_options_are_refused(tiny_llava):
         ({"temperature": -1}, r"backend.temperature must be 0 \(greedy decoding\) or a positive number"),
         ({"max_new_tokens": 10**9}, r"backend.max_new_tokens is 1,000,000,000, but the model's context of .* holds \d[\d,]* tokens"),
         ({"max_new_tokens": 600, "max_model_len": 512}, r"backend.max_new_tokens is 600, but backend.max_model_len of .* holds 512 tokens"),
+        ({"temperature": 2.5}, r"backend.temperature is 2.5, and backend 'vllm' samples at temperatures up to 2 \(vLLM's limit\)"),
     ],
 )
 def test_decoding_settings_are_checked_before_any_engine_starts(tmp_path_factory, keys, message):
@@ -209,11 +209,10 @@ def test_sampling_params_are_the_same_on_every_call(tmp_path_factory, tmp_path):
     sampled = GenerationRequest(record, n=2, sampling=Sampling(0.7, 0.9), seed=3)
     first, again, other = (backend._params(sampled, backend._decoding(sampled), k) for k in (0, 0, 1))
     image = backend.renderer.tokenizer.convert_tokens_to_ids("<image>")
-    banned = first.extra_args[BANNED]
-    assert image in banned and banned == again.extra_args[BANNED] == other.extra_args[BANNED] and not first.logit_bias
-    assert first.seed == again.seed != other.seed and first.temperature == 0.7
+    assert first.logit_bias and image in first.logit_bias and first.logit_bias == again.logit_bias == other.logit_bias
+    assert first.seed == again.seed != other.seed and first.temperature == 0.7 and first.ignore_eos  # only the template's stop tokens end it
     greedy = GenerationRequest(record)
-    assert not backend._params(greedy, backend._decoding(greedy), 0).extra_args  # greedy decoding is left alone
+    assert not backend._params(greedy, backend._decoding(greedy), 0).logit_bias  # greedy decoding is left alone
     assert backend._llm is None  # no engine needed
 
 
@@ -512,24 +511,3 @@ class TestVllmPassesTheContract(BackendContract):
     @classmethod
     def close_backend(cls, backend):
         pass  # the session's engines are shut down with the session
-
-
-def test_the_engine_bans_what_the_backend_names():
-    """The banned ids travel in SamplingParams.extra_args under the key the engine's logits processor reads."""
-    import torch
-
-    from seva_plugin.plugins.backends import vllm_bans
-    from seva_plugin.plugins.backends.vllm_engine import llm_kwargs
-
-    assert vllm_bans.KEY == BANNED
-    ban = vllm_bans.BanTokens(None, torch.device("cpu"), False)
-    params = type("Params", (), {"extra_args": {BANNED: [1, 3]}})()
-    plain = type("Params", (), {"extra_args": None})()
-    ban.update_state(vllm_bans.BatchUpdate(batch_size=2, removed=[], added=[(0, params, [], []), (1, plain, [], [])], moved=[]))
-    logits = ban.apply(torch.zeros(2, 4))
-    assert logits[0].tolist() == [0, float("-inf"), 0, float("-inf")] and logits[1].tolist() == [0, 0, 0, 0]
-    fake = type("B", (), {"model": "m", "resolved_dtype": "float32", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.5, "max_num_seqs": 1})()
-    for key in ("enforce_eager", "trust_remote_code", "max_model_len", "adapter"):
-        setattr(fake, key, None)
-    fake.engine_kwargs = {}
-    assert llm_kwargs(fake)["logits_processors"] == [vllm_bans.FQCN]

@@ -65,14 +65,13 @@ def hostile_copy(model: str, dest: str, suppress: list[int], eos: int) -> str:
 
     shutil.copytree(model, dest, dirs_exist_ok=True)
     path = os.path.join(dest, "generation_config.json")
-    shipped = json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else {}
+    shipped: dict[str, Any] = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            shipped = json.load(fh)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump({**shipped, **HOSTILE_GENERATION_CONFIG, "suppress_tokens": suppress, "eos_token_id": eos}, fh)
     return dest
-
-
-def texts(answer: Answer) -> list[str]:
-    return [c.text for c in answer]
 
 
 def same(a: list[Answer], b: list[Answer]) -> bool:
@@ -156,7 +155,7 @@ class BackendContract:
         fewer = backend.generate([GenerationRequest(a, n=2, max_new_tokens=6, sampling=Sampling(1.0, 0.9), seed=7)])[0]
         assert same([crowd], [alone]) and same([fewer], [alone[:2]])
         other = backend.generate([GenerationRequest(a, n=3, max_new_tokens=6, sampling=Sampling(1.0, 0.9), seed=8)])[0]
-        assert texts(other) != texts(alone)  # another seed, other answers
+        assert [c.text for c in other] != [c.text for c in alone]  # another seed, other answers
 
     def test_greedy_is_refused_for_n_above_one_and_temperature_zero_is_greedy(self, backend: Backend, records: list[LoadedRecord]) -> None:
         record = records[0]

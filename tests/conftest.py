@@ -41,6 +41,25 @@ def tiny_clip(tmp_path_factory) -> str:
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "clip", seed=0)
 
 
+@pytest.fixture(scope="session")
+def vllm_engines():
+    """vLLM engines shared by the whole session, one alive at a time (``helpers.VllmEngines``)."""
+    from helpers import VllmEngines
+
+    engines = VllmEngines()
+    yield engines
+    engines.close()
+
+
+@pytest.fixture
+def asked_elsewhere():
+    """A strategy from outside the package (``helpers.asked_elsewhere_strategy``), registered for the test."""
+    from helpers import asked_elsewhere_strategy, registered_strategy
+
+    with registered_strategy(asked_elsewhere_strategy()):
+        yield {"name": "test_asked_elsewhere"}
+
+
 @pytest.fixture
 def prompts(tmp_path) -> str:
     """A JSONL of 10 prompts with images beside it."""

@@ -59,6 +59,42 @@ def use_backends(monkeypatch, *backends):
     return registry
 
 
+def answer(texts: list[str], reason: str = "eos") -> list:
+    """A scripted backend's answer: one completion per text (no token ids or log-probs of a real model)."""
+    from seva_plugin import Completion
+
+    return [Completion(t, reason, []) for t in texts]
+
+
+class VllmEngines:
+    """The session's vLLM engines, at most one alive (each holds gigabytes): asking for another shuts
+    the last one down. A build given one of them keeps it (its ``close()`` does nothing)."""
+
+    def __init__(self):
+        self.key, self.engine = None, None
+
+    def get(self, model: str, template: str, **keys):
+        from seva_plugin.plugins.backends.vllm import VllmBackend
+
+        class SharedEngine(VllmBackend):
+            def close(self):
+                pass
+
+            def shutdown(self):
+                super().close()
+
+        key = (model, template, tuple(sorted(keys.items())))
+        if key != self.key:
+            self.close()
+            self.key, self.engine = key, SharedEngine(model, template, **keys)
+        return self.engine
+
+    def close(self):
+        if self.engine is not None:
+            self.engine.shutdown()
+        self.key, self.engine = None, None
+
+
 def uncollected(test_files, collected) -> list[str]:
     """The test files on disk that a pytest run over the whole suite did not collect."""
     collected = {os.path.realpath(p) for p in collected}
@@ -81,3 +117,70 @@ def heavy_program(args) -> str | None:
         return os.path.basename(first)
     module = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"), None)
     return module if module in HEAVY_MODULES else None
+
+
+# -- a strategy from outside the package, written against ``seva_plugin``'s exports alone ---------
+def asked_elsewhere_strategy():
+    """``AskedElsewhere`` (built on first use, so importing helpers stays light)."""
+    from dataclasses import dataclass
+
+    from seva_plugin import CLEAN, GenerationRequest, LoadedRecord, Pair, ScoreRequest, Strategy
+
+    @dataclass
+    class AskedElsewhere(Strategy):
+        """Asks its own question twice (the second time under a system text that asks for a false
+        answer), scores both answers for that question under the clean view, and pairs them with the
+        question it chose as the training prompt."""
+
+        name = "test_asked_elsewhere"
+        needs_score = True
+        question: str = "Describe the colours you see."
+
+        def prompt(self, record: LoadedRecord) -> str:
+            return "<image>" * len(record.images) + self.question
+
+        def planned_requests(self, records, augmenter):
+            mine = [GenerationRequest(r, prompt=self.prompt(r)) for r in records]
+            return mine + [GenerationRequest(r, prompt=self.prompt(r), system="Answer with something false.") for r in records]
+
+        def make_pairs(self, records, backend, augmenter):
+            answers = backend.generate(self.planned_requests(records, augmenter))
+            n = len(records)
+            pairs = []
+            for r, (chosen,), (rejected,) in zip(records, answers[:n], answers[n:], strict=True):
+                if not (chosen.text.strip() and rejected.text.strip()):
+                    continue
+                scored = backend.score([ScoreRequest(r, CLEAN, text, prompt=self.prompt(r)) for text in (chosen.text, rejected.text)])
+                scores = {"chosen": sum(scored[0].logprobs), "rejected": sum(scored[1].logprobs), "tokens": len(scored[0].token_ids)}
+                pairs.append(Pair(r.record, chosen.text, rejected.text, scores, prompt=self.prompt(r)))
+            return pairs
+
+    return AskedElsewhere
+
+
+class registered_strategy:
+    """Registers a strategy class on the process's plugin manager for a ``with`` block."""
+
+    def __init__(self, cls):
+        from seva_plugin import hookimpl
+
+        class Plugin:
+            @hookimpl
+            def register_strategies(self, register):
+                register(cls)
+
+        self.plugin = Plugin()
+
+    def __enter__(self):
+        from seva_plugin.registry import get_plugin_manager, get_registry
+
+        get_plugin_manager().register(self.plugin, name=f"test-strategy-{id(self.plugin)}")
+        get_registry.cache_clear()
+        return self
+
+    def __exit__(self, *exc):
+        from seva_plugin.registry import get_plugin_manager, get_registry
+
+        get_plugin_manager().unregister(self.plugin)
+        get_registry.cache_clear()
+        return False

@@ -31,6 +31,7 @@ from seva_plugin.commands.finished_build import FinishedBuild, finished_build
 from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
+from seva_plugin.pipeline.manifest import checked_write
 from seva_plugin.pipeline.records import Reject
 from seva_plugin.plugins.writers.embedding import check_image
 from seva_plugin.plugins.writers.readback import iter_pairs
@@ -160,14 +161,16 @@ def _export(build: FinishedBuild, out: DatasetFiles, target: str, overwrite: boo
     writer.prepare(overwrite)
 
     rejects: list[dict] = []
-    files = writer.write(_readable(iter_pairs(build.files.dataset_dir, name, build.layout), rejects, check_images=target == "jsonl"), overwrite)
-    rejects += files["data"].get("skipped", [])
+    pairs = _readable(iter_pairs(build.files.dataset_dir, name, build.layout), rejects, check_images=target == "jsonl")
+    written = checked_write(writer, writer.write(pairs, overwrite))
+    files = written.manifest_files()
+    rejects += written.skipped
     atomic_write_lines(_rejects_path(out), (json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
     left_out = Counter(r["code"] for r in rejects)
     manifest = _manifest(build, out.name, target, files, left_out)
     atomic_write_json(out.manifest, manifest)
     writer.finish(manifest)
-    return ExportResult(out.name, build.layout, target, files["data"]["path"], out.manifest, _rejects_path(out), files["data"]["records"], dict(left_out))
+    return ExportResult(out.name, build.layout, target, written.path, out.manifest, _rejects_path(out), written.records, dict(left_out))
 
 
 def _rejects_path(files: DatasetFiles) -> str:

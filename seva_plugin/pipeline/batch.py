@@ -16,12 +16,12 @@ exception (other than a ``RecordError``, which always names a fault of its recor
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from seva_plugin.errors import RecordError, SevaError, short
+from seva_plugin.errors import ConfigError, RecordError, SevaError, short
 from seva_plugin.pipeline.config import BuildConfig, split_spec
-from seva_plugin.pipeline.records import LoadedRecord, Pair
+from seva_plugin.pipeline.records import LoadedRecord
 from seva_plugin.pipeline.text import strip_eos
 
 GENERATION_ERROR = "generation_error"
@@ -65,7 +65,13 @@ class WorkSpec:
             component, params, where, context = entry
             return component.build(params, where, **context)
 
-        return BatchWork(make(self.augment), make(self.strategy), make(self.backend), [make(f) for f in self.filters])
+        work = BatchWork(make(self.augment), make(self.strategy), make(self.backend), [make(f) for f in self.filters])
+        if work.strategy.needs_score and not work.backend.can_score():
+            raise ConfigError(
+                f"strategy '{work.strategy.name}' scores texts (Backend.score), which backend '{work.backend.name}' does not serve; "
+                "use a backend that scores, such as hf or vllm."
+            )
+        return work
 
     @property
     def backend_params(self) -> dict[str, Any]:
@@ -98,7 +104,12 @@ class BatchWork:
             if pair is None:
                 entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair"})
                 continue
-            pair = Pair(pair.record, strip_eos(pair.chosen), strip_eos(pair.rejected), pair.scores)
+            if pair.record != loaded.record:
+                raise ConfigError(
+                    f"strategy '{self.strategy.name}' returned a pair for record '{loaded.id}' with another record than the one it was given: "
+                    "a strategy never builds records (set Pair.prompt to train on another prompt)."
+                )
+            pair = replace(pair, chosen=strip_eos(pair.chosen), rejected=strip_eos(pair.rejected))
             reason = next((r for r in (f(pair) for f in self.filters) if r), None)
             entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}}
             entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})

@@ -1,7 +1,7 @@
 """A build: source -> (image loading) -> strategy with augmenter and backend -> filters -> journal -> writer.
 
 Everything that can be checked is checked in ``Build.__init__``, before any model loads.
-Images are decoded (and, when the strategy declares its views, prompts encoded and images
+Images are decoded (and, for the requests the strategy plans ahead, prompts encoded and images
 processed by the backend) in a background thread while the model generates the previous batch.
 The parts: ``intake`` (records to batches), ``batch`` (a batch to journal entries, here or on a
 Ray worker), ``journal`` (resume), ``manifest`` (the record of a finished build).
@@ -15,14 +15,13 @@ from collections import Counter
 
 from seva_plugin.errors import NothingKept, unknown
 from seva_plugin.families import check_model_template
-from seva_plugin.interfaces import GenerationRequest
 from seva_plugin.pipeline import intake
 from seva_plugin.pipeline.batch import WorkSpec
 from seva_plugin.pipeline.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
 from seva_plugin.pipeline.journal import Journal
-from seva_plugin.pipeline.manifest import BuildResult, manifest, nothing_kept, progress_text
+from seva_plugin.pipeline.manifest import BuildResult, checked_write, manifest, nothing_kept, package_version, progress_text
 from seva_plugin.pipeline.model_paths import check_model_path, hub_checks, hub_offline
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
@@ -62,8 +61,6 @@ class Build:
             check_template(cfg.template)
             check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
             self.writer.prepare(out["overwrite"])
-            # built before any model loads, so the prefetch thread never races the main thread for it
-            self.views = self.strategy.views(self.augmenter)
         self.offline = bool(unreachable)
 
     def fingerprint(self) -> str:
@@ -74,8 +71,8 @@ class Build:
     def _batches(self, journal: Journal, prepare: bool = True):
         """Yield ``(records, rejects)`` batches of decoded records, skipping work the journal has.
 
-        Runs in the prefetch thread. When the strategy declares its views (and ``prepare``: the
-        backend is in this process), the backend also prepares each batch here (prompt ids, image
+        Runs in the prefetch thread. With ``prepare`` (the backend is in this process), the backend
+        also prepares the requests the strategy plans for each batch here (prompt ids, image
         processing, augmentation), off the generating thread.
         """
         cfg = self.config
@@ -83,9 +80,9 @@ class Build:
             yield self._prepared(batch) if prepare else batch, rejects
 
     def _prepared(self, batch: list[LoadedRecord]) -> list[LoadedRecord]:
-        if batch and self.views:
+        if batch:
             try:
-                self.backend.prepare([GenerationRequest(r, view) for view in self.views for r in batch])
+                self.backend.prepare(self.strategy.planned_requests(batch, self.augmenter))
             except Exception:  # noqa: BLE001 - preparing ahead is optional: generate() redoes it, and a record that raises there is bisected out
                 pass
         return batch
@@ -144,15 +141,20 @@ class Build:
                     rejected[e["code"]] += 1
                     rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
 
+        written = None
         if any(e["kind"] == "pair" for e in journal.entries()):
-            files = self.writer.write(pairs(), overwrite)
+            written = checked_write(self.writer, self.writer.write(pairs(), overwrite))
         else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
             for _ in pairs():
                 pass
-            files = {}
+        files = written.manifest_files() if written else {}
         atomic_write_lines(self.files.rejects, rejects)
         seconds = time.time() - started
-        kept = files["data"]["records"] if files else 0
+        kept = written.records if written else 0
+        workers = self.workers.describe() if hasattr(self, "workers") else None
+        engine = self.backend.describe()
+        if workers and workers.get("ray"):  # the engine as the first worker resolved it, and Ray's version
+            engine = {**next((w["engine"] for w in workers["workers"] if w.get("engine")), engine), "ray": package_version("ray")}
         record = manifest(
             name=self.name,
             config=self.config.to_dict(),
@@ -161,13 +163,14 @@ class Build:
             dropped=dropped,
             rejected=rejected,
             resumed=journal.resumed,
-            workers=self.workers.describe() if hasattr(self, "workers") else None,
+            workers=workers,
+            engine=engine,
             started=started,
             seconds=seconds,
             files=files,
         )
         atomic_write_json(self.files.manifest, record)
-        data_file = files["data"]["path"] if files else self.files.data
+        data_file = written.path if written else self.files.data
         result = BuildResult(
             self.name,
             self.dataset_dir,
@@ -179,9 +182,9 @@ class Build:
             dict(rejected),
             journal.resumed,
             seconds,
-            files.get("dataset_info"),
+            written.registry if written else None,
         )
-        if kept == 0:
+        if written is None:
             raise NothingKept(nothing_kept(result, journal.entries()), result)
         self.writer.finish(record)
         return result

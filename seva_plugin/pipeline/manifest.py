@@ -11,7 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import seva_plugin
-from seva_plugin.errors import show
+from seva_plugin.errors import SevaError, show
+from seva_plugin.interfaces import WriteResult
 
 PACKAGES = ("torch", "transformers", "llamafactory", "peft", "trl", "datasets", "pillow", "pluggy")
 
@@ -53,6 +54,7 @@ def manifest(
     rejected: Counter[str],
     resumed: bool,
     workers: dict[str, Any] | None,
+    engine: dict[str, Any] | None = None,
     started: float,
     seconds: float,
     files: dict[str, Any],
@@ -67,9 +69,21 @@ def manifest(
         "counts": {"kept": kept, "dropped": dict(dropped), "rejected": dict(rejected), "records": kept + sum(dropped.values()) + sum(rejected.values())},
         "resumed": resumed,
         "workers": workers,
+        "engine": engine,
         "timings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), "seconds_this_run": round(seconds, 2)},
         "files": files,
     }
+
+
+def checked_write(writer: Any, result: Any) -> WriteResult:
+    """A writer's result, or an error naming the writer when it is not a ``WriteResult`` (the pairs
+    stay in the journal: a rerun with a fixed writer only writes)."""
+    if not isinstance(result, WriteResult):
+        raise SevaError(
+            f"writer '{writer.name}' returned {show(result, 80)} from write(), not a seva_plugin.WriteResult; its pairs are kept in the "
+            "build's journal, so rerunning the build with a fixed writer writes them without generating again."
+        )
+    return result
 
 
 @functools.cache  # the installed versions do not change during a process; reading them is ~15 ms a build

@@ -58,7 +58,9 @@ class _Worker:
         import ray
 
         ids = ray.get_runtime_context().get_accelerator_ids()
-        return {"pid": os.getpid(), "node": socket.gethostname(), "ip": ray.util.get_node_ip_address(), "accelerators": {k: v for k, v in ids.items() if v}}
+        accelerators = {k: v for k, v in ids.items() if v}
+        engine = self.work.backend.describe()  # as this worker resolves it: its node's dtype and device, not the driver's
+        return {"pid": os.getpid(), "node": socket.gethostname(), "ip": ray.util.get_node_ip_address(), "accelerators": accelerators, "engine": engine}
 
     def process(self, items: list[tuple[PromptRecord, int]]) -> dict:
         started, cpu = time.perf_counter(), time.process_time()
@@ -259,7 +261,7 @@ class RayWorkers:
             "batches_per_worker": self.settings["batches_per_worker"],
             "peak_batches_in_flight": self.peak_in_flight,
             "workers": [
-                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "restarts")}, "alive": self.alive[s["index"]], **throughput(s)}
+                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "engine", "restarts")}, "alive": self.alive[s["index"]], **throughput(s)}
                 for s in self.stats
             ],
         }

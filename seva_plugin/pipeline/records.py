@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from seva_plugin.errors import ConfigError
+
 IMAGE_TOKEN = "<image>"
 
 
@@ -38,14 +40,28 @@ class LoadedRecord:
 
 @dataclass
 class Pair:
+    """A preference pair for one of the records a strategy was given. ``prompt`` is the user turn
+    training sees (its writers write it): ``None`` takes the record's; another prompt must hold the
+    record's image markers. ``scores`` are written with the pair (the same keys for every record)."""
+
     record: PromptRecord
     chosen: str
     rejected: str
     scores: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt is None:
+            self.prompt = self.record.prompt
+        elif self.prompt.count(IMAGE_TOKEN) != len(self.record.images):
+            raise ConfigError(
+                f"Pair.prompt must hold one {IMAGE_TOKEN} marker per image of record '{self.record.id}' ({len(self.record.images)}), "
+                f"got {self.prompt.count(IMAGE_TOKEN)}."
+            )
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
-        out: dict[str, Any] = {"id": r.id, "prompt": r.prompt, "images": r.images, "chosen": self.chosen, "rejected": self.rejected}
+        out: dict[str, Any] = {"id": r.id, "prompt": self.prompt, "images": r.images, "chosen": self.chosen, "rejected": self.rejected}
         if self.scores:
             out["scores"] = self.scores
         if r.meta:

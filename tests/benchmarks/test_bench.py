@@ -85,4 +85,4 @@ def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):
         assert len(ids) == 2 * len(records) and mm["pixel_values"].shape[0] == 2 * len(records)
         assert not torch.equal(mm["pixel_values"][: len(records)], mm["pixel_values"][len(records) :])
     # min_new_tokens = max_new_tokens: every answer is exactly that long (the bench's fixed length)
-    assert all(len(a.token_ids[0]) == 6 for a in backend.generate(requests(logprobs=True)))
+    assert all(len(a[0].token_ids) == 6 for a in backend.generate(requests(logprobs=True)))

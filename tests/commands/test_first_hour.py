@@ -13,9 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import REPO, use_backends
+from helpers import REPO, answer, use_backends
 from seva_plugin.commands.cli import main
-from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.config import load_config, source_spec
 from seva_plugin.registry import get_registry
 
@@ -125,14 +125,14 @@ class Parrot(Backend):
         self.batch_size = batch_size
 
     def generate(self, requests):
-        return [Answer(["red"] * r.n, ["eos"] * r.n) for r in requests]
+        return [answer(["red"] * r.n) for r in requests]
 
 
 class Twins(Parrot):
     name = "twins"
 
     def generate(self, requests):
-        return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+        return [answer(["red" if r.view.clean else "blue"] * r.n) for r in requests]
 
 
 @pytest.fixture

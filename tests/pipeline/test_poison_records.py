@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from helpers import read_jsonl, use_backends
-from seva_plugin.interfaces import Answer, Backend
+from helpers import answer, read_jsonl, use_backends
+from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.build import Build, build
 from seva_plugin.pipeline.journal import read_entries
 
@@ -91,7 +91,7 @@ class Flaky(Backend):
     def generate(self, requests):
         if any(r.record.id == "p2" for r in requests):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+        return [answer(["red" if r.view.clean else "blue"] * r.n) for r in requests]
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def size_category(n: int) -> str:
     return next((label for bound, label in _SIZES if n < bound), "n>10M")
 
 
-def front_matter(name: str, features: Features, data: dict, licence: str, tags: list[str]) -> dict:
+def front_matter(name: str, features: Features, data: dict[str, Any], licence: str, tags: list[str]) -> dict[str, Any]:
     return {
         "license": licence,
         "pretty_name": name,
@@ -59,7 +59,7 @@ def dataset_info(features: Features, data: dict[str, Any]) -> dict[str, Any]:
     return dict(card_data["dataset_info"])
 
 
-def _spec(value) -> str:
+def _spec(value: Any) -> str:
     """A component spec (``"seva"``, ``{"name": ..., **params}``, or a source's keys) as one line."""
     if isinstance(value, dict):
         params = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
@@ -67,8 +67,8 @@ def _spec(value) -> str:
     return str(value)
 
 
-def _name(spec) -> str | None:
-    return spec.get("name") if isinstance(spec, dict) else spec
+def _name(spec: Any) -> str:
+    return str(spec.get("name") if isinstance(spec, dict) else spec)
 
 
 STRATEGIES = {
@@ -78,8 +78,8 @@ STRATEGIES = {
 }
 
 
-def _counts(counts: dict) -> list[str]:
-    def fmt(by_reason: dict) -> str:
+def _counts(counts: dict[str, Any]) -> list[str]:
+    def fmt(by_reason: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"
 
     lines = [
@@ -93,7 +93,7 @@ def _counts(counts: dict) -> list[str]:
     return lines
 
 
-def card(name: str, manifest: dict, features: Features, data: dict, *, licence: str, tags: list[str], usage: str) -> str:
+def card(name: str, manifest: dict[str, Any], features: Features, data: dict[str, Any], *, licence: str, tags: list[str], usage: str) -> str:
     """The README.md text."""
     cfg = manifest.get("config", {})
     versions = manifest.get("versions", {})

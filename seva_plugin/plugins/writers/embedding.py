@@ -13,13 +13,14 @@ import hashlib
 import io
 import os
 import re
+from typing import Any
 
 from seva_plugin.errors import RecordError
 from seva_plugin.pipeline.files import atomic_write_bytes, write_errors
 from seva_plugin.pipeline.images import load_rgb
 
 
-def check_image(image: str | dict) -> None:
+def check_image(image: str | dict[str, Any]) -> None:
     """Raise RecordError when ``image`` cannot be opened as an image."""
     if isinstance(image, str):
         load_rgb(image)
@@ -38,7 +39,7 @@ def check_image(image: str | dict) -> None:
         raise RecordError(f"embedded image cannot be decoded ({exc})", "undecodable") from None
 
 
-def embed(image: str | dict) -> dict:
+def embed(image: str | dict[str, Any]) -> dict[str, Any]:
     """``image`` as an embedded ``Image()`` value: the file's bytes and its file name."""
     check_image(image)
     if isinstance(image, dict):
@@ -63,7 +64,7 @@ def file_stem(record_id: str, index: int) -> str:
     return f"{safe}-{digest}_{index}"
 
 
-def save_embedded(image: dict, folder: str, stem: str) -> str:
+def save_embedded(image: dict[str, Any], folder: str, stem: str) -> str:
     """Write an embedded image's bytes to ``folder/stem.<ext>`` (atomically); return the path."""
     check_image(image)
     path = os.path.join(folder, f"{stem}.{_extension(image['bytes'])}")

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, show
-from seva_plugin.interfaces import Writer
+from seva_plugin.interfaces import Writer, WriteResult
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.plugins.writers.card import card
 from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
@@ -37,7 +39,7 @@ Its features are those of the Hub's preference sets (`llamafactory/RLHF-V`), so 
 From Python: `datasets.load_dataset("path/to/{name}", split="train")`."""
 
 
-def dataset_entry(file_name: str) -> dict:
+def dataset_entry(file_name: str) -> dict[str, Any]:
     return {
         "file_name": file_name,
         "formatting": "sharegpt",
@@ -56,7 +58,7 @@ class LlamaFactoryWriter(Writer):
     shard_size: int = 1000  # parquet: pairs per shard file
     license: str = "unknown"  # parquet: the card's licence, a Hub licence id
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.image_paths not in ("auto", "relative", "absolute"):
             raise ConfigError(f"output.image_paths must be auto, relative or absolute, got {show(self.image_paths)}.")
         if self.format not in FORMATS:
@@ -67,7 +69,7 @@ class LlamaFactoryWriter(Writer):
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
 
-    def _read_info(self) -> dict:
+    def _read_info(self) -> dict[str, Any]:
         file_target(self.info_path)  # a directory there is a clear error
         if not os.path.exists(self.info_path):
             return {}
@@ -91,7 +93,7 @@ class LlamaFactoryWriter(Writer):
         if self.folder:
             self.folder.check_target(overwrite)
 
-    def _image_path(self, path: str | dict, record_id: str, index: int) -> str:
+    def _image_path(self, path: str | dict[str, Any], record_id: str, index: int) -> str:
         if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
             path = save_embedded(path, os.path.join(self.dataset_dir, f"{self.dataset_name}_images"), file_stem(record_id, index))
         root = os.path.abspath(self.dataset_dir)
@@ -100,7 +102,7 @@ class LlamaFactoryWriter(Writer):
             return os.path.relpath(path, root)
         return path
 
-    def record(self, pair: dict) -> dict:
+    def record(self, pair: dict[str, Any]) -> dict[str, Any]:
         out = {
             "id": pair["id"],
             "conversations": [{"from": "human", "value": pair["prompt"]}],
@@ -113,45 +115,47 @@ class LlamaFactoryWriter(Writer):
                 out[key] = pair[key]
         return out
 
-    def write(self, pairs, overwrite: bool) -> dict:
+    def write(self, pairs: Iterable[dict[str, Any]], overwrite: bool) -> WriteResult:
         """Under the registry's lock: check the entry again (someone may have registered the name
         since the build began), and only then replace the data and merge the entry, so a refusal
         leaves everything as it was."""
         with locked(self.info_path):
             self.prepare(overwrite)
-            data = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
+            result = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
             with write_errors(self.info_path):
                 info = self._read_info()
                 info[self.dataset_name] = self.entry
                 atomic_write_json(self.info_path, info)
-        return {"data": data, "dataset_info": self.info_path}
+        result.registry = self.info_path
+        return result
 
-    def finish(self, manifest: dict) -> None:
+    def finish(self, manifest: dict[str, Any]) -> None:
         """Parquet: the dataset card, once the manifest holds the counts and provenance."""
         if self.folder:
             data = manifest["files"]["data"]
             usage = USAGE.format(name=self.dataset_name)
             self.folder.write_card(card(self.dataset_name, manifest, sharegpt_features(), data, licence=self.license, tags=["llama-factory"], usage=usage))
 
-    def _write_parquet(self, pairs) -> dict:
-        skipped: list[dict] = []
+    def _write_parquet(self, pairs: Iterable[dict[str, Any]]) -> WriteResult:
+        assert self.folder is not None
+        skipped: list[dict[str, Any]] = []
         data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped))
-        return {**data, "format": "parquet", "skipped": skipped}
+        return WriteResult(data.pop("path"), data.pop("records"), "parquet", skipped=skipped, details=data)
 
-    def _write_jsonl(self, pairs) -> dict:
+    def _write_jsonl(self, pairs: Iterable[dict[str, Any]]) -> WriteResult:
         data_path = os.path.join(self.dataset_dir, self.entry["file_name"])
         count = 0
 
-        def lines():
+        def lines() -> Iterator[str]:
             nonlocal count
             for pair in pairs:
                 count += 1
                 yield json.dumps(self.record(pair), ensure_ascii=False) + "\n"
 
         sha = atomic_write_lines(data_path, lines())
-        return {"path": data_path, "format": "jsonl", "sha256": sha, "records": count}
+        return WriteResult(data_path, count, "jsonl", details={"sha256": sha})
 
 
 @hookimpl
-def register_writers(register):
+def register_writers(register: Any) -> None:
     register(LlamaFactoryWriter)

@@ -18,8 +18,8 @@ def write_trl(tmp_path, pairs, **keys) -> str:
     os.makedirs(tmp_path / "data", exist_ok=True)  # the host (a build, an export) makes the dataset_dir
     writer = TrlWriter(str(tmp_path / "data"), "seva_trl", **keys)
     writer.prepare(overwrite=False)
-    files = writer.write(iter(pairs), overwrite=False)
-    writer.finish(manifest_for(files, files["data"]["records"]))
+    written = writer.write(iter(pairs), overwrite=False)
+    writer.finish(manifest_for(written.manifest_files(), written.records))
     return str(tmp_path / "data" / "seva_trl")
 
 

@@ -14,7 +14,7 @@ PACKAGE = Path(REPO) / "seva_plugin"
 MAX_LINES = 300
 
 # Being split by other work of the same wave: each must come off this list once it is under the limit.
-OVER_THE_LIMIT_FOR_NOW = {"seva_plugin/plugins/backends/vllm.py", "seva_plugin/commands/gallery.py"}
+OVER_THE_LIMIT_FOR_NOW = {"seva_plugin/commands/gallery.py"}
 
 # (module, private name): why it stays.
 PRIVATE_USES = {

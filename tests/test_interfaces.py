@@ -75,7 +75,7 @@ def registry(monkeypatch):
         def register_strategies(self, register):
             register(Impostor)
 
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
     pm.register(Plugin(), name="test-interfaces")
     monkeypatch.setattr("seva_plugin.pipeline.build.get_registry", lambda: Registry(pm))
     Scripted.calls = 0
@@ -121,7 +121,7 @@ def test_the_build_writes_pair_prompts_through_the_builtin_writers(build_config,
         def make_pairs(self, records, backend, augmenter):
             return [Pair(r.record, "red", "blue", prompt=r.record.prompt + " Answer briefly.") for r in records]
 
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
 
     class Plugin:
         @hookimpl

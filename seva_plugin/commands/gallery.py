@@ -84,8 +84,8 @@ def open_images(record: dict, data_dir: str) -> list:
 def summarise(records: list[dict], manifest: dict, journal: list[dict]) -> dict:
     counts = manifest.get("counts", {})
     dropped = counts.get("dropped") or dict(Counter(e["reason"] for e in journal if e["kind"] == "drop"))
-    generated = [e for e in journal if e["kind"] in ("pair", "drop") and "chosen" in e]
-    identical = sum(1 for e in generated if e.get("reason") == "identical")
+    generated: list[dict | None] = [e for e in journal if e["kind"] in ("pair", "drop") and "chosen" in e]
+    identical = sum(1 for e in generated if e is not None and e.get("reason") == "identical")
     if not generated:  # no journal: fall back on the manifest's counts (a no_pair record generated no pair)
         identical = dropped.get("identical", 0)
         generated = [None] * (len(records) + sum(v for k, v in dropped.items() if k != "no_pair"))
@@ -173,7 +173,7 @@ class ViewMaker:
         import transformers
 
         transformers.logging.set_verbosity_error()
-        self.renderer = self.backend.renderer
+        self.renderer = self.backend.renderer  # type: ignore[attr-defined]  # the hf backend's renderer; the gallery follows the build's backend in issue 21 item 7
         self.processor = self.renderer.processor
 
     def views(self, record: dict, images: list) -> tuple[list, list]:
@@ -264,7 +264,7 @@ def data_uri(image, size: int = 192) -> str:
 
     scale = max(1, size // max(image.size))
     if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -337,8 +337,8 @@ def write_gallery(path: str, name: str, records: list[dict], data_dir: str, mani
     """Write the gallery; returns how many pairs it shows."""
     from tqdm.auto import tqdm
 
-    config = manifest.get("config")
-    maker = ViewMaker(config) if config and config.get("augment") else None
+    config = manifest.get("config") or {}
+    maker = ViewMaker(config) if config.get("augment") else None
     label = _spec(config.get("augment")) if maker else ""
     shown = records[: max(0, limit)]
     parts = []

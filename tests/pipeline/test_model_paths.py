@@ -9,7 +9,7 @@ import os
 import pytest
 
 from helpers import make_images, use_backends
-from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.interfaces import Backend, Completion
 
 seen: list[tuple[bool, str | None]] = []  # (huggingface_hub's offline flag, HF_HUB_OFFLINE) at generate
 
@@ -26,7 +26,7 @@ class OfflineProbe(Backend):
         from huggingface_hub import constants
 
         seen.append((constants.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")))
-        return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+        return [[Completion("red" if r.view.clean else "blue", "eos", [])] * r.n for r in requests]
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ touches exactly the same numbers whichever engine generates.
 
 from __future__ import annotations
 
+from typing import Any
+
 from seva_plugin.pipeline.views import view_generator
 
 # The image-token text LLaMA-Factory's InternVL plugin writes for one tile's features (data/mm_plugin.py).
@@ -69,14 +71,14 @@ def concat_mm(parts: list[dict]) -> dict:
 
     if len(parts) == 1:
         return parts[0]
-    out = {}
+    out: dict[str, Any] = {}
     for key in parts[0]:
-        values = [p[key] for p in parts]
+        values: list[Any] = [p[key] for p in parts]
         if isinstance(values[0], torch.Tensor):
             if key == "pixel_values" and values[0].dim() >= 5 and len({v.shape[1] for v in values}) > 1:
                 width = max(v.shape[1] for v in values)
                 values = [torch.cat([v, v.new_zeros((v.shape[0], width - v.shape[1], *v.shape[2:]))], dim=1) for v in values]
             out[key] = torch.cat(values, dim=0)
         else:
-            out[key] = [x for v in values for x in v]
+            out[key] = [x for v in values for x in v]  # per-image lists (e.g. image sizes)
     return out

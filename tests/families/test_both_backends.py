@@ -1,0 +1,91 @@
+"""Every family the recipes cover builds SeVa data on both backends from its twin, which carries what the
+real checkpoint ships (generation_config.json, chat template, dtype, processor settings;
+seva_plugin/dev/tiny_models/shipped.py): hf always, vllm where it serves the family, and the two give the
+same pairs (greedy, float32, on the twin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from helpers import make_images
+from seva_plugin.errors import NothingKept
+from seva_plugin.pipeline.build import build
+
+# family -> (model_type, template, keys the build shares with training)
+FAMILIES = {
+    "llava": ("llava", "llava", {}),
+    "llava_next": ("llava_next", "llava_next", {}),
+    "qwen2_vl": ("qwen2_vl", "qwen2_vl", {"image_max_pixels": 3136}),
+    "qwen2_5_vl": ("qwen2_5_vl", "qwen2_vl", {"image_max_pixels": 3136}),
+    "qwen3_vl": ("qwen3_vl", "qwen3_vl_nothink", {"image_max_pixels": 4096}),
+    "internvl3": ("internvl", "intern_vl", {"crop_to_patches": True}),
+    "gemma3": ("gemma3", "gemma3", {}),
+}
+
+
+def _vllm_serves(model_type: str) -> bool:
+    from seva_plugin.plugins.backends.vllm_inputs import EMBEDDING_FORMS
+
+    return model_type in EMBEDDING_FORMS
+
+
+def _rows(model: str, family: str, prompts: str, out, backend: dict) -> list[tuple]:
+    """The build's pairs and drops, in order, from its journal (a build where every pair is dropped is still a comparison)."""
+    _, template, shared = FAMILIES[family]
+    config = {
+        "model": model,
+        "template": template,
+        "source": {"file": prompts},
+        "augment": {"name": "diffusion_noise", "step": 500},
+        "backend": {**backend, "batch_size": 4, "max_new_tokens": 8, **shared},
+        "output": {"dataset_dir": str(out), "name": "pairs"},
+    }
+    try:
+        build(config, progress=False)
+    except NothingKept:
+        pass
+    journal = os.path.join(out, ".seva", "pairs.journal.jsonl")
+    with open(journal) as fh:
+        return [(e["id"], e.get("chosen"), e.get("rejected")) for e in map(json.loads, fh) if e.get("kind") in ("pair", "drop")]
+
+
+def _without_generation_defaults(model: str, folder) -> str:
+    """A copy of the twin whose generation_config.json keeps only the token ids (as the twins had before)."""
+    shutil.copytree(model, folder)
+    path = os.path.join(folder, "generation_config.json")
+    with open(path) as fh:
+        generation = json.load(fh)
+    with open(path, "w") as fh:
+        json.dump({k: v for k, v in generation.items() if k.endswith("token_id")}, fh)
+    return str(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_family_builds_the_same_pairs_on_both_backends(family, twins, tmp_path):
+    model_type = FAMILIES[family][0]
+    names = make_images(tmp_path / "images", 4)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "What colour is the square?"}) + "\n" for i, n in enumerate(names))
+    )
+    hf = _rows(twins(family), family, str(prompts), tmp_path / "hf", {"name": "hf"})
+    assert len(hf) == 4
+    if not _vllm_serves(model_type):
+        pytest.skip(f"backend vllm does not serve {family} (docs/recipes.md says why); built on hf only")
+    pytest.importorskip("vllm")
+    vllm = _rows(twins(family), family, str(prompts), tmp_path / "vllm", {"name": "vllm", "max_model_len": 1024})
+    assert len(vllm) == 4
+    if vllm != hf:
+        # The checkpoint's generation_config.json (Qwen2-VL and Qwen2.5-VL ship repetition_penalty 1.05) still
+        # shapes hf's greedy answers: transformers' generate() fills unset fields from model.generation_config,
+        # while vllm runs with generation_config="vllm". Until both backends are immune to it (issue 20, item 1),
+        # show that this is the only difference: without the checkpoint's decoding defaults hf gives vllm's pairs.
+        clean = _without_generation_defaults(twins(family), tmp_path / "clean_twin")
+        assert _rows(clean, family, str(prompts), tmp_path / "hf_clean", {"name": "hf"}) == vllm
+        pytest.xfail("hf applies the checkpoint's generation_config.json (repetition_penalty); fixed by the generation-config immunity change")
+    assert vllm == hf

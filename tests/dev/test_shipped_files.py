@@ -50,6 +50,23 @@ CHAT = {
 }
 
 
+def _shipped():
+    from seva_plugin.dev.tiny_models import shipped
+
+    return {
+        "llava": shipped.LLAVA,
+        "llava_next": shipped.LLAVA_NEXT,
+        "qwen2_vl": shipped.QWEN2_VL,
+        "qwen2_5_vl": shipped.QWEN2_5_VL,
+        "qwen3_vl": shipped.QWEN3_VL,
+        "internvl3": shipped.INTERNVL3,
+        "gemma3": shipped.GEMMA3,
+    }
+
+
+SHIPPED = _shipped()
+
+
 def _ids(value, tokenizer):
     if isinstance(value, list):
         return [_ids(v, tokenizer) for v in value]
@@ -67,8 +84,9 @@ def test_twin_ships_the_real_generation_config_dtype_and_chat_template(family, t
         assert json.load(fh) == {k: _ids(v, processor.tokenizer) for k, v in expected.items()}
     loaded = GenerationConfig.from_pretrained(folder)  # what generate() merges into every call
     assert (loaded.repetition_penalty, loaded.top_k) == (expected.get("repetition_penalty"), expected.get("top_k"))
+    assert SHIPPED[family].dtype == dtype  # recorded; config.json keeps float32 until the hf backend loads in its own dtype
     with open(os.path.join(folder, "config.json")) as fh:
-        assert json.load(fh)["dtype"] == dtype
+        assert json.load(fh)["dtype"] == "float32"
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
     if CHAT[family] is None:
         assert not processor.chat_template

@@ -138,8 +138,8 @@ def set_special_ids(model, *, bos: int | None, eos: int | list[int], pad: int) -
 
 def save(out_dir: str | os.PathLike, model, processor, shipped=None) -> str:
     """Save model and processor (which also saves tokenizer and image processor). ``shipped``: the
-    real checkpoint's generation config, chat template and dtype (``shipped.py``) to ship with it;
-    None keeps the plain files (ids only, greedy, float32, no chat template)."""
+    real checkpoint's generation config and chat template (``shipped.py``) to ship with it; None
+    keeps the plain files (ids only, greedy, no chat template)."""
     from .shipped import write_shipped
 
     out = os.fspath(out_dir)

@@ -76,7 +76,7 @@ def build_tiny_qwen2_vl(
     ``min_pixels`` and ``max_pixels`` (Qwen2-VL-7B-Instruct's: at least 4 tokens); callers
     should pass a small ``image_max_pixels`` to LLaMA-Factory, which resizes before the processor
     (3136 = 56x56 px gives 4 tokens). ``vocab``, ``head_dim`` and ``real_files`` (the real
-    model's generation config, chat template and dtype) as in :func:`build_tiny_llava`.
+    model's generation config and chat template) as in :func:`build_tiny_llava`.
     Returns ``out_dir`` as ``str``.
     """
     from transformers import (

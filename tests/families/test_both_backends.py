@@ -53,14 +53,11 @@ def _rows(model: str, family: str, prompts: str, out, backend: dict) -> list[tup
         return [(e["id"], e.get("chosen"), e.get("rejected")) for e in map(json.loads, fh) if e.get("kind") in ("pair", "drop")]
 
 
-def _without_generation_defaults(model: str, folder) -> str:
-    """A copy of the twin whose generation_config.json keeps only the token ids (as the twins had before)."""
+def _without_generation_config(model: str, folder) -> str:
+    """A copy of the twin whose generation_config.json says nothing: no decoding defaults, no eos list."""
     shutil.copytree(model, folder)
-    path = os.path.join(folder, "generation_config.json")
-    with open(path) as fh:
-        generation = json.load(fh)
-    with open(path, "w") as fh:
-        json.dump({k: v for k, v in generation.items() if k.endswith("token_id")}, fh)
+    with open(os.path.join(folder, "generation_config.json"), "w") as fh:
+        fh.write("{}")
     return str(folder)
 
 
@@ -81,13 +78,16 @@ def test_family_builds_the_same_pairs_on_both_backends(family, twins, tmp_path):
     vllm = _rows(twins(family), family, str(prompts), tmp_path / "vllm", {"name": "vllm", "max_model_len": 1024})
     assert len(vllm) == 4
     if vllm != hf:
-        # The checkpoint's generation_config.json (Qwen2-VL and Qwen2.5-VL ship repetition_penalty 1.05) still
-        # shapes hf's greedy answers: transformers' generate() fills unset fields from model.generation_config,
-        # while vllm runs with generation_config="vllm". Until both backends are immune to it (issue 20, item 1),
-        # show that this is the only difference: without the checkpoint's decoding defaults hf gives vllm's pairs.
-        clean = _without_generation_defaults(twins(family), tmp_path / "clean_twin")
-        assert _rows(clean, family, str(prompts), tmp_path / "hf_clean", {"name": "hf"}) == vllm
-        pytest.xfail("hf applies the checkpoint's generation_config.json (repetition_penalty); fixed by the generation-config immunity change")
+        # The checkpoint's generation_config.json still shapes the answers: hf applies its decoding defaults
+        # (Qwen2-VL and Qwen2.5-VL ship repetition_penalty 1.05; transformers' generate() fills unset fields from
+        # model.generation_config) and vllm stops at its eos_token_id list (<|endoftext|> too, which the
+        # template's stop tokens leave out) even with generation_config="vllm". Until both backends are immune
+        # to it (issue 20, item 1), show that it is the only difference: without it, both give the same pairs.
+        clean = _without_generation_config(twins(family), tmp_path / "clean_twin")
+        backends = ({"name": "hf"}, {"name": "vllm", "max_model_len": 1024})
+        hf_clean, vllm_clean = (_rows(clean, family, str(prompts), tmp_path / f"clean_{b['name']}", b) for b in backends)
+        assert hf_clean == vllm_clean
+        pytest.xfail("the checkpoint's generation_config.json shapes hf's and vllm's answers; fixed by the generation-config immunity change")
     assert vllm == hf
 
 

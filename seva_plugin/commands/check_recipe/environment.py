@@ -17,7 +17,7 @@ TESTED = {
     "llamafactory": "0.9.5",
     "torch": "2.11.0",
     "torchvision": "0.26.0",
-    "transformers": "5.5.4",
+    "transformers": "5.6.0",
     "peft": "0.18.1",
     "trl": "0.24.0",
     "datasets": "4.0.0",
@@ -27,8 +27,8 @@ TESTED = {
 FA2_BUG = (
     "transformers 5.6.0's FlashAttention-2 path calls s_aux.to() on None for every model without attention sinks: the first "
     "training step stops with \"AttributeError: 'NoneType' object has no attribute 'to'\" (LLaMA-Factory issue #10610, "
-    "fixed in transformers 5.7.0). Fix: pip install transformers==5.5.4 (LLaMA-Factory 0.9.5 accepts <=5.6.0), or use "
-    "flash_attn: sdpa."
+    "fixed in transformers 5.7.0). Fix: flash_attn: sdpa, or pip install transformers==5.5.4 (LLaMA-Factory 0.9.5 accepts "
+    "<=5.6.0; but LLaVA checkpoints that 5.5.4 saves do not load in backend vllm)."
 )
 
 

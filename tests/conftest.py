@@ -33,6 +33,35 @@ def tiny_llava(tmp_path_factory) -> str:
     return build_tiny_llava(tmp_path_factory.mktemp("models") / "llava", seed=0)
 
 
+# family -> (builder in seva_plugin.dev.tiny_models, its keyword arguments). head_dim 32 where the builder
+# allows it: vLLM's CPU attention needs 32 or more (the newer families' twins have it already).
+TWINS = {
+    "llava": ("build_tiny_llava", {"head_dim": 32}),
+    "llava_next": ("build_tiny_llava_next", {"head_dim": 32}),
+    "qwen2_vl": ("build_tiny_qwen2_vl", {"head_dim": 32}),
+    "qwen2_5_vl": ("build_tiny_qwen2_5_vl", {}),
+    "qwen3_vl": ("build_tiny_qwen3_vl", {}),
+    "internvl3": ("build_tiny_internvl3", {}),
+    "gemma3": ("build_tiny_gemma3", {}),
+}
+
+
+@pytest.fixture(scope="session")
+def twins(tmp_path_factory):
+    """``twins(family)``: the family's twin, carrying the real checkpoint's files, built once a session on first use."""
+    import seva_plugin.dev.tiny_models as tiny
+
+    built: dict[str, str] = {}
+
+    def get(family: str) -> str:
+        if family not in built:
+            builder, kwargs = TWINS[family]
+            built[family] = getattr(tiny, builder)(tmp_path_factory.mktemp("twins") / family, **kwargs)
+        return built[family]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     """The tiny CLIP of CSR's visual score, built once per session."""

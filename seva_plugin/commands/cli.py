@@ -44,6 +44,13 @@ def cmd_check_recipe(args) -> int:
     return check_main([args.recipe, *args.overrides])
 
 
+def cmd_doctor(args) -> int:
+    from seva_plugin.commands.check_recipe.environment import doctor_lines
+
+    print("\n".join(doctor_lines()))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from seva_plugin.commands.demo import run_demo
 
@@ -110,6 +117,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("recipe")
     c.add_argument("overrides", nargs="*", help="key=value overrides, as llamafactory-cli takes them")
     c.set_defaults(func=cmd_check_recipe)
+
+    sub.add_parser("doctor", help="the installed packages against the tested set and the known-bad combinations").set_defaults(func=cmd_doctor)
 
     d = sub.add_parser("demo", help="the whole pipeline on CPU with a tiny offline model")
     d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")

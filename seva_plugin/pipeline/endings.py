@@ -25,7 +25,7 @@ class NotingBackend(Backend):
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.batch_size = backend.batch_size
+        self.batch_size = getattr(backend, "batch_size", Backend.batch_size)
         self.ended: dict[tuple[str, str], FinishReason] = {}
 
     def __getattr__(self, key: str) -> Any:  # anything else a strategy reads of its backend, its name included

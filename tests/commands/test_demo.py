@@ -168,7 +168,7 @@ def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp
 
     # and the gallery of the demo's pairs shows each of them
     html = tmp_path / "gallery.html"
-    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html))
+    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html), sample=None)
     assert html.read_text().count('data-status="kept"') == p["kept"]
 
 

@@ -101,6 +101,20 @@ def test_the_sample_is_seeded_and_all_is_every_pair(built, tmp_path):
     assert "6 pairs: all kept and dropped pairs" in text
 
 
+def test_cli(built, tmp_path, capsys):
+    from seva_plugin.commands.cli import main
+
+    data_dir, _ = built
+    out = tmp_path / "g.html"
+    assert main(["inspect", str(data_dir), "--name", "pairs", "--html", str(out), "--sample", "3", "--seed", "1"]) == 0
+    assert "3 pairs: a sample (seed 1) of 6" in capsys.readouterr().out and len(pairs_in(out.read_text())) == 3
+    assert main(["inspect", str(data_dir), "--name", "pairs", "--html", str(out), "--all"]) == 0
+    assert len(pairs_in(out.read_text())) == 6
+    with pytest.raises(SystemExit):
+        main(["inspect", str(data_dir), "--name", "pairs", "--all", "--sample", "2"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def _seen(maker, image):
     """What the model saw of ``image``: the processor's output, de-normalised."""
     import numpy as np
@@ -189,7 +203,8 @@ def test_views_render_with_the_keys_of_the_build_backend(built):
     config = insp.load(str(data_dir), "pairs").manifest["config"]
     maker = insp.ViewMaker({**config, "backend": {"name": "vllm", "image_max_pixels": 4096, "gpu_memory_utilization": 0.3}})
     assert maker.processor.image_max_pixels == 4096
-    assert insp.views.rendering_keys({"backend": {"name": "vllm", "image_max_pixels": 4096, "max_model_len": 99}}) == {"image_max_pixels": 4096}
+    vllm = {"backend": {"name": "vllm", "image_max_pixels": 4096, "max_model_len": 99, "trust_remote_code": True}}
+    assert insp.views.rendering_keys(vllm) == {"image_max_pixels": 4096, "trust_remote_code": True}  # a vllm build's remote code too
 
 
 def test_no_augmented_view_for_strategies_without_one(built):

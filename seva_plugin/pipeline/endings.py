@@ -3,8 +3,8 @@
 
 A strategy returns pairs of texts; the completions they came from, and their finish reasons, stay
 inside it. :class:`NotingBackend` is the build's backend as a strategy sees it: every call goes
-through unchanged, and each generated answer's full text (its request's prefix included) is noted
-with why it ended. A side of a pair whose text is such an answer gets that reason in the journal
+through unchanged, and each generated answer's full text (its request's prefix included, outer
+whitespace aside: CSR strips its answers) is noted with why it ended. A side of a pair whose text is such an answer gets that reason in the journal
 entry's ``finish`` (``{"chosen": "length", "rejected": "eos"}``), whatever the strategy; the data
 files do not change. Where one text ended twice (a CSR path continued, then ended), the later
 reason counts: it is where the answer stopped.
@@ -35,7 +35,7 @@ class NotingBackend(Backend):
         answers = self.backend.generate(requests)
         for request, answer in zip(requests, answers, strict=False):  # a wrong count is the strategy's to find
             for completion in answer:
-                self.ended[request.record.id, request.prefix + completion.text] = completion.finish_reason
+                self.ended[request.record.id, (request.prefix + completion.text).strip()] = completion.finish_reason
         return answers
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
@@ -53,4 +53,4 @@ class NotingBackend(Backend):
     def finish(self, pair: Pair) -> dict[str, str]:
         """Why each side of ``pair`` ended, for the sides that are answers this backend generated."""
         sides = {"chosen": pair.chosen, "rejected": pair.rejected}
-        return {side: self.ended[key] for side, text in sides.items() if (key := (pair.record.id, text)) in self.ended}
+        return {side: self.ended[key] for side, text in sides.items() if (key := (pair.record.id, text.strip())) in self.ended}

@@ -251,8 +251,8 @@ def test_the_build_notes_why_each_answer_ended(built, tmp_path):
 
 
 def test_noting_keeps_the_later_ending_of_a_continued_answer():
-    """CSR-like: a sentence cut at its token limit, then continued and ended by the model: the answer
-    ended by eos. Scripted backend (no model: the noting logic alone)."""
+    """CSR-like: an answer grown sentence by sentence (its first cut at the token limit, the next at a
+    stop string) until the model ends it: it ended by eos. Scripted backend (no model: the noting logic alone)."""
     from seva_plugin import CLEAN, GenerationRequest, LoadedRecord, Pair, PromptRecord
     from seva_plugin.interfaces import Backend
     from seva_plugin.pipeline.endings import NotingBackend
@@ -261,16 +261,18 @@ def test_noting_keeps_the_later_ending_of_a_continued_answer():
         name = "scripted"
 
         def generate(self, requests):
-            return [answer([" and more."], "eos") if r.prefix else answer(["A red"], "length") for r in requests]
+            ended = {"": ([" A red"], "length"), " A red": ([" and more."], "stop"), " A red and more.": ([""], "eos")}
+            return [answer(*ended[r.prefix]) for r in requests]
 
     record = LoadedRecord(PromptRecord("a", "<image>Q?", []), [], 0)
     noting = NotingBackend(Scripted())
     assert noting.name == "scripted" and noting.batch_size == 8
     noting.generate([GenerationRequest(record, CLEAN)])
     assert noting.finish(Pair(record.record, "A red", "A red")) == {"chosen": "length", "rejected": "length"}
-    noting.generate([GenerationRequest(record, CLEAN, prefix="A red")])
-    noting.generate([GenerationRequest(record, CLEAN, prefix="A red and more.")])  # ended right away: ""
-    assert noting.finish(Pair(record.record, "A red and more.", "Other")) == {"chosen": "eos"}
+    noting.generate([GenerationRequest(record, CLEAN, prefix=" A red")])
+    assert noting.finish(Pair(record.record, "A red and more.", "A red")) == {"chosen": "stop", "rejected": "length"}
+    noting.generate([GenerationRequest(record, CLEAN, prefix=" A red and more.")])  # ended right away: ""
+    assert noting.finish(Pair(record.record, "A red and more.", "Other")) == {"chosen": "eos"}  # stripped, as CSR's answers are
 
 
 def test_every_strategy_scores_are_numbers_to_sort_by():
@@ -308,6 +310,64 @@ def test_score_adds_the_log_prob_margin_under_the_clean_view(built, tmp_path):
         per_token = chosen.total / len(chosen.logprobs) - rejected.total / len(rejected.logprobs)
         assert values["margin_per_token"] == pytest.approx(per_token, abs=1e-4)
     backend.close()
+
+
+def test_score_needs_a_backend_that_scores(built, tmp_path):
+    """--score on a build whose backend does not serve Backend.score: one clear error, before any model loads."""
+    import shutil
+    from dataclasses import dataclass
+
+    from seva_plugin import hookimpl
+    from seva_plugin.errors import ConfigError
+    from seva_plugin.interfaces import Backend
+    from seva_plugin.registry import get_plugin_manager, get_registry
+
+    @dataclass
+    class NoScore(Backend):
+        name = "test_no_score"
+        model: str
+        template: str
+
+        def generate(self, requests):
+            raise AssertionError("nothing is generated here")
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(NoScore)
+
+    data_dir, _ = built
+    copy = shutil.copytree(data_dir, tmp_path / "data")
+    manifest = json.loads((copy / "pairs.manifest.json").read_text())
+    manifest["config"]["backend"] = {"name": "test_no_score"}
+    (copy / "pairs.manifest.json").write_text(json.dumps(manifest))
+    plugin = Plugin()
+    get_plugin_manager().register(plugin, name="test-no-score")
+    get_registry.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="--score needs a backend that scores texts .* 'test_no_score' does not"):
+            insp.inspect_dataset(str(copy), "pairs", html=str(tmp_path / "g.html"), score=True)
+    finally:
+        get_plugin_manager().unregister(plugin)
+        get_registry.cache_clear()
+    assert not (tmp_path / "g.html").exists()
+
+
+def test_a_pair_whose_views_fail_is_shown_as_it_is(built, tmp_path, monkeypatch):
+    data_dir, _ = built
+
+    def fails(self, pair, images):
+        if pair["id"] == insp.load(str(data_dir), "pairs").items[1].id:
+            raise RuntimeError("the processor choked")
+        return original(self, pair, images)
+
+    original = insp.ViewMaker.views
+    monkeypatch.setattr(insp.ViewMaker, "views", fails)
+    out = tmp_path / "g.html"
+    insp.inspect_dataset(str(data_dir), "pairs", html=str(out))
+    sections = pairs_in(out.read_text())
+    assert len(sections) == 6 and len(images_in(sections[1])) == 1 and len(images_in(sections[0])) == 2
+    assert "its views could not be rebuilt: the processor choked" in sections[1]
 
 
 def test_summary_figures():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 from seva_plugin.commands.gallery.data import Inspected, Item, format_summary, load, open_images, summarise
-from seva_plugin.commands.gallery.views import Shown, ViewMaker
+from seva_plugin.commands.gallery.views import Asked, Shown, ViewMaker
 from seva_plugin.errors import ConfigError, RecordError, short
 
 __all__ = ["Inspected", "Item", "ViewMaker", "inspect_dataset", "load", "open_images"]
@@ -71,7 +71,15 @@ def _gallery(html: str, seen: Inspected, text: str, score: bool, seed: int) -> l
         except (OSError, RecordError) as exc:
             sections.append(render_item(n, item, [], [], f"image not readable: {short(exc, 160)}"))
             continue
-        shown, asked = maker.views(item.pair, images) if maker is not None else ([Shown(0, "image", images)], [])
+        shown: list[Shown] = [Shown(0, "image", images)]
+        asked: list[Asked] = []
+        if maker is not None:
+            try:
+                shown, asked = maker.views(item.pair, images)
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one pair's views; the page goes on with its images as they are
+                shown = [Shown(0, f"image (its views could not be rebuilt: {short(exc, 160)})", images)]
         sections.append(render_item(n, item, shown, asked))
     if len(seen.items) == seen.pool:
         what = f"All {seen.pool} pairs (kept, and dropped with their answers)."

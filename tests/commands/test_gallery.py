@@ -113,6 +113,8 @@ def test_cli(built, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["inspect", str(data_dir), "--name", "pairs", "--all", "--sample", "2"])
     assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["inspect", str(data_dir), "--name", "pairs", "--score"]) == 2
+    assert "--score scores the pairs the gallery shows: add --html FILE" in capsys.readouterr().err
 
 
 def _seen(maker, image):

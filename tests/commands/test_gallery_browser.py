@@ -104,14 +104,19 @@ def gallery(tiny_llava, tmp_path_factory):
     return data, root / "gallery.html"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def chromium_path() -> str:
+    """Checked before anything is built: a missing browser fails (or skips) at once."""
+    return chromium()
+
+
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_path):
     """Headless chromium, started once for this file."""
     from playwright.sync_api import sync_playwright
 
-    path = chromium()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS)
         try:
             yield browser
         finally:

@@ -34,6 +34,8 @@ def inspect_dataset(data_dir: str, name: str, html: str | None = None, sample: i
     pairs (``None``: all of them), with ``score`` their log-probability margins."""
     if sample is not None and sample < 0:
         raise ConfigError(f"--sample must be a number of pairs (0 or more), got {sample}.")
+    if score and not html:
+        raise ConfigError("--score scores the pairs the gallery shows: add --html FILE.")
     seen = load(data_dir, name, sample if html else 0, seed)
     text = format_summary(name, summarise(seen), seen.manifest)
     if seen.unreadable:

@@ -163,8 +163,10 @@ def write_page(path: str, seen: Inspected, sections: list[str], summary_text: st
     info = {"dataset": seen.name, "fingerprint": seen.manifest.get("fingerprint", ""), "page_size": PAGE_SIZE}
     info_json = json.dumps(info).replace("</", "<\\/")
     name = H.escape(seen.name)
+    # an empty icon: else the browser asks for /favicon.ico, the page's only request
     page = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>seva inspect: {name}</title><style>{_asset("page.css")}</style></head>'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>seva inspect: {name}</title><link rel="icon" href="data:,">'
+        f"<style>{_asset('page.css')}</style></head>"
         f'<body><h1>seva inspect: {name}</h1><pre class="summary">{H.escape(summary_text)}</pre>'
         f"<p>{H.escape(what)}{_no_scores(seen.items)} Words that differ are marked: "
         '<mark class="del">only in chosen</mark> <mark class="ins">only in rejected</mark>. Mark the kept pairs to leave out, download the '

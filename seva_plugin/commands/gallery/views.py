@@ -75,7 +75,6 @@ class ViewMaker:
         self.strategy, self.note = _strategy(config)
         self.renderer = Renderer.load(config["model"], config["template"], **rendering_keys(config))
         self.processor = self.renderer.processor
-        self.template = config["template"]
 
     def requests(self, loaded: LoadedRecord) -> list[GenerationRequest]:
         """The strategy's planned requests for ``loaded``; the clean view alone where it plans none."""

@@ -61,7 +61,7 @@ def cmd_demo(args) -> int:
 def cmd_inspect(args) -> int:
     from seva_plugin.commands.gallery import inspect_dataset
 
-    print(inspect_dataset(args.data_dir, args.name, html=args.html, limit=args.limit))
+    print(inspect_dataset(args.data_dir, args.name, html=args.html, sample=None if args.all else args.sample, seed=args.seed, score=args.score))
     return 0
 
 
@@ -76,7 +76,15 @@ def cmd_export(args) -> int:
     from seva_plugin.commands.export import export
 
     result = export(
-        args.data_dir, args.name, args.to, args.out, out_name=args.out_name, overwrite=args.overwrite, shard_size=args.shard_size, licence=args.license
+        args.data_dir,
+        args.name,
+        args.to,
+        args.out,
+        out_name=args.out_name,
+        overwrite=args.overwrite,
+        shard_size=args.shard_size,
+        licence=args.license,
+        exclude=args.exclude,
     )
     print(result.summary())
     return 0
@@ -126,11 +134,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--small", action="store_true", help="a shrunken world (fewer images, about a third of the time): a smoke run")
     d.set_defaults(func=cmd_demo)
 
-    i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery of its pairs")
+    i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery to curate its pairs")
     i.add_argument("data_dir", help="the output.dataset_dir of the build")
     i.add_argument("--name", required=True, help="the dataset name (output.name)")
-    i.add_argument("--html", help="write a self-contained HTML gallery to this file")
-    i.add_argument("--limit", type=int, default=200, help="pairs shown in the gallery (default 200)")
+    i.add_argument("--html", help="write a self-contained HTML gallery to this file (sort, filter, mark pairs for seva export --exclude)")
+    shown = i.add_mutually_exclusive_group()
+    shown.add_argument("--sample", type=int, default=200, help="a seeded random sample of this many pairs, kept and dropped (default 200)")
+    shown.add_argument("--all", action="store_true", help="every pair, a page at a time")
+    i.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    i.add_argument("--score", action="store_true", help="add each pair's log-prob margin (chosen - rejected) under the build's model and backend")
     i.set_defaults(func=cmd_inspect)
 
     it = sub.add_parser("iterate", help="rounds of build -> train -> merge, each round generating with the last model")
@@ -154,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out-name", help="dataset name in --out (default: --name)")
     e.add_argument("--shard-size", type=int, help="parquet, trl: pairs per shard file (default 1000)")
     e.add_argument("--license", help="parquet, trl: the dataset card's licence, a Hub licence id (default: the build's output.license, else unknown)")
+    e.add_argument("--exclude", metavar="FILE", help="leave out the pairs whose ids FILE lists (seva inspect's download, a JSON list, or one id a line)")
     e.add_argument("--overwrite", action="store_true", help="replace a dataset of the same name in --out")
     e.set_defaults(func=cmd_export)
 

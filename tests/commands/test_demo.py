@@ -168,8 +168,8 @@ def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp
 
     # and the gallery of the demo's pairs shows each of them
     html = tmp_path / "gallery.html"
-    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html))
-    assert html.read_text().count('<section class="pair"') == p["kept"]
+    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html), sample=None)
+    assert html.read_text().count('data-status="kept"') == p["kept"]
 
 
 def test_noised_evaluation_is_paired_before_and_after(tiny_llava, tmp_path):

@@ -150,8 +150,13 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recipes", help="list the shipped recipes and build templates, or copy some to a folder")
     r.add_argument("action", nargs="?", choices=["list", "copy"], default="list")
-    r.add_argument("names", nargs="*", help="files to copy, e.g. seva_llava.yaml (recipes and data_templates are searched)")
-    r.add_argument("--to", default=".", help="destination folder for copy (default: the current folder)")
+    r.add_argument(
+        "names",
+        nargs="*",
+        help="files to copy as KIND/NAME, e.g. recipes/seva_llava.yaml data_templates/seva_llava_t500.yaml "
+        "(a bare NAME if only one kind has it; a KIND alone copies all)",
+    )
+    r.add_argument("--to", default=".", help="destination folder for copy: files land in TO/recipes/ and TO/data_templates/ (default: the current folder)")
     r.add_argument("--force", action="store_true", help="replace files that already exist there")
     r.set_defaults(func=cmd_recipes)
     return p

@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build preference pairs from a YAML build config")
     b.add_argument("config", help="build config YAML (see data_templates/)")
-    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800")
+    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800; ~key removes a key: ~source.preset")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
@@ -163,11 +163,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """``key=value`` overrides are accepted anywhere on the line, options included:
+    """``key=value`` (and ``~key``) overrides are accepted anywhere on the line, options included:
     ``seva iterate B R --rounds 2 --work-dir D model=...`` works as ``docs/csr.md`` shows."""
     p = parser()
     args, extra = p.parse_known_args(argv)
-    strays = [a for a in extra if a.startswith("-") or "=" not in a]
+    strays = [a for a in extra if a.startswith("-") or ("=" not in a and not a.startswith("~"))]
     if strays or (extra and not hasattr(args, "overrides")):
         p.error(f"unrecognized arguments: {' '.join(strays or extra)}")
     if extra:

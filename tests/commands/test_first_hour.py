@@ -188,6 +188,36 @@ def test_iterate_checks_the_recipe_before_round_0(tiny_llava, tmp_path, monkeypa
     assert not (tmp_path / "run2" / "data").exists()
 
 
+def test_iterate_rerun_is_quiet_about_checkpoints_it_will_not_use(tiny_llava, tmp_path, monkeypatch):
+    """Issue 24, point 10a: a rerun of a finished iteration warned that LLaMA-Factory "will resume
+    from" round 0's checkpoint, though round 0 is never trained again. The check now looks at the
+    output_dir of the next training to run, and still warns when that one holds a checkpoint."""
+    from seva_plugin.commands import iterate as iterate_mod
+
+    monkeypatch.setattr(iterate_mod, "llamafactory_cli", lambda: "llamafactory-cli")
+    build_yaml = tmp_path / "build.yaml"
+    build_yaml.write_text(yaml.safe_dump({"model": tiny_llava, "template": "llava", "source": {"file": str(tmp_path / "p.jsonl")}, "output": {"name": "it"}}))
+    recipe = tmp_path / "recipe.yaml"  # checkpoints kept, as recipes/csr_llava.yaml keeps them
+    recipe.write_text(yaml.safe_dump({**yaml.safe_load(open(os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml"))), "overwrite_output_dir": False}))
+    work = tmp_path / "run"
+
+    def warnings() -> list[str]:
+        logged: list[str] = []
+        iterate_mod.Iteration(str(build_yaml), str(recipe), rounds=1, work_dir=str(work), log=logged.append)
+        return [m for m in logged if "resume" in m]
+
+    first = iterate_mod.Iteration(str(build_yaml), str(recipe), rounds=1, work_dir=str(work), log=lambda m: None)
+    state = first.state
+    first._round(0)
+    (work / "r0" / "adapter" / "checkpoint-5").mkdir(parents=True)
+    state["rounds"][0]["steps_done"] = ["build"]  # killed during training: its checkpoint will be used
+    first._save()
+    assert any("r0/adapter holds checkpoint-5" in m for m in warnings())
+    state["rounds"][0]["steps_done"] = ["build", "train", "merge"]  # finished: nothing will be trained
+    first._save()
+    assert warnings() == []
+
+
 # -- item 17: the gallery of a CSR build ------------------------------------------------------------
 def csr_scores(reward: float) -> dict:
     side = {

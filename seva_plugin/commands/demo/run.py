@@ -27,6 +27,7 @@ BUILD_CONFIG = resources.path("data_templates", "demo_seva.yaml")
 NOISE_STEPS = (0, 200, 500, 800, 900, 999)
 IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tokens)
 POSITION_STD = 0.5  # see prepare_base_model
+HEAD_DIM = 32  # the language model's attention head size: vLLM's CPU attention runs 32 and up, not the twin's default 16
 
 # ``small`` is a shrunken run for tests: the same steps on fewer images (about 200 SFT steps).
 SIZES: dict[str, dict[str, Any]] = {
@@ -95,7 +96,7 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     from seva_plugin.commands.demo.world import VOCAB
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
-    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)
+    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB, head_dim=HEAD_DIM)
     model = LlavaForConditionalGeneration.from_pretrained(path)
     weight = model.model.vision_tower.embeddings.position_embedding.weight
     with torch.no_grad():

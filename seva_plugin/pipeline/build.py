@@ -106,10 +106,12 @@ class Build:
         counts = Counter(e["kind"] for e in journal.entries())
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
+        total = self._total() if progress else None
         bar = tqdm(
-            desc=progress_text(self.name, counts),
+            desc=progress_text(self.name, counts, total),
             unit=" records",
-            bar_format="{desc} [{elapsed}, {rate_fmt}]",
+            total=total,
+            bar_format="{desc} [{elapsed}, {rate_fmt}]" if total is None else "{desc} {percentage:3.0f}%|{bar:12}| [{elapsed}<{remaining}, {rate_fmt}]",
             disable=not progress,
             initial=sum(counts.values()),
         )
@@ -120,13 +122,24 @@ class Build:
                 entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
-                bar.set_description_str(progress_text(self.name, counts), refresh=False)
+                bar.set_description_str(progress_text(self.name, counts, total), refresh=False)
                 bar.update(len(entries))
         finally:
             bar.close()
             workers.close()
             self.backend.close()
         return self._finalize(journal, started)
+
+    def _total(self) -> int | None:
+        """The records this run goes through, resumed ones included, when the source can count them
+        (``Source.estimated_length``), capped by ``limit``: the progress bar's total and ETA."""
+        try:
+            n = self.source.estimated_length()
+        except Exception:  # noqa: BLE001 - a progress bar's total never stops a build
+            return None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return None
+        return n if self.config.limit is None else min(n, self.config.limit)
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]

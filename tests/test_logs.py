@@ -21,7 +21,8 @@ VARIABLES = ("VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "LLAMAFACTORY_VERBO
 @pytest.fixture
 def fresh_env(monkeypatch):
     for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so what main() sets is undone after the test
+        monkeypatch.delenv(name)
     monkeypatch.setattr(logs, "_quiet", False)
     for name in ("vllm", "transformers", "llamafactory"):  # the loggers quiet_libraries may set
         logger = logging.getLogger(name)

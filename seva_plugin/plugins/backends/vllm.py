@@ -129,8 +129,8 @@ class VllmBackend(Backend):
 
     @property
     def resolved_enforce_eager(self) -> bool:
-        """On CPU, compiling took ~4 min of a ~5 min engine start on 2 cores (and vLLM warned "No available
-        shared memory broadcast block found in 60 seconds"); eager starts in ~1 min. On a GPU, graphs pay."""
+        """On CPU compiling lengthens the engine's start (131 s eager, 210 s compiled, tiny LLaVA on 2 busy
+        cores: docs/backends.md) for no gain a build sees. On a GPU, CUDA graphs pay."""
         return self.enforce_eager if self.enforce_eager is not None else self.device == "cpu"
 
     @property

@@ -90,6 +90,11 @@ class Source(Component):
     @abstractmethod
     def iter_records(self) -> Iterator[PromptRecord | Reject]: ...
 
+    def estimated_length(self) -> int | None:
+        """Optional: how many records ``iter_records`` yields, when it can be told cheaply (the
+        progress bar's total and ETA); None when it cannot. Never decides what is built."""
+        return None
+
 
 class Augmenter(Component):
     """Makes the augmented view of an image.

@@ -82,8 +82,10 @@ class Renderer:
         from llamafactory.model import load_tokenizer
         from llamafactory.model.loader import load_config
 
+        from seva_plugin.logs import hide_known_noise
         from seva_plugin.plugins.backends.loading import context_length
 
+        hide_known_noise()  # load_tokenizer passes use_fast: transformers' deprecation is no news to our users (logs.py)
         module = load_tokenizer(model_args)
         tokenizer, processor = module["tokenizer"], module["processor"]
         return cls(tokenizer, processor, get_template_and_fix_tokenizer(tokenizer, data_args), context_length(load_config(model_args)))

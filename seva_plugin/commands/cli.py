@@ -11,6 +11,8 @@ import sys
 from seva_plugin import __version__
 from seva_plugin.errors import SevaError
 
+VERBOSE_HELP = "vLLM's, transformers' and LLaMA-Factory's INFO logs, and Ray workers' output (default: their warnings only)"
+
 
 def cmd_build(args) -> int:
     from seva_plugin.pipeline.build import build
@@ -115,8 +117,9 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build preference pairs from a YAML build config")
     b.add_argument("config", help="build config YAML (see data_templates/)")
-    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800")
+    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800; ~key removes a key: ~source.preset")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     b.set_defaults(func=cmd_build)
 
     sub.add_parser("plugins", help="list every registered component, and every plugin with its package and state").set_defaults(func=cmd_plugins)
@@ -132,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
     d.add_argument("--seed", type=int, default=0, help="world, model and build seed (default 0)")
     d.add_argument("--small", action="store_true", help="a shrunken world (fewer images, about a third of the time): a smoke run")
+    d.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery to curate its pairs")
@@ -151,6 +155,7 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("--rounds", type=int, default=3)
     it.add_argument("--work-dir", required=True)
     it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
+    it.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     it.set_defaults(func=cmd_iterate)
 
     e = sub.add_parser("export", help="convert a finished build to TRL's format, Parquet with embedded images, or JSONL, without regenerating")
@@ -172,19 +177,24 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recipes", help="list the shipped recipes and build templates, or copy some to a folder")
     r.add_argument("action", nargs="?", choices=["list", "copy"], default="list")
-    r.add_argument("names", nargs="*", help="files to copy, e.g. seva_llava.yaml (recipes and data_templates are searched)")
-    r.add_argument("--to", default=".", help="destination folder for copy (default: the current folder)")
+    r.add_argument(
+        "names",
+        nargs="*",
+        help="files to copy as KIND/NAME, e.g. recipes/seva_llava.yaml data_templates/seva_llava_t500.yaml "
+        "(a bare NAME if only one kind has it; a KIND alone copies all)",
+    )
+    r.add_argument("--to", default=".", help="destination folder for copy: files land in TO/recipes/ and TO/data_templates/ (default: the current folder)")
     r.add_argument("--force", action="store_true", help="replace files that already exist there")
     r.set_defaults(func=cmd_recipes)
     return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """``key=value`` overrides are accepted anywhere on the line, options included:
+    """``key=value`` (and ``~key``) overrides are accepted anywhere on the line, options included:
     ``seva iterate B R --rounds 2 --work-dir D model=...`` works as ``docs/csr.md`` shows."""
     p = parser()
     args, extra = p.parse_known_args(argv)
-    strays = [a for a in extra if a.startswith("-") or "=" not in a]
+    strays = [a for a in extra if a.startswith("-") or ("=" not in a and not a.startswith("~"))]
     if strays or (extra and not hasattr(args, "overrides")):
         p.error(f"unrecognized arguments: {' '.join(strays or extra)}")
     if extra:
@@ -194,6 +204,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from seva_plugin.logs import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before vLLM, transformers or LLaMA-Factory is imported
     try:
         if args.disable_plugin:
             from seva_plugin.registry import disable_plugins

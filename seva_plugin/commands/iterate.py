@@ -110,13 +110,24 @@ class Iteration:
         name = f"{self.config.output['name']}_r0"
         model = os.path.abspath(self.config.model) if os.path.isdir(self.config.model) else self.config.model
         args = [f"model_name_or_path={model}", f"template={self.config.template}", f"dataset_dir={self.data_dir}", f"dataset={name}"]
-        args.append(f"output_dir={os.path.join(self.work_dir, 'r0', 'adapter')}")
+        # the output_dir of the next training to run: a finished round's checkpoints are never used again
+        args.append(f"output_dir={os.path.join(self.work_dir, f'r{self._next_training()}', 'adapter')}")
         report = check_recipe(self.recipe_path, [*self.train_overrides, *args], planned={name: dataset_entry(f"{name}.jsonl")})
         for warning in report.warnings:
             self.log(f"[seva iterate] recipe check: warning: {warning}")
         if report.errors:
             problems = "\n".join(f"  error: {e}" for e in report.errors)
             raise ConfigError(f"the recipe check of {self.recipe_path} found problems before round 0 (nothing was built or trained):\n{problems}")
+
+    def _next_training(self) -> int:
+        """The round whose training runs next: the first one a previous run did not train (read
+        before the state is checked: ``_load_state`` refuses a state of another config)."""
+        try:
+            with open(self.state_path, encoding="utf-8") as fh:
+                rounds = json.load(fh).get("rounds") or []
+            return next((k for k, info in enumerate(rounds) if "train" not in (info.get("steps_done") or [])), len(rounds))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
 
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> dict:

@@ -25,6 +25,7 @@ from seva_plugin.pipeline.manifest import BuildResult, checked_write, manifest, 
 from seva_plugin.pipeline.model_paths import check_model_path, hub_checks, hub_offline
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
+from seva_plugin.pipeline.threads import build_threads, cpu_threads
 from seva_plugin.pipeline.workers import make_workers
 from seva_plugin.registry import get_registry
 
@@ -61,6 +62,7 @@ class Build:
             check_template(cfg.template)
             check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
             self.writer.prepare(out["overwrite"])
+        cpu_threads()  # a bad SEVA_TORCH_THREADS fails here, before any model loads
         self.offline = bool(unreachable)
 
     def fingerprint(self) -> str:
@@ -91,7 +93,7 @@ class Build:
     def run(self, progress: bool = True) -> BuildResult:
         """Generate what the journal does not have yet, then write the outputs. One build per output
         at a time: a second one refuses at once, naming the first (``files.output_lock``)."""
-        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline):
+        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline), build_threads():
             return self._run(progress)
 
     def _run(self, progress: bool) -> BuildResult:
@@ -103,10 +105,12 @@ class Build:
         counts = Counter(e["kind"] for e in journal.entries())
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
+        total = self._total() if progress else None
         bar = tqdm(
-            desc=progress_text(self.name, counts),
+            desc=progress_text(self.name, counts, total),
             unit=" records",
-            bar_format="{desc} [{elapsed}, {rate_fmt}]",
+            total=total,
+            bar_format="{desc} [{elapsed}, {rate_fmt}]" if total is None else "{desc} {percentage:3.0f}%|{bar:12}| [{elapsed}<{remaining}, {rate_fmt}]",
             disable=not progress,
             initial=sum(counts.values()),
         )
@@ -117,13 +121,24 @@ class Build:
                 entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
-                bar.set_description_str(progress_text(self.name, counts), refresh=False)
+                bar.set_description_str(progress_text(self.name, counts, total), refresh=False)
                 bar.update(len(entries))
         finally:
             bar.close()
             workers.close()
             self.backend.close()
         return self._finalize(journal, started)
+
+    def _total(self) -> int | None:
+        """The records this run goes through, resumed ones included, when the source can count them
+        (``Source.estimated_length``), capped by ``limit``: the progress bar's total and ETA."""
+        try:
+            n = self.source.estimated_length()
+        except Exception:  # noqa: BLE001 - a progress bar's total never stops a build
+            return None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return None
+        return n if self.config.limit is None else min(n, self.config.limit)
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]

@@ -190,3 +190,14 @@ def test_noised_evaluation_is_paired_before_and_after(tiny_llava, tmp_path):
     after = answers(backend, world.heldout, [CLEAN, noised], seed=0)
     assert before[2] == after[1]
     assert before[0] == after[0]
+
+
+def test_the_demo_model_fits_vllms_cpu_attention(tmp_path):
+    """Issue 24, point 9: the demo's tiny LLaVA had head size 16, which vLLM's CPU attention refuses;
+    a user could not try `backend.name=vllm` on the demo's model."""
+    pytest.importorskip("vllm")
+    from seva_plugin.commands.demo.run import prepare_base_model
+    from seva_plugin.plugins.backends.vllm_inputs import check_cpu_head_dim, read_config
+
+    path = prepare_base_model(str(tmp_path / "tiny_llava"), seed=0)
+    check_cpu_head_dim(path, read_config(path))  # raises ConfigError on a head size vLLM's CPU attention cannot run

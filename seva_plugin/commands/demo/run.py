@@ -27,6 +27,7 @@ BUILD_CONFIG = resources.path("data_templates", "demo_seva.yaml")
 NOISE_STEPS = (0, 200, 500, 800, 900, 999)
 IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tokens)
 POSITION_STD = 0.5  # see prepare_base_model
+HEADS = 2  # the language model's attention heads, 32 wide: vLLM's CPU attention runs 32 and up, not the twin's default 16
 
 # ``small`` is a shrunken run for tests: the same steps on fewer images (about 200 SFT steps).
 SIZES: dict[str, dict[str, Any]] = {
@@ -90,13 +91,19 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     position in about 200 steps.
     """
     import torch
-    from transformers import LlavaForConditionalGeneration
+    from transformers import AutoConfig, LlavaForConditionalGeneration
 
     from seva_plugin.commands.demo.world import VOCAB
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
-    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)
-    model = LlavaForConditionalGeneration.from_pretrained(path)
+    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)  # 64 wide: 4 heads of 16
+    # the same 64 as 2 heads of 32 (the weights' shapes do not change), so that backend.name=vllm runs
+    # it on CPU too; 4 heads of 32 (128 wide) took 40% longer to teach and learnt shapes worse in 700 steps
+    config = AutoConfig.from_pretrained(path)
+    text = config.text_config
+    text.num_attention_heads = text.num_key_value_heads = HEADS
+    text.head_dim = text.hidden_size // HEADS
+    model = LlavaForConditionalGeneration.from_pretrained(path, config=config)
     weight = model.model.vision_tower.embeddings.position_embedding.weight
     with torch.no_grad():
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)) * POSITION_STD)

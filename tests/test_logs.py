@@ -58,13 +58,14 @@ def test_verbose_is_an_option_of_build_iterate_and_demo():
 
 def test_loading_a_processor_drops_the_use_fast_deprecation(tiny_llava, caplog):
     """LLaMA-Factory's load_tokenizer passes use_fast, and transformers warned in every run and every
-    Ray worker. Renderer.load (every backend, in every process) installs the filter."""
-    from seva_plugin.plugins.backends.rendering import Renderer, infer_args
+    Ray worker. Loading a renderer (every backend, in every process) installs the filter."""
+    from seva_plugin.plugins.backends.loading import infer_args
+    from seva_plugin.rendering import Renderer
 
     logger = logging.getLogger(logs.IMAGE_PROCESSING_LOGGER)
     for f in list(logger.filters):
         logger.removeFilter(f)
-    Renderer.load(*infer_args(tiny_llava, "llava")[:2])
+    Renderer.from_args(*infer_args(tiny_llava, "llava")[:2])
     assert any(isinstance(f, logs._DropMessage) for f in logger.filters)
     with caplog.at_level(logging.WARNING, logger=logs.IMAGE_PROCESSING_LOGGER):
         logger.warning("The `use_fast` parameter is deprecated and will be removed in a future version.")

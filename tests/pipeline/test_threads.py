@@ -9,7 +9,7 @@ import pytest
 
 from helpers import make_images, use_backends
 from seva_plugin.errors import ConfigError
-from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.interfaces import Backend, Completion
 
 
 class ThreadCounter(Backend):
@@ -25,7 +25,7 @@ class ThreadCounter(Backend):
         import torch
 
         ThreadCounter.seen.append(torch.get_num_threads())
-        return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+        return [[Completion("red" if r.view.clean else "blue", "eos", [])] * r.n for r in requests]
 
 
 @pytest.fixture

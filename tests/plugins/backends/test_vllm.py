@@ -172,19 +172,14 @@ def test_cpu_head_size_16_is_refused_before_loading(tiny_llava):
 
 def test_enforce_eager_defaults_to_true_on_cpu_and_false_on_a_gpu(tmp_path_factory, monkeypatch):
     """Issue 24, point 7: with enforce_eager false on CPU the engine spent ~4 min compiling. Checked on
-    the arguments vllm.LLM receives (a stand-in LLM records them: no engine starts)."""
-    import vllm
+    the arguments the backend gives vllm.LLM (no engine starts)."""
+    from seva_plugin.plugins.backends import vllm_engine
 
-    seen: dict = {}
-    monkeypatch.setattr(vllm, "LLM", lambda **kwargs: seen.update(kwargs) or object())
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # _start sets it on CPU; restored after the test
     model = twin(tmp_path_factory.getbasetemp(), "llava")
     for keys, device, eager in [({}, "cpu", True), ({"enforce_eager": False}, "cpu", False), ({}, "cuda", False), ({"enforce_eager": True}, "cuda", True)]:
         monkeypatch.setattr(VllmBackend, "device", property(lambda self, device=device: device))
         backend = VllmBackend(model, "llava", **keys)
-        backend._start()
-        backend._release_sigterm()
-        assert seen["enforce_eager"] is eager, (keys, device)
+        assert vllm_engine.llm_kwargs(backend)["enforce_eager"] is eager, (keys, device)
 
 
 def test_bad_options_are_refused(tiny_llava):

@@ -184,3 +184,42 @@ class registered_strategy:
         get_plugin_manager().unregister(self.plugin)
         get_registry.cache_clear()
         return False
+
+
+# -- a twin for RLAIF-V's feedback ------------------------------------------------------------
+FEEDBACK_BONUS = {".": 0.6, "No": 0.6, " No": 0.6}  # logit bonus per unit of the constant residual dimension
+
+
+def biased_llava(src: str, dst: str, bonus: dict[str, float] = FEEDBACK_BONUS) -> str:
+    """A copy of a tiny LLaVA twin whose residual stream has one constant dimension (set in every token
+    and image embedding, written by no layer), through which ``bonus`` raises single tokens' logits by
+    a fixed amount. With the default: answers of several short sentences, and a labeler that leans to
+    "No", so RLAIF-V's answer scores (minus the rejected claims) differ between a prompt's answers,
+    as a real model's do; a random twin's are all equal."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    if os.path.isfile(os.path.join(dst, "config.json")):
+        return dst
+    model = LlavaForConditionalGeneration.from_pretrained(src)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    language = model.model.language_model
+    with torch.no_grad():
+        language.embed_tokens.weight[:, 0] = 1.0
+        projector = model.model.multi_modal_projector.linear_2
+        projector.weight[0, :] = 0.0
+        projector.bias[0] = 1.0
+        for layer in language.layers:
+            layer.self_attn.o_proj.weight[0, :] = 0.0
+            layer.mlp.down_proj.weight[0, :] = 0.0
+        model.lm_head.weight[:, 0] = 0.0
+        for word, value in bonus.items():
+            (token,) = tokenizer.encode(word, add_special_tokens=False)
+            model.lm_head.weight[token, 0] = value
+    model.save_pretrained(dst)
+    for name in os.listdir(src):
+        if not os.path.exists(os.path.join(dst, name)):
+            shutil.copy(os.path.join(src, name), dst)
+    return dst

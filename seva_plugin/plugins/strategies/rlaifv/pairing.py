@@ -57,8 +57,8 @@ class Judged:
             "words": self.words,
             "claims": list(self.claims),
             "questions": list(self.questions),
-            "p_yes": [round(p, 6) for p in self.p_yes],
-            "p_no": [round(p, 6) for p in self.p_no],
+            "p_yes": [float(f"{p:.6g}") for p in self.p_yes],
+            "p_no": [float(f"{p:.6g}") for p in self.p_no],
             "accepted": self.accepted,
         }
 

@@ -187,15 +187,17 @@ class registered_strategy:
 
 
 # -- a twin for RLAIF-V's feedback ------------------------------------------------------------
-FEEDBACK_BONUS = {".": 0.6, "No": 0.6, " No": 0.6}  # logit bonus per unit of the constant residual dimension
+# A random twin's next-token distribution is nearly flat and hardly moves with the question, so every
+# claim of a prompt's answers gets the same verdict and RLAIF-V's answer scores (minus the rejected
+# claims) are all equal: no pairs. This copy adds one constant dimension to the residual stream (set in
+# every token and image embedding, written by no layer), through which chosen tokens get a fixed logit
+# bonus (answers of several short sentences, a labeler that leans "No"); the rest is the twin's.
+FEEDBACK_BONUS = {".": 0.6, "No": 0.6, " No": 0.6}  # logit bonus per unit of the constant dimension (about 7.5 logits per unit)
 
 
-def biased_llava(src: str, dst: str, bonus: dict[str, float] = FEEDBACK_BONUS) -> str:
-    """A copy of a tiny LLaVA twin whose residual stream has one constant dimension (set in every token
-    and image embedding, written by no layer), through which ``bonus`` raises single tokens' logits by
-    a fixed amount. With the default: answers of several short sentences, and a labeler that leans to
-    "No", so RLAIF-V's answer scores (minus the rejected claims) differ between a prompt's answers,
-    as a real model's do; a random twin's are all equal."""
+def biased_llava(src: str, dst: str, bonus: dict[str, float] | None = None) -> str:
+    """A copy of the LLaVA twin at ``src`` in ``dst`` whose single-token words in ``bonus`` get a fixed
+    logit bonus (default: ``.`` and ``No``); reused when ``dst`` holds one. Returns ``dst``."""
     import shutil
 
     import torch
@@ -215,7 +217,7 @@ def biased_llava(src: str, dst: str, bonus: dict[str, float] = FEEDBACK_BONUS) -
             layer.self_attn.o_proj.weight[0, :] = 0.0
             layer.mlp.down_proj.weight[0, :] = 0.0
         model.lm_head.weight[:, 0] = 0.0
-        for word, value in bonus.items():
+        for word, value in (FEEDBACK_BONUS if bonus is None else bonus).items():
             (token,) = tokenizer.encode(word, add_special_tokens=False)
             model.lm_head.weight[token, 0] = value
     model.save_pretrained(dst)

@@ -83,3 +83,6 @@ def test_rlaifv_template_runs_a_seva_iterate_round(feedback_llava, tmp_path):
     rows = read_jsonl(tmp_path / "run" / "data" / "rlaifv_llava_r0.jsonl")
     assert rows and all(r["scores"]["chosen"]["score"] > r["scores"]["rejected"]["score"] for r in rows)
     assert os.path.isfile(os.path.join(r0["output_model"], "config.json"))
+    recipe = os.path.join(REPO, "recipes", "rlaifv_llava.yaml")
+    checked = seva("check-recipe", recipe, f"model_name_or_path={feedback_llava}", f"dataset_dir={tmp_path / 'run' / 'data'}", "dataset=rlaifv_llava_r0")
+    assert "FAILED" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr

@@ -15,10 +15,11 @@ early) for:
 6. augmentation throughput of ``diffusion_noise`` and ``moco`` at 336 px;
 7. natural answer lengths: a tiny LLaVA taught to end its answers at 1 to 96 words, built with
    ``hf`` and ``vllm`` (useful tokens per second, decode slots spent on finished rows);
-8. Ray scaling: the same build on 2 Ray workers against 1 worker.
+8. Ray scaling: the same build on 2 Ray workers against 1 worker;
+9. STIC and RLAIF-V against their official-style loops (``label_free.py``; ``--label-free-only`` runs only these).
 
 It prints a table, then as its last line
-``BENCH speedup_vs_sequential=X speedup_vs_chatmodel=Y overhead=Z rss_ratio=W ray_speedup=R``.
+``BENCH speedup_vs_sequential=X speedup_vs_chatmodel=Y overhead=Z rss_ratio=W ray_speedup=R stic_speedup=S rlaifv_speedup=V``.
 Timed sections run ``--repeats`` times, interleaved, and the fastest run counts (the machine this
 was written on is shared and noisy; the minimum is the least disturbed run). Model loading is
 outside every timing. See ``docs/performance.md``.
@@ -86,6 +87,14 @@ def parse_args(argv=None):
     p.add_argument("--skip-natural", action="store_true", help="leave out the natural-length builds")
     p.add_argument("--skip-vllm", action="store_true", help="leave out the vllm natural-length build")
     p.add_argument("--skip-ray", action="store_true", help="leave out the Ray scaling builds (R is then nan)")
+    p.add_argument("--skip-label-free", action="store_true", help="leave out STIC and RLAIF-V against their official-style loops (S and V are then nan)")
+    p.add_argument("--label-free-only", action="store_true", help="run only STIC and RLAIF-V against their official-style loops (benchmarks/label_free.py)")
+    p.add_argument("--lf-prompts", type=int, default=128, help="images of the STIC builds (default: 128)")
+    p.add_argument("--lf-rlaifv-prompts", type=int, default=24, help="prompts of the RLAIF-V builds (default: 24)")
+    p.add_argument("--lf-tokens", type=int, default=16, help="exactly this many new tokens per generation in the label-free runs (default: 16)")
+    p.add_argument("--lf-samples", type=int, default=10, help="RLAIF-V answers per prompt (default: 10, the official value)")
+    p.add_argument("--lf-batch", type=int, default=64, help="records per STIC batch; RLAIF-V takes a quarter, 10 answers each (default: 64)")
+    p.add_argument("--lf-repeats", type=int, default=2, help="runs of each label-free measurement, interleaved; the fastest counts (default: 2)")
     # internal: one memory build in a subprocess
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--memory-model", help=argparse.SUPPRESS)
@@ -115,6 +124,10 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     root = os.path.abspath(args.out)
     os.makedirs(root, exist_ok=True)
+    if args.label_free_only:
+        from benchmarks.label_free import main_only
+
+        return main_only(args, root)
     n, tokens = args.prompts, args.new_tokens
     sizes = sorted({int(s) for s in args.batch_sizes.split(",") if 0 < int(s) <= max(1, n // 2)}) or [max(1, n // 2)]
     started, load_start = time.perf_counter(), load_average()
@@ -282,6 +295,13 @@ def main(argv=None) -> int:
             log(f"memory: a build over {count} source records in a subprocess")
             mem.append(memory_run(root, tiny, count, mem_images, args.memory_batch, args.threads))
 
+    # 9: STIC and RLAIF-V against their official-style loops
+    label_free = None
+    if not args.skip_label_free:
+        from benchmarks.label_free import run_label_free
+
+        label_free = run_label_free(args, root)
+
     # -- report --------------------------------------------------------------------------------
     b_best = builder[best_bs].best
     rate = lambda seconds: 2 * n / seconds  # noqa: E731 - answers per second
@@ -366,13 +386,16 @@ def main(argv=None) -> int:
     lines += ["", "augmentation throughput at 336 px, one image per call, 1 thread:"]
     lines.append(f"  diffusion_noise (3x336x336 tensor): {aug['diffusion_noise']:7.0f} images/s")
     lines.append(f"  moco (336x336 PIL image):           {aug['moco']:7.0f} images/s")
+    if label_free is not None:
+        lines += label_free.lines()
     lines += ["", f"bench time {time.perf_counter() - started:.0f} s; load average at the end {load_average():.1f}"]
     x = sequential / b_best if sequential else float("nan")
     y = chat_seconds / b_best if chat_seconds else float("nan")
     w = mem[-1]["peak_rss_mb"] / mem[0]["peak_rss_mb"] if mem else float("nan")
     r = ray.speedup if ray is not None else float("nan")
     print("\n".join(lines), flush=True)
-    print(f"BENCH speedup_vs_sequential={x:.2f} speedup_vs_chatmodel={y:.2f} overhead={z:.3f} rss_ratio={w:.3f} ray_speedup={r:.2f}", flush=True)
+    lf = label_free.bench_keys() if label_free is not None else "stic_speedup=nan rlaifv_speedup=nan"
+    print(f"BENCH speedup_vs_sequential={x:.2f} speedup_vs_chatmodel={y:.2f} overhead={z:.3f} rss_ratio={w:.3f} ray_speedup={r:.2f} {lf}", flush=True)
     return 0
 
 

@@ -63,6 +63,15 @@ def twins(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def feedback_llava(tiny_llava, tmp_path_factory) -> str:
+    """The tiny LLaVA whose answers hold several sentences and whose yes/no probes lean "No"
+    (``helpers.biased_llava``): RLAIF-V's scores then differ between a prompt's answers."""
+    from helpers import biased_llava
+
+    return biased_llava(tiny_llava, str(tmp_path_factory.mktemp("models") / "feedback_llava"))
+
+
+@pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     """The tiny CLIP of CSR's visual score, built once per session."""
     from seva_plugin.dev.tiny_models import build_tiny_clip

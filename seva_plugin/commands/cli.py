@@ -56,7 +56,7 @@ def cmd_doctor(args) -> int:
 def cmd_demo(args) -> int:
     from seva_plugin.commands.demo import run_demo
 
-    run_demo(args.out, small=args.small, seed=args.seed)
+    run_demo(args.out, small=args.small, seed=args.seed, strategy=args.strategy)
     return 0
 
 
@@ -136,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="world, model and build seed (default 0)")
     d.add_argument("--small", action="store_true", help="a shrunken world (fewer images, about a third of the time): a smoke run")
     d.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    d.add_argument("--strategy", choices=("seva", "stic", "rlaifv"), default="seva", help="how the pairs are made (default seva; docs/label-free.md)")
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery to curate its pairs")

@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 
-from seva_plugin.errors import NothingKept, unknown
+from seva_plugin.errors import ConfigError, NothingKept, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.pipeline import intake
 from seva_plugin.pipeline.batch import WorkSpec
@@ -39,6 +39,17 @@ def check_template(name: str) -> None:
         raise unknown("template", name, TEMPLATES)
 
 
+def check_questions(source_name: str, source, strategy, registry) -> None:
+    """A source of images with no question serves only a strategy that asks its own prompts."""
+    if source.has_questions or not strategy.needs_question:
+        return
+    own = sorted(e.name for e in registry if e.kind == "strategy" and not e.cls.needs_question)
+    raise ConfigError(
+        f"source '{source_name}' yields images with no question, and strategy '{strategy.name}' answers each record's question. "
+        f"Use a strategy that asks its own prompts ({', '.join(own) or 'none is installed'}), or a source with questions (jsonl, llava, llamafactory)."
+    )
+
+
 class Build:
     def __init__(self, config: BuildConfig | dict | str, overrides: list[str] | None = None):
         self.config = config if isinstance(config, BuildConfig) else load_config(config, overrides)
@@ -57,6 +68,7 @@ class Build:
             self.spec = WorkSpec.resolve(cfg, registry)
             self.work = self.spec.build()
             self.augmenter, self.strategy, self.backend, self.filters = self.work.augmenter, self.work.strategy, self.work.backend, self.work.filters
+            check_questions(name, self.source, self.strategy, registry)
             writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
             self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
             check_template(cfg.template)

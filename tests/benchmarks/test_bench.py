@@ -16,7 +16,8 @@ pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
 BENCH_LINE = re.compile(
-    r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+) ray_speedup=(?P<r>\S+)$"
+    r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+) ray_speedup=(?P<r>\S+)"
+    r" stic_speedup=(?P<s>\S+) rlaifv_speedup=(?P<v>\S+)$"
 )
 
 
@@ -27,7 +28,7 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
         "--prompts", "8", "--new-tokens", "2", "--batch-sizes", "2,4", "--repeats", "1",
         "--large-image-size", "0", "--memory-records", "12,24", "--memory-batch", "8", "--aug-images", "2",
         "--overhead-batches", "3", "--natural-prompts", "4", "--natural-batch-sizes", "2", "--natural-steps", "2", "--natural-repeats", "1",
-        "--skip-vllm", "--skip-ray",
+        "--skip-vllm", "--skip-ray", "--skip-label-free",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -36,6 +37,7 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     assert match, f"last line is not the BENCH line: {lines[-1]!r}"
     figures = {k: float(v) for k, v in match.groupdict().items()}
     assert math.isnan(figures.pop("r")), "ray_speedup is nan when the Ray builds are skipped"
+    assert math.isnan(figures.pop("s")) and math.isnan(figures.pop("v")), "the label-free figures are nan when skipped"
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     table = proc.stdout
     for name in (
@@ -51,6 +53,22 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     ):
         assert name in table, f"{name!r} missing from the table"
     assert "byte-identical across the repeats of each batch size: yes" in table
+
+
+@pytest.mark.slow
+def test_label_free_only_times_both_strategies_against_their_loops(tmp_path):
+    cmd = [
+        sys.executable, "-m", "benchmarks.bench", "--label-free-only", "--out", str(tmp_path / "bench"),
+        "--lf-prompts", "3", "--lf-rlaifv-prompts", "2", "--lf-samples", "2", "--lf-tokens", "2", "--lf-batch", "4", "--lf-repeats", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    match = re.match(r"^BENCH stic_speedup=(\S+) rlaifv_speedup=(\S+)$", proc.stdout.strip().splitlines()[-1])
+    assert match and all(math.isfinite(float(v)) and float(v) > 0 for v in match.groups()), proc.stdout[-2000:]
+    assert "STIC     3 prompts: builder" in proc.stdout and "3 pairs" in proc.stdout  # every image gives a pair
+    probes = re.search(r"yes/no probes asked \(claims found\): builder (\d+), loop (\d+)", proc.stdout)
+    assert probes and int(probes.group(1)) > 0 and int(probes.group(2)) > 0, proc.stdout[-2000:]
+    assert "load average" in proc.stdout
 
 
 def test_prepared_inputs_are_what_generate_would_compute(tiny_llava, tmp_path):

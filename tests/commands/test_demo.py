@@ -201,3 +201,36 @@ def test_the_demo_model_fits_vllms_cpu_attention(tmp_path):
 
     path = prepare_base_model(str(tmp_path / "tiny_llava"), seed=0)
     check_cpu_head_dim(path, read_config(path))  # raises ConfigError on a head size vLLM's CPU attention cannot run
+
+
+# -- the demo with the label-free strategies (docs/label-free.md) -------------------------------------
+def test_demo_strategy_reaches_the_run_and_picks_its_build_template(monkeypatch):
+    from seva_plugin.commands import cli
+    from seva_plugin.commands.demo import run
+
+    seen = {}
+    monkeypatch.setattr("seva_plugin.commands.demo.run.run_demo", lambda out, small, seed, strategy: seen.update(strategy=strategy) or {})
+    assert cli.main(["demo", "--strategy", "rlaifv", "--out", "x"]) == 0
+    assert seen == {"strategy": "rlaifv"}
+    assert {s: p.name for s, p in run.BUILD_CONFIGS.items()} == {"seva": "demo_seva.yaml", "stic": "demo_stic.yaml", "rlaifv": "demo_rlaifv.yaml"}
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--strategy", "csr"])
+
+
+@pytest.mark.parametrize("strategy", ["stic", "rlaifv"])
+def test_demo_build_templates_make_pairs_on_the_world(strategy, tiny_llava, feedback_llava, tmp_path):
+    """The demo's build step as ``run_demo`` makes it (the template, its overrides), on a few world prompts."""
+    from seva_plugin import api
+    from seva_plugin.commands.demo.run import BUILD_CONFIGS
+    from seva_plugin.commands.demo.world import make_world, write_prompts
+    from seva_plugin.pipeline.config import load_config
+
+    world = make_world(str(tmp_path / "world"), seed=0, n_sft=0, n_unlabeled=4, n_heldout=0)
+    prompts = write_prompts(world.unlabeled, str(tmp_path / "unlabeled.jsonl"))
+    model = feedback_llava if strategy == "rlaifv" else tiny_llava
+    overrides = [f"model={model}", f"source.file={prompts}", f"output.dataset_dir={tmp_path / 'data'}", "seed=0", "limit=4", "backend.batch_size=4"]
+    config = load_config(str(BUILD_CONFIGS[strategy]), overrides)
+    assert config.augment["step"] == 900  # what the demo's noise evaluation reads
+    result = api.build(config, progress=False)
+    rows = [json.loads(line) for line in open(result.data_file)]
+    assert rows and all(r["provenance"]["strategy"] == strategy for r in rows)

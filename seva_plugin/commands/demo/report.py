@@ -123,10 +123,18 @@ def _top(d: dict, n: int = 3) -> str:
     return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:n]) + f" (n={total})"
 
 
+NAMES = {"seva": "SeVa", "stic": "STIC", "rlaifv": "RLAIF-V"}
+MADE_BY = {
+    "seva": "chosen: clean image; rejected: noised, t={step}",
+    "stic": "chosen: the step-by-step description; rejected: a hallucination prompt or a corrupted image",
+    "rlaifv": "chosen: the sampled answer with fewer claims its own yes/no probes reject; rejected: one with more",
+}
+
+
 def format_report(r: dict) -> str:
     kinds = [k for k in r["dpo"]["before"] if k != "all"] + ["all"]
     lines = [
-        "SeVa demo: tiny LLaVA on the shapes world (seed {seed}, CPU)".format(**r),
+        "{} demo: tiny LLaVA on the shapes world (seed {}, CPU)".format(NAMES[r.get("strategy", "seva")], r["seed"]),
         "",
         "World: {sft} SFT questions, {unlabeled} unlabeled prompts, {heldout} held-out questions (kinds: {kinds}).".format(
             **r["sizes"], kinds=", ".join(k for k in kinds if k != "all")
@@ -144,7 +152,7 @@ def format_report(r: dict) -> str:
     ident = p["precision"]["identical"]
     lines += [
         "",
-        f"2. SeVa pairs on the {p['prompts']} unlabeled prompts (chosen: clean image; rejected: noised, t={p['step']}):",
+        f"2. {NAMES[r.get('strategy', 'seva')]} pairs on the {p['prompts']} unlabeled prompts ({MADE_BY[r.get('strategy', 'seva')].format(step=p['step'])}):",
         f"   kept {p['kept']}; dropped: {_counts(p['dropped'])}; rejected inputs: {_counts(p['rejected'])}",
         f"   of the kept pairs: chosen correct {_pct(kept['chosen_correct'])}, rejected correct {_pct(kept['rejected_correct'])}",
         f"   useful (chosen right, rejected wrong) {_pct(kept['useful'])}, inverted (chosen wrong, rejected right) "

@@ -23,7 +23,7 @@ from seva_plugin.pipeline.dataset_files import DatasetFiles
 
 SFT_RECIPE = resources.path("recipes", "demo_sft_cpu.yaml")  # shipped with the package
 DPO_RECIPE = resources.path("recipes", "demo_dpo_cpu.yaml")
-BUILD_CONFIG = resources.path("data_templates", "demo_seva.yaml")
+BUILD_CONFIGS = {strategy: resources.path("data_templates", f"demo_{strategy}.yaml") for strategy in ("seva", "stic", "rlaifv")}
 NOISE_STEPS = (0, 200, 500, 800, 900, 999)
 IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tokens)
 POSITION_STD = 0.5  # see prepare_base_model
@@ -111,19 +111,21 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     return path
 
 
-def run_demo(out_dir: str = "demo_out", small: bool = False, seed: int = 0) -> dict:
+def run_demo(out_dir: str = "demo_out", small: bool = False, seed: int = 0, strategy: str = "seva") -> dict:
     """Run the whole demo in ``out_dir``, print the report, and return its figures."""
     import torch
 
+    if strategy not in BUILD_CONFIGS:
+        raise SevaError(f"the demo runs strategy seva, stic or rlaifv, not {strategy!r}.")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread generates faster (see llamafactory_train)
     try:
-        return _run_demo(out_dir, small, seed)
+        return _run_demo(out_dir, small, seed, strategy)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
+def _run_demo(out_dir: str, small: bool, seed: int, strategy: str = "seva") -> dict:
     os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from transformers.utils import logging as hf_logging
@@ -138,7 +140,8 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     from seva_plugin.pipeline.config import load_config
     from seva_plugin.plugins.backends.hf import HfBackend
 
-    for path in (SFT_RECIPE, DPO_RECIPE, BUILD_CONFIG):
+    build_config = BUILD_CONFIGS[strategy]
+    for path in (SFT_RECIPE, DPO_RECIPE, build_config):
         if not path.is_file():
             raise SevaError(f"{path} not found: the package is installed without its recipes; reinstall seva-plugin.")
     size = SIZES["small" if small else "full"]
@@ -168,7 +171,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     lap("sft")
 
     prompts = write_prompts(world.unlabeled, os.path.join(out, "unlabeled.jsonl"))
-    config = load_config(str(BUILD_CONFIG), [f"model={sft_dir}", f"source.file={prompts}", f"output.dataset_dir={data_dir}", f"seed={seed}"])
+    config = load_config(str(build_config), [f"model={sft_dir}", f"source.file={prompts}", f"output.dataset_dir={data_dir}", f"seed={seed}"])
     step = config.augment["step"]
     steps = sorted({*NOISE_STEPS, step})
     _say(f"[4/6] asking the SFT model {len(world.heldout)} held-out questions, clean and noised at t={', '.join(map(str, steps[1:]))}")
@@ -177,7 +180,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     before_answers = answers(HfBackend(model=sft_dir, template="llava", max_new_tokens=8), world.heldout, views, seed, desc="evaluate")
     lap("evaluate before")
 
-    _say(f"[5/6] building SeVa pairs on {len(world.unlabeled)} unlabeled prompts (diffusion noise t={step}) with seva_plugin.pipeline.build.build")
+    _say(f"[5/6] building {strategy} pairs on {len(world.unlabeled)} unlabeled prompts with seva_plugin.pipeline.build.build")
     files = DatasetFiles(data_dir, config.output["name"])
     if os.path.exists(files.journal):  # a rerun's SFT model is new: never resume the last run's pairs
         os.unlink(files.journal)
@@ -203,6 +206,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
 
     report: dict[str, Any] = {
         "seed": seed,
+        "strategy": strategy,
         "sizes": {"sft": len(world.sft), "unlabeled": len(world.unlabeled), "heldout": len(world.heldout)},
         "noise": {"steps": steps, "accuracy": [rep.accuracy_by_kind(world.heldout, a) for a in before_answers]},
         "pairs": {

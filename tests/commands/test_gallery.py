@@ -421,3 +421,23 @@ def test_builds_with_embedded_images_show_the_same_gallery(built, tmp_path, layo
     assert len(a) == len(b) == 6
     for x, y in zip(a, b, strict=True):
         assert [i.tobytes() for i in images_in(x)] == [i.tobytes() for i in images_in(y)]
+
+
+def test_rlaifv_pairs_show_each_answers_claims_and_probe_scores():
+    """Issue 22: the gallery shows why an RLAIF-V answer won: its claims, their probes and the labeler's
+    probabilities, a row per claim, from the scores the strategy records."""
+    from seva_plugin.commands.gallery.data import Item
+    from seva_plugin.commands.gallery.page import render_item
+    from seva_plugin.plugins.strategies.rlaifv.pairing import Judged
+
+    chosen = Judged(0, "A dog sits.", ["There is a dog."], ["Is there a dog?"], [0.9], [0.1])
+    rejected = Judged(3, "A cat & a dog.", ["There is a cat.", "There is a dog."], ["Is there a cat?", "Is there a dog?"], [0.2, 0.8], [0.7, 0.1])
+    scores = {"method": "rlaifv", "chosen": chosen.describe(), "rejected": rejected.describe()}
+    pair = {"id": "r1", "prompt": "<image>What is here?", "chosen": chosen.text, "rejected": rejected.text, "images": [], "scores": scores}
+    section = render_item(1, Item(pair, 0), [], [])
+    tables = re.findall(r'<details class="why"><summary>(\d+) claims</summary>(.*?)</details>', section)
+    assert [n for n, _ in tables] == ["1", "2"]
+    rows = re.findall(r"<tr>(.*?)</tr>", tables[1][1])
+    assert "<th>claims</th><th>questions</th><th>p yes</th><th>p no</th><th>accepted</th>" in rows[0]
+    assert rows[1] == "<td>There is a cat.</td><td>Is there a cat?</td><td>0.2</td><td>0.7</td><td>False</td>"
+    assert rows[2] == "<td>There is a dog.</td><td>Is there a dog?</td><td>0.8</td><td>0.1</td><td>True</td>"

@@ -65,7 +65,26 @@ def _side_scores(scores: Any, side: str) -> str:
     if isinstance(mine, int | float) and not isinstance(mine, bool):
         mine = {"score": mine}
     shown = [f"{k.replace('_', ' ')} {_number(v)}" for k, v in flat_scores(mine).items()] if isinstance(mine, dict) else []
-    return f'<span class="meta scores">{H.escape(" · ".join(shown))}</span><br>' if shown else ""
+    line = f'<span class="meta scores">{H.escape(" · ".join(shown))}</span><br>' if shown else ""
+    return line + (_side_table(mine) if isinstance(mine, dict) else "")
+
+
+def _cell(value: Any) -> str:
+    return _number(value) if isinstance(value, float) else H.escape(str(value))
+
+
+def _side_table(scores: dict[str, Any]) -> str:
+    """A side's parallel lists as one table, a row per item (RLAIF-V: each claim, its probe question,
+    the labeler's P(yes) and P(no), accepted): why one answer won, in the strategy's own words."""
+    lists = {k: v for k, v in scores.items() if isinstance(v, list) and v and all(isinstance(x, str | int | float) for x in v)}
+    longest = max((len(v) for v in lists.values()), default=0)
+    columns = {k: v for k, v in lists.items() if len(v) == longest}
+    if not columns:
+        return ""
+    head = "".join(f"<th>{H.escape(k.replace('_', ' '))}</th>" for k in columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_cell(v[i])}</td>" for v in columns.values()) + "</tr>" for i in range(longest))
+    what = next(iter(columns)).replace("_", " ")
+    return f'<details class="why"><summary>{longest} {H.escape(what)}</summary><table><tr>{head}</tr>{rows}</table></details>'
 
 
 def _pair_scores(item: Item) -> str:

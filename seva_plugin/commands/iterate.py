@@ -20,6 +20,10 @@ last checkpoint when the recipe saves checkpoints), an export is redone.
 
 Overrides: ``key=value`` edit the build config; ``train.key=value`` go to ``llamafactory-cli train``;
 ``export.key=value`` go to the export config.
+
+With ``--eval EVAL.yaml`` the model round 0 starts from and each round's trained model answer the
+eval's probes (``seva_plugin.eval.rounds``): ``<work>/eval_rounds.md`` and ``eval_rounds.png`` hold
+F1 and yes-ratio by round; a resumed run does not evaluate a finished model again.
 """
 
 from __future__ import annotations
@@ -77,7 +81,16 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
 class Iteration:
     """One ``seva iterate`` run in ``work_dir``; ``run()`` does what is left to do."""
 
-    def __init__(self, build: str, recipe: str, rounds: int, work_dir: str, overrides: list[str] | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        build: str,
+        recipe: str,
+        rounds: int,
+        work_dir: str,
+        overrides: list[str] | None = None,
+        log: Callable[[str], None] = print,
+        eval_config: str | None = None,
+    ):
         if rounds < 1:
             raise ConfigError(f"--rounds must be at least 1, got {rounds}.")
         self.build_path = os.path.abspath(build)
@@ -98,6 +111,11 @@ class Iteration:
         self.data_dir = os.path.join(self.work_dir, "data")
         self.state_path = os.path.join(self.work_dir, STATE_FILE)
         self._check_recipe()  # before round 0, not after hours of generation
+        self.evals = None
+        if eval_config:
+            from seva_plugin.eval.rounds import RoundEvals
+
+            self.evals = RoundEvals(eval_config, self.work_dir, self.config.template, log)
         os.makedirs(self.work_dir, exist_ok=True)
         self.state = self._load_state()
 
@@ -171,6 +189,7 @@ class Iteration:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
+        self._evaluate(0, self.state["base_model"], progress)
         for k in range(self.rounds):
             info = self._round(k)
             for step in STEPS:
@@ -189,9 +208,19 @@ class Iteration:
                 self.state["current"] = None
                 self._save()
             self.log(f"[seva iterate] round {k + 1}/{self.rounds} done: {info['output_model']}")
+            self._evaluate(k + 1, info["output_model"], progress)
         self.state["final_model"] = self.state["rounds"][self.rounds - 1]["output_model"]
         self._save()
+        if self.evals:
+            self.log(f"[seva iterate] POPE-style probes by round ({os.path.join(self.work_dir, 'eval_rounds.png')}):\n{self.evals.summarize(self.state)}")
         return self.state
+
+    def _evaluate(self, index: int, model: str, progress: bool) -> None:
+        """With --eval: ask ``model`` the probes, unless a finished evaluation of it is on record."""
+        if self.evals and self.evals.evaluate(index, model, self.state, progress):
+            self._save()
+            self.evals.summarize(self.state)
+            _free_memory()
 
     def _describe(self, step: str, info: dict) -> str:
         if step == "build":
@@ -276,6 +305,14 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def iterate(build: str, recipe: str, rounds: int = 3, work_dir: str = "iterate", overrides: list[str] | None = None, progress: bool = True) -> dict:
+def iterate(
+    build: str,
+    recipe: str,
+    rounds: int = 3,
+    work_dir: str = "iterate",
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    eval_config: str | None = None,
+) -> dict:
     """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``)."""
-    return Iteration(build, recipe, rounds, work_dir, overrides).run(progress=progress)
+    return Iteration(build, recipe, rounds, work_dir, overrides, eval_config=eval_config).run(progress=progress)

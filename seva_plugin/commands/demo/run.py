@@ -124,6 +124,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; the demo shows its own
 
     from seva_plugin import api
+    from seva_plugin.commands.demo import pope
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
@@ -155,7 +156,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
 
     sft_dir = os.path.join(out, "sft")
     _say(f"[3/6] teaching it the world: llamafactory-cli train {SFT_RECIPE.name} ({len(world.sft)} questions; log in {logs}/sft.log)")
-    write_sft_dataset(world.sft, data_dir, "demo_sft")
+    write_sft_dataset(world.sft + pope.existence_questions(world.sft, seed), data_dir, "demo_sft")  # and yes/no object questions, for the POPE probes
     sft_overrides = {"model_name_or_path": base, "dataset_dir": data_dir, "dataset": "demo_sft", "seed": seed, **size["sft_overrides"]}
     llamafactory_train(SFT_RECIPE, sft_overrides, sft_dir, os.path.join(logs, "sft.log"), "sft")
     lap("sft")
@@ -193,6 +194,9 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     else:  # nothing to train on: the model is its own "after"
         _say("[6/6] no pairs were kept, so there is nothing to train DPO on; skipped")
         after_answers = [before_answers[0], before_answers[steps.index(step)]]
+    _say("POPE-style probes on the held-out images, before and after DPO, with seva eval")
+    pope_figures = pope.before_after(out, sft_dir, dpo_dir if result.kept else None, world.heldout, seed)
+    lap("pope probes")
 
     report: dict[str, Any] = {
         "seed": seed,
@@ -214,6 +218,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
             "after_noised": rep.accuracy_by_kind(world.heldout, after_answers[1]),
             **rep.changes(world.heldout, before_answers[0], after_answers[0]),
         },
+        "pope": pope_figures,
         "recipes": {"sft": SFT_RECIPE.name, "dpo": DPO_RECIPE.name},
         "paths": {
             "sft": sft_dir,

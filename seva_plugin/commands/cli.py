@@ -68,7 +68,7 @@ def cmd_inspect(args) -> int:
 def cmd_iterate(args) -> int:
     from seva_plugin.commands.iterate import iterate
 
-    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides, eval_config=args.eval)
+    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides, eval_yaml=args.eval)
     return 0
 
 

@@ -19,11 +19,7 @@ stopped: a build resumes through its own journal, a training run restarts (or re
 last checkpoint when the recipe saves checkpoints), an export is redone.
 
 Overrides: ``key=value`` edit the build config; ``train.key=value`` go to ``llamafactory-cli train``;
-``export.key=value`` go to the export config.
-
-With ``--eval EVAL.yaml`` the model round 0 starts from and each round's trained model answer the
-eval's probes (``seva_plugin.eval.rounds``): ``<work>/eval_rounds.md`` and ``eval_rounds.png`` hold
-F1 and yes-ratio by round; a resumed run does not evaluate a finished model again.
+``export.key=value`` go to the export config. ``--eval EVAL.yaml``: the probes of ``seva eval`` after every round.
 """
 
 from __future__ import annotations
@@ -36,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -81,16 +78,9 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
 class Iteration:
     """One ``seva iterate`` run in ``work_dir``; ``run()`` does what is left to do."""
 
-    def __init__(
-        self,
-        build: str,
-        recipe: str,
-        rounds: int,
-        work_dir: str,
-        overrides: list[str] | None = None,
-        log: Callable[[str], None] = print,
-        eval_config: str | None = None,
-    ):
+    evals: Any = None  # with --eval: seva_plugin.eval.rounds.RoundEvals, asked before round 0 and after each round
+
+    def __init__(self, build: str, recipe: str, rounds: int, work_dir: str, overrides: list[str] | None = None, log: Callable[[str], None] = print):
         if rounds < 1:
             raise ConfigError(f"--rounds must be at least 1, got {rounds}.")
         self.build_path = os.path.abspath(build)
@@ -111,11 +101,6 @@ class Iteration:
         self.data_dir = os.path.join(self.work_dir, "data")
         self.state_path = os.path.join(self.work_dir, STATE_FILE)
         self._check_recipe()  # before round 0, not after hours of generation
-        self.evals = None
-        if eval_config:
-            from seva_plugin.eval.rounds import RoundEvals
-
-            self.evals = RoundEvals(eval_config, self.work_dir, self.config.template, log)
         os.makedirs(self.work_dir, exist_ok=True)
         self.state = self._load_state()
 
@@ -211,15 +196,11 @@ class Iteration:
             self._evaluate(k + 1, info["output_model"], progress)
         self.state["final_model"] = self.state["rounds"][self.rounds - 1]["output_model"]
         self._save()
-        if self.evals:
-            self.log(f"[seva iterate] POPE-style probes by round ({os.path.join(self.work_dir, 'eval_rounds.png')}):\n{self.evals.summarize(self.state)}")
         return self.state
 
     def _evaluate(self, index: int, model: str, progress: bool) -> None:
-        """With --eval: ask ``model`` the probes, unless a finished evaluation of it is on record."""
-        if self.evals and self.evals.evaluate(index, model, self.state, progress):
+        if self.evals and self.evals.evaluate(index, model, self.state, progress):  # not again once on record
             self._save()
-            self.evals.summarize(self.state)
             _free_memory()
 
     def _describe(self, step: str, info: dict) -> str:
@@ -306,13 +287,13 @@ def _free_memory() -> None:
 
 
 def iterate(
-    build: str,
-    recipe: str,
-    rounds: int = 3,
-    work_dir: str = "iterate",
-    overrides: list[str] | None = None,
-    progress: bool = True,
-    eval_config: str | None = None,
+    build: str, recipe: str, rounds: int = 3, work_dir: str = "iterate", overrides: list[str] | None = None, progress: bool = True, eval_yaml: str | None = None
 ) -> dict:
-    """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``)."""
-    return Iteration(build, recipe, rounds, work_dir, overrides, eval_config=eval_config).run(progress=progress)
+    """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``).
+    ``eval_yaml``: an EVAL.yaml whose probes ask round 0's model and each round's (``seva_plugin.eval.rounds``)."""
+    iteration = Iteration(build, recipe, rounds, work_dir, overrides)
+    if eval_yaml:  # checked before round 0
+        from seva_plugin.eval.rounds import RoundEvals
+
+        iteration.evals = RoundEvals(eval_yaml, iteration.work_dir, iteration.config.template, iteration.log)
+    return iteration.run(progress=progress)

@@ -55,6 +55,7 @@ class RoundEvals:
             "settings": {s: {k: f[k] for k in ("n", "accuracy", "f1", "yes_ratio")} for s, f in result.report["settings"].items()},
         }
         state["evals"] = sorted([e for e in evals if e["index"] != index] + [entry], key=lambda e: e["index"])
+        self.log(f"[seva iterate] POPE-style probes by round ({TABLE} and {PLOT} in {self.work_dir}):\n{self.summarize(state)}")
         return True
 
     def summarize(self, state: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ pytest.importorskip("torch")
 pytest.importorskip("llamafactory")
 
 BENCH_LINE = re.compile(
-    r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+) ray_speedup=(?P<r>\S+)$"
+    r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+) ray_speedup=(?P<r>\S+)"
+    r" eval_speedup=(?P<e>\S+)$"
 )
 
 
@@ -27,7 +28,7 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
         "--prompts", "8", "--new-tokens", "2", "--batch-sizes", "2,4", "--repeats", "1",
         "--large-image-size", "0", "--memory-records", "12,24", "--memory-batch", "8", "--aug-images", "2",
         "--overhead-batches", "3", "--natural-prompts", "4", "--natural-batch-sizes", "2", "--natural-steps", "2", "--natural-repeats", "1",
-        "--skip-vllm", "--skip-ray",
+        "--skip-vllm", "--skip-ray", "--skip-eval",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -36,6 +37,7 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     assert match, f"last line is not the BENCH line: {lines[-1]!r}"
     figures = {k: float(v) for k, v in match.groupdict().items()}
     assert math.isnan(figures.pop("r")), "ray_speedup is nan when the Ray builds are skipped"
+    assert math.isnan(figures.pop("e")), "eval_speedup is nan when the probes are skipped (tests/benchmarks/test_eval_speed.py runs them)"
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     table = proc.stdout
     for name in (

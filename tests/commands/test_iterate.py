@@ -88,7 +88,7 @@ def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, eval_yaml, tiny_ll
 
     monkeypatch.setattr(Iteration, "_run", run)
     with pytest.raises(KeyboardInterrupt):
-        iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False, eval_config=eval_yaml)
+        iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False, eval_yaml=eval_yaml)
     assert calls == ["train", "export", "train", "export"]
     state = json.loads((work / "iterate_state.json").read_text())
     assert state["rounds"][1]["steps_done"] == ["build", "train"]
@@ -102,7 +102,7 @@ def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, eval_yaml, tiny_ll
     monkeypatch.setenv("SEVA_TEST_RESUMED", "1")
     calls.clear()
     evaluated.clear()
-    state = iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False, eval_config=eval_yaml)
+    state = iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False, eval_yaml=eval_yaml)
     assert calls == ["export"]
     assert evaluated == [str(work / "r1" / "merged")]  # the finished evaluations are not asked again
     table = (work / "eval_rounds.md").read_text()

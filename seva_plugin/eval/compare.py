@@ -65,7 +65,7 @@ def verdict(name: str, s: dict[str, Any]) -> str:
     """The accuracy change and the yes-ratio shift of one setting, in words."""
     test = s["mcnemar"]
     change = f"accuracy {pct(s['a']['accuracy'])}% -> {pct(s['b']['accuracy'])}% ({_signed(s['change']['accuracy'])} points)"
-    change += f": {s['fixed']} answers fixed, {s['broken']} broken"
+    change += f": {s['fixed']} {'answer' if s['fixed'] == 1 else 'answers'} fixed, {s['broken']} broken"
     if test["p"] < ALPHA:
         said = f"{name}: {change}; McNemar p = {test['p']:.2g} ({test['test']}): unlikely to be chance."
     else:

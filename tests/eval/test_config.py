@@ -73,3 +73,23 @@ def test_required_keys():
             load_eval_config({k: v for k, v in BASE.items() if k != key})
     with pytest.raises(ConfigError, match="probes \\(coco\\).image_dir is required"):
         load_eval_config({**BASE, "probes": {"format": "coco", "annotations": "a.json"}})
+
+
+def test_logprob_scoring_needs_a_backend_that_scores():
+    """Refused when the backend is built (before any model loads), naming what to use instead."""
+    from seva_plugin.eval.answers import ProbeSpec
+    from seva_plugin.interfaces import Backend
+
+    class GenerateOnly(Backend):
+        name = "generate_only"
+
+        def generate(self, requests):
+            return []
+
+    class Entry:
+        def build(self, params, where, **context):
+            return GenerateOnly()
+
+    assert ProbeSpec((Entry(), {}, "backend", {}), "generate", 8).build().backend.name == "generate_only"
+    with pytest.raises(ConfigError, match="scoring: logprob scores Yes and No .* which backend 'generate_only' does not serve; use hf or vllm"):
+        ProbeSpec((Entry(), {}, "backend", {}), "logprob", 8).build()

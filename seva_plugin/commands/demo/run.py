@@ -155,9 +155,8 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     lap("setup")
 
     sft_dir = os.path.join(out, "sft")
-    sft = world.sft + pope.existence_questions(world.sft, seed)  # and a yes/no object question per image, for the POPE probes
-    _say(f"[3/6] teaching it the world: llamafactory-cli train {SFT_RECIPE.name} ({len(sft)} questions; log in {logs}/sft.log)")
-    write_sft_dataset(sft, data_dir, "demo_sft")
+    _say(f"[3/6] teaching it the world: llamafactory-cli train {SFT_RECIPE.name} ({len(world.sft)} questions; log in {logs}/sft.log)")
+    write_sft_dataset(world.sft, data_dir, "demo_sft")
     sft_overrides = {"model_name_or_path": base, "dataset_dir": data_dir, "dataset": "demo_sft", "seed": seed, **size["sft_overrides"]}
     llamafactory_train(SFT_RECIPE, sft_overrides, sft_dir, os.path.join(logs, "sft.log"), "sft")
     lap("sft")
@@ -201,7 +200,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
 
     report: dict[str, Any] = {
         "seed": seed,
-        "sizes": {"sft": len(sft), "unlabeled": len(world.unlabeled), "heldout": len(world.heldout)},
+        "sizes": {"sft": len(world.sft), "unlabeled": len(world.unlabeled), "heldout": len(world.heldout)},
         "noise": {"steps": steps, "accuracy": [rep.accuracy_by_kind(world.heldout, a) for a in before_answers]},
         "pairs": {
             "step": step,

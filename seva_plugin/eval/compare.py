@@ -63,6 +63,8 @@ def _signed(x: float) -> str:
 
 def verdict(name: str, s: dict[str, Any]) -> str:
     """The accuracy change and the yes-ratio shift of one setting, in words."""
+    if not (s["fixed"] or s["broken"] or s["yes_to_no"] or s["no_to_yes"]):
+        return f"{name}: no answer changed its prediction (accuracy {pct(s['a']['accuracy'])}%, yes-ratio {pct(s['a']['yes_ratio'])}%)."
     test = s["mcnemar"]
     change = f"accuracy {pct(s['a']['accuracy'])}% -> {pct(s['b']['accuracy'])}% ({_signed(s['change']['accuracy'])} points)"
     change += f": {s['fixed']} {'answer' if s['fixed'] == 1 else 'answers'} fixed, {s['broken']} broken"

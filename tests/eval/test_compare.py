@@ -40,6 +40,8 @@ def test_only_shared_probes_are_paired_and_different_probes_refused():
     assert comp["settings"]["adversarial"]["n"] == 6 and comp["unpaired"] == {"a": 4, "b": 0}
     assert "Left out of the comparison (answered by one run only): 4 of a, 0 of b." in compare_table(comp)
     other = [{**r, "question": "another"} for r in before]
+    same = compare_table(compare_runs(("a", "b"), (before, before), 0, seed=0))
+    assert "adversarial: no answer changed its prediction (accuracy 50.0%, yes-ratio 100.0%)." in same
     with pytest.raises(ConfigError, match="asked different probes"):
         compare_runs(("a", "b"), (before, other), 0, seed=0)
     with pytest.raises(ConfigError, match="share no probe"):

@@ -17,9 +17,10 @@ early) for:
    ``hf`` and ``vllm`` (useful tokens per second, decode slots spent on finished rows);
 8. Ray scaling: the same build on 2 Ray workers against 1 worker;
 9. STIC and RLAIF-V against their official-style loops (``label_free.py``; ``--label-free-only`` runs only these).
+10. POPE-style probes: ``seva eval`` on ``hf`` and ``vllm`` against one probe at a time (``eval_speed.py``).
 
 It prints a table, then as its last line
-``BENCH speedup_vs_sequential=X speedup_vs_chatmodel=Y overhead=Z rss_ratio=W ray_speedup=R stic_speedup=S rlaifv_speedup=V``.
+``BENCH speedup_vs_sequential=X speedup_vs_chatmodel=Y overhead=Z rss_ratio=W ray_speedup=R stic_speedup=S rlaifv_speedup=V eval_speedup=E``.
 Timed sections run ``--repeats`` times, interleaved, and the fastest run counts (the machine this
 was written on is shared and noisy; the minimum is the least disturbed run). Model loading is
 outside every timing. See ``docs/performance.md``.
@@ -34,7 +35,7 @@ import os
 import sys
 import time
 
-from benchmarks import common
+from benchmarks import common, eval_speed
 from benchmarks.common import (  # noqa: F401 - make_images and write_prompts are used by the tests
     Timing,
     build_config,
@@ -85,7 +86,7 @@ def parse_args(argv=None):
     p.add_argument("--skip-chatmodel", action="store_true", help="leave out the ChatModel loop (Y is then nan)")
     p.add_argument("--skip-memory", action="store_true", help="leave out the memory builds (W is then nan)")
     p.add_argument("--skip-natural", action="store_true", help="leave out the natural-length builds")
-    p.add_argument("--skip-vllm", action="store_true", help="leave out the vllm natural-length build")
+    p.add_argument("--skip-vllm", action="store_true", help="leave out the vllm runs (natural-length build, POPE-style probes)")
     p.add_argument("--skip-ray", action="store_true", help="leave out the Ray scaling builds (R is then nan)")
     p.add_argument("--skip-label-free", action="store_true", help="leave out STIC and RLAIF-V against their official-style loops (S and V are then nan)")
     p.add_argument("--label-free-only", action="store_true", help="run only STIC and RLAIF-V against their official-style loops (benchmarks/label_free.py)")
@@ -99,6 +100,7 @@ def parse_args(argv=None):
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--memory-model", help=argparse.SUPPRESS)
     p.add_argument("--prompts-file", help=argparse.SUPPRESS)
+    eval_speed.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -124,6 +126,8 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     root = os.path.abspath(args.out)
     os.makedirs(root, exist_ok=True)
+    if args.only_eval:
+        return eval_speed.main_only(args, root)
     if args.label_free_only:
         from benchmarks.label_free import main_only
 
@@ -302,6 +306,15 @@ def main(argv=None) -> int:
 
         label_free = run_label_free(args, root)
 
+    # 10: POPE-style probes
+    evals, eval_error = None, None
+    if not args.skip_eval:
+        try:
+            evals = eval_speed.run_eval_speed(args, root)
+        except Exception as exc:  # noqa: BLE001 - reported in the table (E is then nan); the other figures still count
+            eval_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log(f"POPE-style probes failed: {eval_error}")
+
     # -- report --------------------------------------------------------------------------------
     b_best = builder[best_bs].best
     rate = lambda seconds: 2 * n / seconds  # noqa: E731 - answers per second
@@ -388,6 +401,8 @@ def main(argv=None) -> int:
     lines.append(f"  moco (336x336 PIL image):           {aug['moco']:7.0f} images/s")
     if label_free is not None:
         lines += label_free.lines()
+    if evals is not None or eval_error is not None:
+        lines += ["", *(evals.report_lines(args.eval_new_tokens) if evals is not None else [f"POPE-style probes failed: {eval_error}"])]
     lines += ["", f"bench time {time.perf_counter() - started:.0f} s; load average at the end {load_average():.1f}"]
     x = sequential / b_best if sequential else float("nan")
     y = chat_seconds / b_best if chat_seconds else float("nan")
@@ -395,7 +410,9 @@ def main(argv=None) -> int:
     r = ray.speedup if ray is not None else float("nan")
     print("\n".join(lines), flush=True)
     lf = label_free.bench_keys() if label_free is not None else "stic_speedup=nan rlaifv_speedup=nan"
-    print(f"BENCH speedup_vs_sequential={x:.2f} speedup_vs_chatmodel={y:.2f} overhead={z:.3f} rss_ratio={w:.3f} ray_speedup={r:.2f} {lf}", flush=True)
+    e = evals.speedup if evals is not None else float("nan")
+    figures = f"speedup_vs_sequential={x:.2f} speedup_vs_chatmodel={y:.2f} overhead={z:.3f} rss_ratio={w:.3f} ray_speedup={r:.2f} {lf} eval_speedup={e:.2f}"
+    print(f"BENCH {figures}", flush=True)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``seva``: build preference data, list plugins, check recipes, run the demo.
+"""``seva``: build preference data, evaluate models, list plugins, check recipes, run the demo.
 
 Only argparse is imported at start-up; each command imports what it needs.
 """
@@ -19,6 +19,13 @@ def cmd_build(args) -> int:
 
     result = build(args.config, args.overrides, progress=not args.no_progress)
     print(result.summary())
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from seva_plugin.commands.eval import evaluate
+
+    evaluate(args.config, args.overrides, progress=not args.no_progress)
     return 0
 
 
@@ -70,7 +77,7 @@ def cmd_inspect(args) -> int:
 def cmd_iterate(args) -> int:
     from seva_plugin.commands.iterate import iterate
 
-    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides)
+    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides, eval_yaml=args.eval)
     return 0
 
 
@@ -122,6 +129,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     b.set_defaults(func=cmd_build)
 
+    ev = sub.add_parser("eval", help="POPE-style yes/no object probes through a backend: F1, yes-ratio, before and after (docs/eval.md)")
+    ev.add_argument("config", help="eval config YAML (see data_templates/eval_pope.yaml)")
+    ev.add_argument("overrides", nargs="*", help="key=value overrides, dotted: backend.batch_size=16")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
     sub.add_parser("plugins", help="list every registered component, and every plugin with its package and state").set_defaults(func=cmd_plugins)
 
     c = sub.add_parser("check-recipe", help="validate a LLaMA-Factory training recipe without loading weights")
@@ -155,6 +168,7 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("recipe", help="LLaMA-Factory training recipe YAML")
     it.add_argument("--rounds", type=int, default=3)
     it.add_argument("--work-dir", required=True)
+    it.add_argument("--eval", metavar="EVAL.yaml", help="ask round 0's model and each round's trained model these probes (seva eval); table and plot by round")
     it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
     it.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     it.set_defaults(func=cmd_iterate)

@@ -19,7 +19,7 @@ stopped: a build resumes through its own journal, a training run restarts (or re
 last checkpoint when the recipe saves checkpoints), an export is redone.
 
 Overrides: ``key=value`` edit the build config; ``train.key=value`` go to ``llamafactory-cli train``;
-``export.key=value`` go to the export config.
+``export.key=value`` go to the export config. ``--eval EVAL.yaml``: the probes of ``seva eval`` after every round.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -76,6 +77,8 @@ def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
 
 class Iteration:
     """One ``seva iterate`` run in ``work_dir``; ``run()`` does what is left to do."""
+
+    evals: Any = None  # with --eval: seva_plugin.eval.rounds.RoundEvals, asked before round 0 and after each round
 
     def __init__(self, build: str, recipe: str, rounds: int, work_dir: str, overrides: list[str] | None = None, log: Callable[[str], None] = print):
         if rounds < 1:
@@ -182,6 +185,7 @@ class Iteration:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
+        self._evaluate(0, self.state["base_model"], progress)
         for k in range(self.rounds):
             info = self._round(k)
             for step in STEPS:
@@ -200,9 +204,15 @@ class Iteration:
                 self.state["current"] = None
                 self._save()
             self.log(f"[seva iterate] round {k + 1}/{self.rounds} done: {info['output_model']}")
+            self._evaluate(k + 1, info["output_model"], progress)
         self.state["final_model"] = self.state["rounds"][self.rounds - 1]["output_model"]
         self._save()
         return self.state
+
+    def _evaluate(self, index: int, model: str, progress: bool) -> None:
+        if self.evals and self.evals.evaluate(index, model, self.state, progress):  # not again once on record
+            self._save()
+            _free_memory()
 
     def _describe(self, step: str, info: dict) -> str:
         if step == "build":
@@ -287,6 +297,14 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def iterate(build: str, recipe: str, rounds: int = 3, work_dir: str = "iterate", overrides: list[str] | None = None, progress: bool = True) -> dict:
-    """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``)."""
-    return Iteration(build, recipe, rounds, work_dir, overrides).run(progress=progress)
+def iterate(
+    build: str, recipe: str, rounds: int = 3, work_dir: str = "iterate", overrides: list[str] | None = None, progress: bool = True, eval_yaml: str | None = None
+) -> dict:
+    """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``).
+    ``eval_yaml``: an EVAL.yaml whose probes ask round 0's model and each round's (``seva_plugin.eval.rounds``)."""
+    iteration = Iteration(build, recipe, rounds, work_dir, overrides)
+    if eval_yaml:  # checked before round 0
+        from seva_plugin.eval.rounds import RoundEvals
+
+        iteration.evals = RoundEvals(eval_yaml, iteration.work_dir, iteration.config.template, iteration.log)
+    return iteration.run(progress=progress)

@@ -17,7 +17,8 @@ pytest.importorskip("llamafactory")
 
 BENCH_LINE = re.compile(
     r"^BENCH speedup_vs_sequential=(?P<x>\S+) speedup_vs_chatmodel=(?P<y>\S+) overhead=(?P<z>\S+) rss_ratio=(?P<w>\S+) ray_speedup=(?P<r>\S+)"
-    r" stic_speedup=(?P<s>\S+) rlaifv_speedup=(?P<v>\S+)$"
+    r" stic_speedup=(?P<s>\S+) rlaifv_speedup=(?P<v>\S+)"
+    r" eval_speedup=(?P<e>\S+)$"
 )
 
 
@@ -28,7 +29,7 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
         "--prompts", "8", "--new-tokens", "2", "--batch-sizes", "2,4", "--repeats", "1",
         "--large-image-size", "0", "--memory-records", "12,24", "--memory-batch", "8", "--aug-images", "2",
         "--overhead-batches", "3", "--natural-prompts", "4", "--natural-batch-sizes", "2", "--natural-steps", "2", "--natural-repeats", "1",
-        "--skip-vllm", "--skip-ray", "--skip-label-free",
+        "--skip-vllm", "--skip-ray", "--skip-label-free", "--skip-eval",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -38,6 +39,7 @@ def test_bench_runs_tiny_and_ends_with_the_bench_line(tmp_path):
     figures = {k: float(v) for k, v in match.groupdict().items()}
     assert math.isnan(figures.pop("r")), "ray_speedup is nan when the Ray builds are skipped"
     assert math.isnan(figures.pop("s")) and math.isnan(figures.pop("v")), "the label-free figures are nan when skipped"
+    assert math.isnan(figures.pop("e")), "eval_speedup is nan when the probes are skipped (tests/benchmarks/test_eval_speed.py runs them)"
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     table = proc.stdout
     for name in (

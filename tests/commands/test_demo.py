@@ -111,6 +111,39 @@ def test_report_prints_the_figures_it_is_given():
     assert "chosen correct  40.0%" in text2 and "-25.0 points" in text2
 
 
+def test_pope_probes_from_the_worlds_objects(tmp_path):
+    """Each image's objects are its shape, its colour and both; the report prints the figures it is
+    given, how many answers were a yes or a no, and says why the figures mean little when few were."""
+    from seva_plugin.commands.demo import pope
+    from seva_plugin.commands.demo.world import make_world
+
+    world = make_world(str(tmp_path / "world"), seed=0, n_sft=0, n_unlabeled=0, n_heldout=3)
+    objects = pope.image_objects(world.heldout)
+    for ex in world.heldout:
+        colour, shape = objects[ex.image][0].split()
+        assert objects[ex.image] == [f"{colour} {shape}", shape, f"{colour} shape"]
+        assert ex.answer == {"color": colour, "shape": shape}.get(ex.kind, ex.answer)
+    lines = [json.loads(line) for line in open(pope.write_objects(world.heldout, str(tmp_path / "o.jsonl")))]
+    assert lines == [{"image": image, "objects": objs} for image, objs in objects.items()]
+    (tmp_path / "run").mkdir()
+    answers = ["Yes.", "no", "red", "", "No, none", "circle"]
+    (tmp_path / "run" / "predictions.jsonl").write_text("".join(json.dumps({"answer": a}) + "\n" for a in answers))
+    assert pope.yes_no_share(str(tmp_path / "run")) == 0.5
+
+    def figures(f1, acc, yes):
+        return {"f1": f1, "accuracy": acc, "yes_ratio": yes}
+
+    setting = {"n": 18, "a": figures(0.5, 0.6, 0.7), "b": figures(0.75, 0.8, 0.55), "change": {"accuracy": 0.2}, "fixed": 5, "broken": 1}
+    setting |= {"mcnemar": {"p": 0.2, "test": "exact binomial"}, "yes_shift": {"p": 0.3}, "yes_to_no": 4, "no_to_yes": 1}
+    shares = {"base": 0.0, "adapter": 0.25}
+    text = "\n".join(pope.report_lines({"figures": {"runs": ["base", "adapter"], "settings": {"adversarial": setting}}, "yes_no_answers": shares}))
+    assert "50.0 -> 75.0" in text and "60.0 -> 80.0" in text and "70.0 -> 55.0" in text and "5 answers fixed, 1 broken" in text
+    assert "not distinguishable from chance (McNemar p = 0.2" in text
+    assert "answers that are a yes or a no: 0.0% base, 25.0% adapter." in text and "never yes or no" in text
+    taught = "\n".join(pope.report_lines({"figures": {"settings": {"random": {"n": 6, **figures(0.5, 0.5, 1.0)}}}, "yes_no_answers": {"base": 0.9}}))
+    assert "random" in taught and "100.0" in taught and "never yes or no" not in taught
+
+
 @pytest.mark.slow
 def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp_path):
     """``seva demo --small`` from a non-editable install, run in an empty folder (no checkout in
@@ -165,6 +198,16 @@ def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp
     # fixed - broken is exactly the change in correct answers
     n = r["sizes"]["heldout"]
     assert round((r["dpo"]["after"]["all"] - r["dpo"]["before"]["all"]) * n) == r["dpo"]["fixed"] - r["dpo"]["broken"]
+
+    # the POPE-style probes: the figures are those of seva eval's own outputs, before and after DPO
+    assert "4. POPE-style probes on the held-out images" in printed
+    runs = ("base", "adapter") if rows else ("",)
+    predictions = {run: [json.loads(line) for line in open(demo / "pope" / run / "predictions.jsonl")] for run in runs}
+    settings = r["pope"]["figures"]["settings"]
+    for setting, s in settings.items():
+        assert s["n"] == sum(p["setting"] == setting for p in predictions[runs[0]]) == 30 * 6  # 30 images, 6 probes each
+        if rows:
+            assert f"{100 * s['a']['f1']:.1f} -> {100 * s['b']['f1']:.1f}" in printed
 
     # and the gallery of the demo's pairs shows each of them
     html = tmp_path / "gallery.html"

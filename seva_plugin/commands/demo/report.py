@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from seva_plugin.commands.demo.pope import report_lines as pope_report_lines
 from seva_plugin.commands.demo.world import answer_words, is_correct
 
 
@@ -176,6 +177,7 @@ def format_report(r: dict) -> str:
         "   on noised held-out images (t={}), the view SeVa rejects: {} -> {}".format(
             p["step"], _pct(d["before_noised"]["all"]).strip(), _pct(d["after_noised"]["all"]).strip()
         ),
+        *(pope_report_lines(r["pope"]) if "pope" in r else []),
         "",
         f"SFT model:    {r['paths']['sft']}",
         f"DPO adapter:  {r['paths']['adapter'] or '(none: no pairs kept)'}",

@@ -133,6 +133,7 @@ def _run_demo(out_dir: str, small: bool, seed: int, strategy: str = "seva") -> d
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; the demo shows its own
 
     from seva_plugin import api
+    from seva_plugin.commands.demo import pope
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
@@ -203,6 +204,9 @@ def _run_demo(out_dir: str, small: bool, seed: int, strategy: str = "seva") -> d
     else:  # nothing to train on: the model is its own "after"
         _say("[6/6] no pairs were kept, so there is nothing to train DPO on; skipped")
         after_answers = [before_answers[0], before_answers[steps.index(step)]]
+    _say("POPE-style probes on the held-out images, before and after DPO, with seva eval")
+    pope_figures = pope.before_after(out, sft_dir, dpo_dir if result.kept else None, world.heldout, seed)
+    lap("pope probes")
 
     report: dict[str, Any] = {
         "seed": seed,
@@ -225,6 +229,7 @@ def _run_demo(out_dir: str, small: bool, seed: int, strategy: str = "seva") -> d
             "after_noised": rep.accuracy_by_kind(world.heldout, after_answers[1]),
             **rep.changes(world.heldout, before_answers[0], after_answers[0]),
         },
+        "pope": pope_figures,
         "recipes": {"sft": SFT_RECIPE.name, "dpo": DPO_RECIPE.name},
         "paths": {
             "sft": sft_dir,

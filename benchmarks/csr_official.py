@@ -52,9 +52,9 @@ class OfficialRun:
     clip_calls: int
 
 
-def run_official_loop(model, processor, clip_model, clip_processor, rows: list[dict], prompts: list[str], settings: dict, seed: int = 0) -> OfficialRun:
-    """``rows``: the prompt file's rows (``image``); ``prompts``: each row's prompt rendered by the
-    template (one ``<image>`` marker, ``processor(text=...)`` expands it). ``settings``: the CSR keys."""
+def run_official_loop(model, processor, clip_model, clip_processor, prompts: list[str], settings: dict, rows: list[dict], seed: int = 0) -> OfficialRun:
+    """``prompts``: each row's prompt rendered by the template (one ``<image>`` marker, which
+    ``processor(text=...)`` expands); ``settings``: the CSR keys; ``rows``: the prompt file's rows (``image``)."""
     import torch
     from PIL import Image
 

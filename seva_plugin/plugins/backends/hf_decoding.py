@@ -52,39 +52,46 @@ def stop_candidates(stops: Sequence[str], pieces: Callable[[list[int]], list[str
     return torch.tensor([not chars.isdisjoint(t) for t in pieces(list(range(vocab)))], dtype=torch.bool)
 
 
-@cache
-def _classes():
+def outside_nucleus(probs: Any, top_p: float) -> Any:
+    """True where a token lies outside the nucleus: after a descending sort, where the mass before it
+    exceeds ``top_p`` (the most likely token always stays).
+
+    On the CPU the sorted values come from numpy (a values-only sort, many times faster than
+    ``torch.sort`` with its indices); they and their cumulative sums are exactly ``torch.sort``'s, so
+    where the kept positions form a prefix ending strictly above the next value, the nucleus is every
+    token at or above that last kept value. Other rows (a tie at the boundary, whose order only the
+    index sort fixes) take the index sort."""
     import numpy as np
     import torch
+
+    if probs.device.type != "cpu":
+        return sorted_outside(probs, top_p)
+    values = torch.from_numpy(np.ascontiguousarray(np.sort(probs.numpy(), axis=-1)[:, ::-1]))
+    outside = (values.cumsum(dim=-1) - values) > top_p
+    kept = (~outside).sum(dim=-1)
+    last = values.gather(1, (kept - 1)[:, None])
+    following = values.gather(1, kept.clamp(max=values.shape[1] - 1)[:, None])
+    prefix = ~(outside[:, :-1] & ~outside[:, 1:]).any(dim=-1)
+    clean = prefix & ((kept == values.shape[1]) | (last > following).squeeze(1))
+    mask = probs < last
+    for row in (~clean).nonzero().flatten().tolist():
+        mask[row] = sorted_outside(probs[row : row + 1], top_p)[0]
+    return mask
+
+
+def sorted_outside(probs: Any, top_p: float) -> Any:
+    """:func:`outside_nucleus` by the index sort: the rule itself."""
+    import torch
+
+    ordered, order = probs.sort(dim=-1, descending=True)
+    outside = (ordered.cumsum(dim=-1) - ordered) > top_p
+    return torch.zeros_like(outside).scatter(1, order, outside)
+
+
+@cache
+def _classes():
+    import torch
     from transformers import LogitsProcessor, StoppingCriteria
-
-    def outside_nucleus(probs: Any, top_p: float) -> Any:
-        """True where a token lies outside the nucleus: after a descending sort, where the mass before
-        it exceeds ``top_p`` (the most likely token always stays).
-
-        On the CPU the sorted values come from numpy (a values-only sort, many times faster than
-        ``torch.sort`` with its indices); they and their cumulative sums are exactly ``torch.sort``'s,
-        so where the kept positions form a prefix ending strictly above the next value, the nucleus is
-        every token at or above that last kept value. Other rows (a tie at the boundary, whose order
-        only the index sort fixes) take the index sort."""
-        if probs.device.type != "cpu":
-            return _sorted_outside(probs, top_p)
-        values = torch.from_numpy(np.ascontiguousarray(np.sort(probs.numpy(), axis=-1)[:, ::-1]))
-        outside = (values.cumsum(dim=-1) - values) > top_p
-        kept = (~outside).sum(dim=-1)
-        last = values.gather(1, (kept - 1)[:, None])
-        following = values.gather(1, kept.clamp(max=values.shape[1] - 1)[:, None])
-        prefix = ~(outside[:, :-1] & ~outside[:, 1:]).any(dim=-1)
-        clean = prefix & ((kept == values.shape[1]) | (last > following).squeeze(1))
-        mask = probs < last
-        for row in (~clean).nonzero().flatten().tolist():
-            mask[row] = _sorted_outside(probs[row : row + 1], top_p)[0]
-        return mask
-
-    def _sorted_outside(probs: Any, top_p: float) -> Any:
-        ordered, order = probs.sort(dim=-1, descending=True)
-        outside = (ordered.cumsum(dim=-1) - ordered) > top_p
-        return torch.zeros_like(outside).scatter(1, order, outside)
 
     class TokenPicker(LogitsProcessor):
         def __init__(self, seeds, temperature, top_p, banned, vocab_limit):
@@ -96,6 +103,16 @@ def _classes():
             self.vocab_limit = vocab_limit
             self.logprobs: list = []
             self._uniform = None
+            self._bias = None
+
+        def bias(self, vocab: int) -> Any:
+            """0, or -inf at the ids never picked (``banned``, and from ``vocab_limit`` on: embedding rows with no token)."""
+            if self._bias is None or self._bias.shape[0] != vocab:
+                self._bias = torch.zeros(vocab)
+                self._bias[self.banned] = float("-inf")
+                if self.vocab_limit is not None:
+                    self._bias[self.vocab_limit :] = float("-inf")
+            return self._bias
 
         def gumbel(self, vocab: int) -> Any:
             """Each sampled row's Gumbel noise for this step, zeros for greedy rows.
@@ -109,7 +126,7 @@ def _classes():
                 self._uniform = torch.zeros(len(self.generators), vocab, dtype=torch.float64)
             for i in self.sampled:
                 self._uniform[i].uniform_(generator=self.generators[i])
-            exponential = torch.log1p(-self._uniform).neg_().float()
+            exponential = torch.log1p(self._uniform.neg()).neg_().float()
             noise = exponential.clamp_min_(1e-30).log_().neg_()
             if len(self.sampled) < len(self.generators):
                 greedy = torch.ones(len(self.generators), dtype=torch.bool)
@@ -119,15 +136,12 @@ def _classes():
 
         def __call__(self, input_ids, scores):
             logp = torch.log_softmax(scores.float(), dim=-1)
-            z = logp / self.temperature
-            if self.banned:
-                z[:, self.banned] = float("-inf")
-            if self.vocab_limit is not None and self.vocab_limit < z.shape[-1]:
-                z[:, self.vocab_limit :] = float("-inf")  # embedding rows with no token behind them
+            bias = self.bias(scores.shape[-1]).to(logp.device)
+            z = (logp if self.temperature == 1 else logp / self.temperature) + bias  # a new tensor: logp is kept for the log-probs
             if self.top_p < 1.0:
-                z = z.masked_fill(outside_nucleus(torch.softmax(z, dim=-1), self.top_p), float("-inf"))
+                z.masked_fill_(outside_nucleus(torch.softmax(z, dim=-1), self.top_p), float("-inf"))
             if self.sampled:
-                z = z + self.gumbel(scores.shape[-1]).to(z.device)  # argmax(z + Gumbel) samples; greedy rows get + 0
+                z.add_(self.gumbel(scores.shape[-1]).to(z.device))  # argmax(z + Gumbel) samples; greedy rows get + 0
             choice = z.argmax(dim=-1)
             self.logprobs.append(logp.gather(1, choice[:, None]).squeeze(1).cpu())
             return torch.full_like(scores, float("-inf")).scatter(1, choice[:, None], 0.0)

@@ -49,9 +49,15 @@ def prefilled(model: Any, inputs: dict[str, Any], answers: Sequence[int], max_ne
     with torch.inference_mode():
         model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], past_key_values=kv, use_cache=True, logits_to_keep=1, **extra)
     rows = torch.repeat_interleave(torch.arange(len(answers), device=ids.device), torch.tensor(list(answers), device=ids.device))
-    kv.batch_select_indices(rows)
     room = ids.shape[1] + max_new_tokens
-    kv.layers = [_reserved()(layer, room) if type(layer) is _dynamic_layer() else layer for layer in kv.layers]
+    layers = []
+    for layer in kv.layers:
+        if type(layer) is _dynamic_layer():
+            layers.append(_reserved()(layer, answers, room))
+        else:  # sliding-window layers and the like: repeated as they are
+            layer.batch_select_indices(rows)
+            layers.append(layer)
+    kv.layers = layers
     return {"input_ids": ids[rows], "attention_mask": mask[rows]}, kv
 
 
@@ -66,14 +72,21 @@ def _reserved() -> type:
     """A dynamic cache layer that writes new keys and values into room kept for them."""
 
     class ReservedLayer(_dynamic_layer()):  # type: ignore[misc]
-        def __init__(self, filled: Any, room: int):
+        def __init__(self, filled: Any, answers: Sequence[int], room: int):
+            """``filled``: one row per request; here row ``i`` is repeated ``answers[i]`` times, in room for ``room`` tokens."""
             super().__init__()
             self.dtype, self.device, self.is_initialized = filled.dtype, filled.device, True
             length = filled.keys.shape[-2]
             self.buffers = []
             for part in (filled.keys, filled.values):
-                buffer = part.new_empty((*part.shape[:-2], max(room, length), part.shape[-1]))
-                buffer[..., :length, :] = part
+                buffer = part.new_empty((sum(answers), *part.shape[1:-2], max(room, length), part.shape[-1]))
+                if len(set(answers)) == 1:  # one broadcast copy
+                    buffer.view(len(answers), answers[0], *buffer.shape[1:])[..., :length, :] = part[:, None]
+                else:
+                    start = 0
+                    for i, n in enumerate(answers):
+                        buffer[start : start + n, ..., :length, :] = part[i : i + 1]
+                        start += n
                 self.buffers.append(buffer)
             self.keys, self.values = (b[..., :length, :] for b in self.buffers)
 

@@ -20,14 +20,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.common import Timing, load_average, log, machine, quiet
+from benchmarks.common import Section, Timing, load_average, log, quiet
 
 VLLM_KEYS = {"max_model_len": 512, "enforce_eager": True}  # as the vllm tests run it on CPU
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--only-eval", action="store_true", help="run only the POPE-style probes figure E (eval_speedup)")
-    p.add_argument("--skip-eval", action="store_true", help="leave out the POPE-style probes (E is then nan)")
     p.add_argument("--eval-images", type=int, default=64, help="shapes-world images of the probes figure, 18 probes each (default: 64)")
     p.add_argument("--eval-batch", type=int, default=16, help="seva eval's batch size, images (default: 16)")
     p.add_argument("--eval-new-tokens", type=int, default=8, help="answer tokens at most, every method (default: 8)")
@@ -207,9 +205,7 @@ def run_eval_speed(args, root: str) -> EvalSpeed:
     return out
 
 
-def main_only(args, root: str) -> int:
-    """``python -m benchmarks.bench --only-eval``: this figure alone, then its BENCH line."""
-    result = run_eval_speed(args, root)
-    print("\n".join(["", f"machine: {machine()}", *result.report_lines(args.eval_new_tokens)]), flush=True)
-    print(f"BENCH eval_speedup={result.speedup:.2f}", flush=True)
-    return 0
+def run(ctx) -> Section:
+    """Workload ``eval`` of ``benchmarks.bench``: figure ``eval_speedup``."""
+    result = run_eval_speed(ctx.args, ctx.root)
+    return Section(result.report_lines(ctx.args.eval_new_tokens), {"eval_speedup": result.speedup})

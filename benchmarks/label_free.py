@@ -31,7 +31,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.common import Timing, log, make_images, quiet
+from benchmarks.common import Section, Timing, log, make_images, quiet
 from benchmarks.methods import share_loaded
 
 
@@ -47,9 +47,6 @@ class LabelFree:
 
     def speedup(self, strategy: str) -> float:
         return self.loop[strategy].best / self.builder[strategy].best
-
-    def bench_keys(self) -> str:
-        return f"stic_speedup={self.speedup('stic'):.2f} rlaifv_speedup={self.speedup('rlaifv'):.2f}"
 
     def lines(self) -> list[str]:
         out = [
@@ -67,17 +64,20 @@ class LabelFree:
         return out
 
 
-def main_only(args, root: str) -> int:
-    """``python -m benchmarks.bench --label-free-only``: this module's table and its BENCH line."""
-    from benchmarks.common import load_average, machine
+def add_arguments(p) -> None:
+    g = p.add_argument_group("label_free")
+    g.add_argument("--lf-prompts", type=int, default=128, help="images of the STIC builds (default: 128)")
+    g.add_argument("--lf-rlaifv-prompts", type=int, default=24, help="prompts of the RLAIF-V builds (default: 24)")
+    g.add_argument("--lf-tokens", type=int, default=16, help="exactly this many new tokens per generation in the label-free runs (default: 16)")
+    g.add_argument("--lf-samples", type=int, default=10, help="RLAIF-V answers per prompt (default: 10, the official value)")
+    g.add_argument("--lf-batch", type=int, default=64, help="records per STIC batch; RLAIF-V takes a quarter, 10 answers each (default: 64)")
+    g.add_argument("--lf-repeats", type=int, default=2, help="runs of each label-free measurement, interleaved; the fastest counts (default: 2)")
 
-    start_load, started = load_average(), time.perf_counter()
-    result = run_label_free(args, root)
-    lines = [f"machine: {machine()}; load average {start_load:.1f} at start, {load_average():.1f} at end; torch threads {args.threads}", *result.lines()]
-    lines.append(f"bench time {time.perf_counter() - started:.0f} s")
-    print("\n".join(lines), flush=True)
-    print(f"BENCH {result.bench_keys()}", flush=True)
-    return 0
+
+def run(ctx) -> Section:
+    """Workload ``label_free`` of ``benchmarks.bench``: figures ``stic_speedup`` and ``rlaifv_speedup``."""
+    result = run_label_free(ctx.args, ctx.root)
+    return Section(result.lines()[1:], {"stic_speedup": result.speedup("stic"), "rlaifv_speedup": result.speedup("rlaifv")})
 
 
 def build_config(model: str, source: dict, out: str, strategy: dict, batch: int, tokens: int) -> dict:

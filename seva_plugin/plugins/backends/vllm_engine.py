@@ -33,6 +33,7 @@ def llm_kwargs(b: Any) -> dict[str, Any]:
         enable_mm_embeds=True,  # image features come from this process ...
         limit_mm_per_prompt={"image": 0},  # ... so vLLM builds no vision tower and reads none of its weights
         generation_config="vllm",  # no decoding defaults from generation_config.json: only what a request says, as in hf
+        enable_prefix_caching=True,  # CSR's proposals share prompt, images and prefix: their KV blocks are computed once
     )
     if b.max_model_len is not None:
         kwargs["max_model_len"] = b.max_model_len

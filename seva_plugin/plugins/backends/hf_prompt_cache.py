@@ -55,7 +55,7 @@ def prefilled(model: Any, inputs: dict[str, Any], answers: Sequence[int], max_ne
         if type(layer) is _dynamic_layer():
             layers.append(_reserved()(layer, answers, room))
         else:  # sliding-window layers and the like: repeated as they are
-            layer.batch_select_indices(rows)
+            layer.batch_select_indices(rows)  # type: ignore[union-attr]  # on every layer class transformers builds, not on the mixins typed
             layers.append(layer)
     kv.layers = layers
     return {"input_ids": ids[rows], "attention_mask": mask[rows]}, kv

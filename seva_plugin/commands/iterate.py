@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from seva_plugin.commands.host import llamafactory_cli
+from seva_plugin.commands.iterate_inputs import read_recipe, split_overrides
 from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.pipeline.config import apply_overrides, load_config
 from seva_plugin.pipeline.config import fingerprint as build_fingerprint
@@ -50,29 +51,6 @@ ADAPTER_TYPES = ("lora", "oft")  # adapters LLaMA-Factory's export merges
 
 class IterateError(SevaError):
     """A training or export subprocess failed; finished rounds and steps are kept."""
-
-
-def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str], list[str]]:
-    """``(build, train, export)`` overrides, by their ``train.`` / ``export.`` prefix."""
-    build, train, export = [], [], []
-    for item in overrides or []:
-        if item.startswith("train."):
-            train.append(item.removeprefix("train."))
-        elif item.startswith("export."):
-            export.append(item.removeprefix("export."))
-        else:
-            build.append(item)
-    return build, train, export
-
-
-def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
-    if not os.path.isfile(recipe):
-        raise ConfigError(f"recipe not found: {recipe}")
-    with open(recipe, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{recipe} must hold a mapping of LLaMA-Factory keys.")
-    return apply_overrides(data, train_overrides)
 
 
 class Iteration:

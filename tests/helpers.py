@@ -63,3 +63,39 @@ def uncollected(test_files, collected) -> list[str]:
     """The test files on disk that a pytest run over the whole suite did not collect."""
     collected = {os.path.realpath(p) for p in collected}
     return sorted(p for p in test_files if os.path.realpath(p) not in collected)
+
+
+def scripted_backend():
+    """A backend class without a model: "red" on the clean view, "blue" on the others (every record a pair)."""
+    from seva_plugin.interfaces import Answer, Backend
+
+    class Scripted(Backend):
+        name = "scripted"
+
+        def __init__(self, model, template, batch_size: int = 4):
+            self.batch_size = batch_size
+
+        def generate(self, requests):
+            return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+
+    return Scripted
+
+
+def scripted_config(folder, n: int = 4, name: str = "ds") -> dict:
+    """A build config for ``scripted_backend`` (a model folder nothing loads, ``n`` prompts with images) in ``folder``."""
+    folder = str(folder)
+    model = os.path.join(folder, "model")
+    os.makedirs(model, exist_ok=True)
+    with open(os.path.join(model, "config.json"), "w") as fh:
+        fh.write('{"model_type": "llava"}')
+    names = make_images(os.path.join(folder, "images"), n)
+    prompts = os.path.join(folder, "prompts.jsonl")
+    with open(prompts, "w") as fh:
+        fh.writelines(json.dumps({"id": f"p{i}", "image": f"images/{m}", "question": "Colour?"}) + "\n" for i, m in enumerate(names))
+    return {
+        "model": model,
+        "template": "llava",
+        "source": {"file": prompts},
+        "backend": {"name": "scripted"},
+        "output": {"dataset_dir": os.path.join(folder, "data"), "name": name},
+    }

@@ -5,7 +5,7 @@ The build must be finished (``finished_build.py`` says exactly what that means).
 back from its data (``plugins/writers/readback.py``) and written by the target's writer into DIR:
 
 - ``jsonl``: writer ``llamafactory``: ``NAME.jsonl`` with image paths (embedded images are written
-  out as files into ``NAME_images/``) and its ``dataset_info.json`` entry;
+  out as files into ``NAME.images/``) and its ``dataset_info.json`` entry;
 - ``parquet``: writer ``llamafactory`` with ``format: parquet``: the Hub-ready ``NAME/`` folder with
   embedded images and a dataset card, and its ``dataset_info.json`` entry;
 - ``trl``: writer ``trl``: the Hub-ready ``NAME/`` folder in TRL's vision preference format.
@@ -171,4 +171,4 @@ def _export(build: FinishedBuild, out: DatasetFiles, target: str, overwrite: boo
 
 
 def _rejects_path(files: DatasetFiles) -> str:
-    return os.path.join(files.dataset_dir, f"{files.name}.export_rejects.jsonl")
+    return files.export_rejects

@@ -116,8 +116,9 @@ def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     built from it). Any problem is a ConfigError naming ``what``."""
     if len(text) > max_bytes:
         raise ConfigError(f"{what} is larger than {max_bytes:,} bytes.")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # reads the characters: one YAML cannot hold is a YAMLError here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -128,7 +129,8 @@ def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     except RecursionError:
         raise ConfigError(f"{what} is nested too deeply to be a config.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_expansion(root: yaml.Node, what: str) -> None:

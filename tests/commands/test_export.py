@@ -105,7 +105,7 @@ def test_parquet_export_exported_again_to_jsonl_writes_the_images_out(source, tm
     original = source_pairs(source)
     for record in read_jsonl(tmp_path / "again" / f"{NAME}.jsonl"):
         [path] = record["images"]
-        assert path.startswith(f"{NAME}_images/")  # relative to the dataset_dir, as LLaMA-Factory resolves it
+        assert path.startswith(f"{NAME}.images/")  # relative to the dataset_dir, as LLaMA-Factory resolves it
         want = os.path.join(source, "gone", os.path.basename(original[record["id"]]["images"][0]))
         assert open(tmp_path / "again" / path, "rb").read() == open(want, "rb").read()
         assert record["chosen"] == original[record["id"]]["chosen"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Writer
+from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.plugins.writers.card import card
 from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
@@ -93,7 +94,7 @@ class LlamaFactoryWriter(Writer):
 
     def _image_path(self, path: str | dict, record_id: str, index: int) -> str:
         if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
-            path = save_embedded(path, os.path.join(self.dataset_dir, f"{self.dataset_name}_images"), file_stem(record_id, index))
+            path = save_embedded(path, DatasetFiles(self.dataset_dir, self.dataset_name).images, file_stem(record_id, index))
         root = os.path.abspath(self.dataset_dir)
         inside = os.path.commonpath([root, path]) == root
         if self.image_paths == "relative" or (self.image_paths == "auto" and inside):

@@ -13,15 +13,16 @@ import json
 import time
 from collections import Counter
 
-from seva_plugin.errors import NothingKept, unknown
+from seva_plugin.errors import ConfigError, NothingKept, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.interfaces import GenerationRequest
 from seva_plugin.pipeline import intake
 from seva_plugin.pipeline.batch import WorkSpec
+from seva_plugin.pipeline.claims import own_manifest, writing
 from seva_plugin.pipeline.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
-from seva_plugin.pipeline.journal import Journal
+from seva_plugin.pipeline.journal import Journal, changed_keys, journal_fingerprint
 from seva_plugin.pipeline.manifest import BuildResult, manifest, nothing_kept, progress_text
 from seva_plugin.pipeline.model_paths import check_model_path
 from seva_plugin.pipeline.prefetch import prefetch
@@ -59,9 +60,23 @@ class Build:
         self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
         check_template(cfg.template)
         check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
+        self._check_outputs(out["overwrite"])
         self.writer.prepare(out["overwrite"])
         # built before any model loads, so the prefetch thread never races the main thread for it
         self.views = self.strategy.views(self.augmenter)
+
+    def _check_outputs(self, overwrite: bool) -> None:
+        """Replace only what seva-plugin wrote, and a finished build of another config only with ``overwrite``
+        (the journal guards a build it holds; this guards a finished one whose journal is gone)."""
+        self.files.check_replace([self.files.manifest, self.files.rejects], overwrite)
+        previous = own_manifest(self.files)
+        if overwrite or not previous or previous.get("fingerprint") == self.fingerprint() or journal_fingerprint(self.files.journal) == self.fingerprint():
+            return
+        changed = changed_keys(fingerprinted(previous.get("config") or {}) if previous.get("config") else None, fingerprinted(self.config.to_dict()))
+        raise ConfigError(
+            f"{self.files.manifest} records a build of '{self.name}' with another config" + (f" (changed: {changed})" if changed else "") + ", whose "
+            "data this build would replace. Set output.overwrite=true to replace it, or choose another output.name."
+        )
 
     def fingerprint(self) -> str:
         """What determines the data: everything but limits and the overwrite switch."""
@@ -139,16 +154,40 @@ class Build:
                     rejected[e["code"]] += 1
                     rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
 
-        if any(e["kind"] == "pair" for e in journal.entries()):
-            files = self.writer.write(pairs(), overwrite)
-        else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
-            for _ in pairs():
-                pass
-            files = {}
-        atomic_write_lines(self.files.rejects, rejects)
+        with writing(self.files, self.fingerprint()):  # until the manifest lists them, the files being replaced are marked as ours
+            if any(e["kind"] == "pair" for e in journal.entries()):
+                files = self.writer.write(pairs(), overwrite)
+            else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
+                for _ in pairs():
+                    pass
+                files = {}
+            files["rejects"] = {"path": self.files.rejects, "sha256": atomic_write_lines(self.files.rejects, rejects)}
+            record = self._manifest(files, dropped, rejected, journal, started)
+            atomic_write_json(self.files.manifest, record)
+        kept = record["counts"]["kept"]
+        data_file = files["data"]["path"] if "data" in files else self.files.data
+        result = BuildResult(
+            self.name,
+            self.dataset_dir,
+            data_file,
+            self.files.manifest,
+            self.files.rejects,
+            kept,
+            dict(dropped),
+            dict(rejected),
+            journal.resumed,
+            record["timings"]["seconds_this_run"],
+            files.get("dataset_info"),
+        )
+        if kept == 0:
+            raise NothingKept(nothing_kept(result, journal.entries()), result)
+        self.writer.finish(record)
+        return result
+
+    def _manifest(self, files: dict, dropped: Counter, rejected: Counter, journal: Journal, started: float) -> dict:
         seconds = time.time() - started
-        kept = files["data"]["records"] if files else 0
-        record = manifest(
+        kept = files["data"]["records"] if "data" in files else 0
+        return manifest(
             name=self.name,
             config=self.config.to_dict(),
             fingerprint=self.fingerprint(),
@@ -161,25 +200,6 @@ class Build:
             seconds=seconds,
             files=files,
         )
-        atomic_write_json(self.files.manifest, record)
-        data_file = files["data"]["path"] if files else self.files.data
-        result = BuildResult(
-            self.name,
-            self.dataset_dir,
-            data_file,
-            self.files.manifest,
-            self.files.rejects,
-            kept,
-            dict(dropped),
-            dict(rejected),
-            journal.resumed,
-            seconds,
-            files.get("dataset_info"),
-        )
-        if kept == 0:
-            raise NothingKept(nothing_kept(result, journal.entries()), result)
-        self.writer.finish(record)
-        return result
 
 
 def build(config, overrides: list[str] | None = None, progress: bool = True) -> BuildResult:

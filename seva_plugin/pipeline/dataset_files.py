@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from seva_plugin.errors import ConfigError, show
@@ -101,6 +101,19 @@ class DatasetFiles:
         return self._path(f"{self.name}.images")
 
     @property
+    def folder(self) -> str:
+        """The Hub-ready folder of the Parquet writers (``llamafactory`` with ``format: parquet``, ``trl``)."""
+        return self._path(self.name)
+
+    @property
+    def shards(self) -> str:
+        return os.path.join(self.folder, "data")
+
+    @property
+    def card(self) -> str:
+        return os.path.join(self.folder, "README.md")
+
+    @property
     def registry(self) -> str:
         return self._path(REGISTRY)
 
@@ -116,6 +129,17 @@ class DatasetFiles:
     @property
     def lock(self) -> str:
         return os.path.join(self.work_dir, f"{self.name}.lock")
+
+    @property
+    def writing(self) -> str:
+        """Present while a build or an export replaces the outputs (``claims.writing``)."""
+        return os.path.join(self.work_dir, f"{self.name}.writing")
+
+    def check_replace(self, paths: Iterable[str], overwrite: bool) -> None:
+        """Refuse to replace a file seva-plugin did not write (``claims.check_replace``)."""
+        from seva_plugin.pipeline.claims import check_replace
+
+        check_replace(self, paths, overwrite)
 
     def read_manifest(self) -> dict:
         """The manifest, or ``{}`` when the build has not finished once."""

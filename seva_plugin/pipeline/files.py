@@ -108,6 +108,14 @@ def atomic_write_bytes(path: str, chunks: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_json(path: str, obj) -> str:
     return atomic_write_lines(path, [json.dumps(obj, indent=2, ensure_ascii=False) + "\n"])
 

@@ -120,6 +120,16 @@ class Journal:
             self.done[e["id"]] += 1
 
 
+def journal_fingerprint(path: str) -> str | None:
+    """The fingerprint a journal's header records; None when there is no (readable) journal."""
+    try:
+        with open(path, "rb") as fh:
+            header = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return None
+    return header.get("fingerprint") if isinstance(header, dict) else None
+
+
 def changed_keys(old, new) -> str:
     """``a.b (1 -> 2), c (added)``: the dotted keys whose values differ between two configs."""
     if not isinstance(old, dict) or not isinstance(new, dict):

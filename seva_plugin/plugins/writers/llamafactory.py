@@ -67,6 +67,7 @@ class LlamaFactoryWriter(Writer):
         )
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
+        self.files = DatasetFiles(self.dataset_dir, self.dataset_name)
 
     def _read_info(self) -> dict:
         file_target(self.info_path)  # a directory there is a clear error
@@ -91,10 +92,13 @@ class LlamaFactoryWriter(Writer):
             )
         if self.folder:
             self.folder.check_target(overwrite)
+        else:
+            self.files.check_replace([self.files.data, self.files.images], overwrite)  # only what seva-plugin wrote
 
     def _image_path(self, path: str | dict, record_id: str, index: int) -> str:
         if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
-            path = save_embedded(path, DatasetFiles(self.dataset_dir, self.dataset_name).images, file_stem(record_id, index))
+            path = save_embedded(path, self.files.images, file_stem(record_id, index))
+            self.saved_images += 1
         root = os.path.abspath(self.dataset_dir)
         inside = os.path.commonpath([root, path]) == root
         if self.image_paths == "relative" or (self.image_paths == "auto" and inside):
@@ -149,8 +153,12 @@ class LlamaFactoryWriter(Writer):
                 count += 1
                 yield json.dumps(self.record(pair), ensure_ascii=False) + "\n"
 
+        self.saved_images = 0
         sha = atomic_write_lines(data_path, lines())
-        return {"path": data_path, "format": "jsonl", "sha256": sha, "records": count}
+        data = {"path": data_path, "format": "jsonl", "sha256": sha, "records": count}
+        if self.saved_images:
+            data["images"] = {"path": self.files.images, "files": self.saved_images}
+        return data
 
 
 @hookimpl

@@ -14,7 +14,6 @@ complete: a killed write leaves the previous ``data/`` (or none), never a partia
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import seva_plugin
 from seva_plugin.errors import ConfigError, RecordError, show
-from seva_plugin.pipeline.files import atomic_write_lines, fsync_path, umask, write_errors
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.files import atomic_write_lines, fsync_path, sha256_file, umask, write_errors
 from seva_plugin.plugins.writers.embedding import embed
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ ROW_GROUP = 100  # rows per Parquet row group: datasets' PARQUET_ROW_GROUP_SIZE_
 DATA = "data"
 SPLIT = "train"
 CARD = "README.md"
-# Parquet schema metadata naming the writer: how a later build recognises its own folder.
+# Parquet schema metadata naming the writer (which files a build may replace is decided by its manifest: pipeline/claims.py).
 OWNER_KEY = b"seva_plugin"
 
 
@@ -49,14 +49,6 @@ def embedded_rows(pairs: Iterable[dict], to_row: Callable[[dict, list], dict], s
             skipped.append({"id": pair["id"], "reason": str(exc), "code": exc.code})
             continue
         yield to_row(pair, images)
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ParquetFolder:
@@ -80,26 +72,13 @@ class ParquetFolder:
     def shards(self) -> list[str]:
         return sorted(glob.glob(os.path.join(self.data_dir, "*.parquet")))
 
-    def written_by_seva(self) -> bool:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        shards = self.shards()
-        if not shards:
-            return False
-        try:
-            return OWNER_KEY in (pq.read_schema(shards[0]).metadata or {})
-        except (OSError, pa.ArrowException):
-            return False
-
     def check_target(self, overwrite: bool) -> None:
-        """Refuse to replace a folder that seva-plugin did not write (unless ``overwrite``)."""
-        if overwrite or not os.path.isdir(self.root) or not os.listdir(self.root) or self.written_by_seva():
-            return
-        raise ConfigError(
-            f"{self.root} exists and was not written by seva-plugin (no seva shards in {DATA}/); "
-            "choose another output.name or set output.overwrite=true to replace it."
-        )
+        """Replace only what seva-plugin wrote here: its card and shards (a user's file in ``data/`` stops it,
+        as LLaMA-Factory would load it with the shards); a file where the folder should be too."""
+        files = DatasetFiles(os.path.dirname(self.root), os.path.basename(self.root))
+        if os.path.lexists(self.root) and not os.path.isdir(self.root):
+            files.check_replace([self.root], overwrite)
+        files.check_replace([self.card_path, self.data_dir], overwrite)
 
     def write(self, rows: Iterable[dict]) -> dict:
         """Write ``rows`` as shards, replace ``data/`` with them, and describe what was written."""
@@ -161,7 +140,7 @@ class ParquetFolder:
             name = f"{SPLIT}-{index:05d}-of-{len(counts):05d}.parquet"
             path = os.path.join(folder, name)
             os.rename(os.path.join(folder, f"part-{index:05d}.parquet"), path)
-            shards.append({"file": name, "records": records, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+            shards.append({"file": name, "records": records, "bytes": os.path.getsize(path), "sha256": sha256_file(path)})
         fsync_path(folder)
         return shards
 

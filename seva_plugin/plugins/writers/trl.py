@@ -49,6 +49,7 @@ class TrlWriter(Writer):
         self.folder.check_target(overwrite)
 
     def write(self, pairs, overwrite: bool) -> dict:
+        self.prepare(overwrite)  # again: the folder may have changed since the build began
         skipped: list[dict] = []
         data = self.folder.write(embedded_rows(pairs, trl_row, skipped))
         return {"data": {**data, "format": "trl", "skipped": skipped}}

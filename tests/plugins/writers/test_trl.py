@@ -19,7 +19,7 @@ def write_trl(tmp_path, pairs, **keys) -> str:
     writer = TrlWriter(str(tmp_path / "data"), "seva_trl", **keys)
     writer.prepare(overwrite=False)
     files = writer.write(iter(pairs), overwrite=False)
-    writer.finish(manifest_for(files, files["data"]["records"]))
+    writer.finish(manifest_for(files, files["data"]["records"], tmp_path / "data", "seva_trl"))
     return str(tmp_path / "data" / "seva_trl")
 
 

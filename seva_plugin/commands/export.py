@@ -10,8 +10,9 @@ back from its data (``plugins/writers/readback.py``) and written by the target's
   embedded images and a dataset card, and its ``dataset_info.json`` entry;
 - ``trl``: writer ``trl``: the Hub-ready ``NAME/`` folder in TRL's vision preference format.
 
-DIR gets a manifest that keeps the build's config, fingerprint, versions and counts and adds an
-``exports`` step. A pair whose image cannot be read now (moved, deleted, corrupt) is left out and
+DIR gets a manifest that keeps the build's config, fingerprint, versions and counts, adds an
+``exports`` step and lists the files the export wrote: ``--overwrite`` replaces those and nothing
+else (``pipeline/claims.py``), so a file of the user's in DIR (in ``NAME/data/`` too) stops the export. A pair whose image cannot be read now (moved, deleted, corrupt) is left out and
 listed with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the export goes on.
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 import seva_plugin
 from seva_plugin.commands.finished_build import FinishedBuild, finished_build
 from seva_plugin.errors import ConfigError, RecordError, show
+from seva_plugin.pipeline.claims import writing
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
 from seva_plugin.pipeline.records import Reject
@@ -154,21 +156,20 @@ def _export(build: FinishedBuild, out: DatasetFiles, target: str, overwrite: boo
             f"{out.manifest} exists: {out.dataset_dir} already holds a dataset '{out.name}'. Pass --overwrite to replace it, or choose another --out "
             "or --out-name."
         )
+    out.check_replace([out.manifest, out.export_rejects], overwrite)  # only what an export wrote (the writer checks its data)
     writer_name, _ = TARGETS[target]
     params = _writer_params(target, build, shard_size, licence)
     writer = get_registry().get("writer", writer_name).build(params, f"export --to {target}", dataset_dir=out.dataset_dir, dataset_name=out.name)
     writer.prepare(overwrite)
 
     rejects: list[dict] = []
-    files = writer.write(_readable(iter_pairs(build.files.dataset_dir, name, build.layout), rejects, check_images=target == "jsonl"), overwrite)
-    rejects += files["data"].get("skipped", [])
-    atomic_write_lines(_rejects_path(out), (json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
-    left_out = Counter(r["code"] for r in rejects)
-    manifest = _manifest(build, out.name, target, files, left_out)
-    atomic_write_json(out.manifest, manifest)
+    with writing(out, build.manifest.get("fingerprint", "")):  # until the manifest lists them, the files being replaced are marked as ours
+        files = writer.write(_readable(iter_pairs(build.files.dataset_dir, name, build.layout), rejects, check_images=target == "jsonl"), overwrite)
+        rejects += files["data"].get("skipped", [])
+        sha = atomic_write_lines(out.export_rejects, (json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
+        files["export_rejects"] = {"path": out.export_rejects, "sha256": sha}
+        left_out = Counter(r["code"] for r in rejects)
+        manifest = _manifest(build, out.name, target, files, left_out)
+        atomic_write_json(out.manifest, manifest)
     writer.finish(manifest)
-    return ExportResult(out.name, build.layout, target, files["data"]["path"], out.manifest, _rejects_path(out), files["data"]["records"], dict(left_out))
-
-
-def _rejects_path(files: DatasetFiles) -> str:
-    return files.export_rejects
+    return ExportResult(out.name, build.layout, target, files["data"]["path"], out.manifest, out.export_rejects, files["data"]["records"], dict(left_out))

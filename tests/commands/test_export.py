@@ -205,3 +205,40 @@ def test_cli(source, tmp_path, capsys):
     os.unlink(os.path.join(source, f"{NAME}.manifest.json"))
     assert main(["export", source, "--name", NAME, "--to", "parquet", "--out", str(tmp_path / "x")]) == 2
     assert "error: the build of 'seva_src'" in capsys.readouterr().err
+
+
+# -- issue 26, item 3: --overwrite replaces only what an export wrote --------------------------------
+@pytest.mark.parametrize("target", ["parquet", "trl"])
+def test_overwrite_never_deletes_the_users_files_in_the_data_folder(source, tmp_path, target):
+    """`seva export --overwrite` replaced `<name>/data/` with the folder, the user's files in it included."""
+    out = tmp_path / "out"
+    export(source, NAME, target, str(out))
+    mine = out / NAME / "data" / "notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt exists and seva-plugin did not write it"):
+        export(source, NAME, target, str(out), overwrite=True)
+    assert mine.read_text() == "mine" and len(os.listdir(out / NAME / "data")) == 2
+    mine.unlink()
+    assert export(source, NAME, target, str(out), overwrite=True).exported == 6  # what the export wrote, it replaces
+
+
+@pytest.mark.parametrize("which", ["manifest", "export_rejects", "data"])
+def test_overwrite_never_replaces_a_users_file_of_the_same_name(source, tmp_path, which):
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
+
+    out = DatasetFiles(str(tmp_path / "out"), NAME)
+    os.makedirs(out.dataset_dir)
+    path = getattr(out, which)
+    open(path, "w").write("mine\n")
+    with pytest.raises(ConfigError, match="exists and seva-plugin did not write it"):
+        export(source, NAME, "jsonl", out.dataset_dir, overwrite=True)
+    assert open(path).read() == "mine\n"
+
+
+def test_an_export_lists_what_it_wrote_in_its_manifest(source, tmp_path):
+    export(source, NAME, "parquet", str(tmp_path / "pq"))
+    result = export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"))
+    files = json.load(open(result.manifest_path))["files"]
+    assert files["data"]["images"] == {"path": str(tmp_path / "again" / f"{NAME}.images"), "files": 6}
+    assert files["export_rejects"]["path"] == result.rejects_path and len(files["export_rejects"]["sha256"]) == 64
+    assert export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"), overwrite=True).exported == 6

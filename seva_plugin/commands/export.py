@@ -12,8 +12,9 @@ back from its data (``plugins/writers/readback.py``) and written by the target's
 
 DIR gets a manifest that keeps the build's config, fingerprint, versions and counts, adds an
 ``exports`` step and lists the files the export wrote: ``--overwrite`` replaces those and nothing
-else (``pipeline/claims.py``), so a file of the user's in DIR (in ``NAME/data/`` too) stops the export. A pair whose image cannot be read now (moved, deleted, corrupt) is left out and
-listed with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the export goes on.
+else (``pipeline/claims.py``), so a file of the user's in DIR (in ``NAME/data/`` too) stops the
+export. A pair whose image cannot be read now (moved, deleted, corrupt) is left out and listed
+with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the export goes on.
 """
 
 from __future__ import annotations

@@ -239,6 +239,6 @@ def test_an_export_lists_what_it_wrote_in_its_manifest(source, tmp_path):
     export(source, NAME, "parquet", str(tmp_path / "pq"))
     result = export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"))
     files = json.load(open(result.manifest_path))["files"]
-    assert files["data"]["images"] == {"path": str(tmp_path / "again" / f"{NAME}.images"), "files": 6}
+    assert files["data"]["images"] == {"path": str(tmp_path / "again" / f"{NAME}.images"), "files": 6, "normalised": 0}
     assert files["export_rejects"]["path"] == result.rejects_path and len(files["export_rejects"]["sha256"]) == 64
     assert export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"), overwrite=True).exported == 6

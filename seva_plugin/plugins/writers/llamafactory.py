@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError, show
+from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.interfaces import Writer
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.plugins.writers.card import card
-from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
+from seva_plugin.plugins.writers.embedding import file_stem, path_stem, training_file
 from seva_plugin.plugins.writers.parquet_folder import DATA, ParquetFolder, embedded_rows
 from seva_plugin.plugins.writers.rows import sharegpt_features, sharegpt_row
 
@@ -95,10 +96,21 @@ class LlamaFactoryWriter(Writer):
         else:
             self.files.check_replace([self.files.data, self.files.images], overwrite)  # only what seva-plugin wrote
 
-    def _image_path(self, path: str | dict, record_id: str, index: int) -> str:
-        if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
-            path = save_embedded(path, self.files.images, file_stem(record_id, index))
-            self.saved_images += 1
+    def _image_path(self, image: str | dict, record_id: str, index: int) -> str:
+        """The file training reads, with the pixels the build saw: the image itself, or a file written into
+        ``NAME.images/`` (an embedded image exported, or the normalised image where LLaMA-Factory would
+        load the stored one otherwise: ``embedding.training_file``)."""
+        stem = file_stem(record_id, index) if isinstance(image, dict) else path_stem(image)
+        if stem in self.written:
+            path = self.written[stem]
+        else:
+            try:
+                path, wrote = training_file(image, self.files.images, stem)
+            except RecordError:  # unreadable now: the path as it is (a Parquet writer leaves such a pair out)
+                path, wrote = image, False
+            if wrote:
+                self.written[stem] = path
+                self.normalised += not isinstance(image, dict)
         root = os.path.abspath(self.dataset_dir)
         inside = os.path.commonpath([root, path]) == root
         if self.image_paths == "relative" or (self.image_paths == "auto" and inside):
@@ -140,8 +152,9 @@ class LlamaFactoryWriter(Writer):
 
     def _write_parquet(self, pairs) -> dict:
         skipped: list[dict] = []
-        data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped))
-        return {**data, "format": "parquet", "skipped": skipped}
+        counts: Counter = Counter()
+        data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped, counts))
+        return {**data, "format": "parquet", "skipped": skipped, "normalised_images": counts["normalised"]}
 
     def _write_jsonl(self, pairs) -> dict:
         data_path = os.path.join(self.dataset_dir, self.entry["file_name"])
@@ -153,12 +166,24 @@ class LlamaFactoryWriter(Writer):
                 count += 1
                 yield json.dumps(self.record(pair), ensure_ascii=False) + "\n"
 
-        self.saved_images = 0
+        self.written, self.normalised = {}, 0
         sha = atomic_write_lines(data_path, lines())
+        self._remove_unused_images()
         data = {"path": data_path, "format": "jsonl", "sha256": sha, "records": count}
-        if self.saved_images:
-            data["images"] = {"path": self.files.images, "files": self.saved_images}
+        if self.written:
+            data["images"] = {"path": self.files.images, "files": len(self.written), "normalised": self.normalised}
         return data
+
+    def _remove_unused_images(self) -> None:
+        """Files of an earlier write in ``NAME.images/`` that this one no longer uses (the folder is this dataset's own)."""
+        if not os.path.isdir(self.files.images):
+            return
+        used = set(self.written.values())
+        for name in os.listdir(self.files.images):
+            path = os.path.join(self.files.images, name)
+            if path not in used and os.path.isfile(path):
+                with write_errors(path):
+                    os.unlink(path)
 
 
 @hookimpl

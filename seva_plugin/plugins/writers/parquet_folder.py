@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -39,16 +40,19 @@ CARD = "README.md"
 OWNER_KEY = b"seva_plugin"
 
 
-def embedded_rows(pairs: Iterable[dict], to_row: Callable[[dict, list], dict], skipped: list[dict]) -> Iterator[dict]:
-    """``to_row(pair, images)`` for each pair, its images embedded. A pair with an image that cannot
-    be read is added to ``skipped`` (id, reason, code) and the others go on."""
+def embedded_rows(pairs: Iterable[dict], to_row: Callable[[dict, list], dict], skipped: list[dict], counts: Counter | None = None) -> Iterator[dict]:
+    """``to_row(pair, images)`` for each pair, its images embedded (``counts["normalised"]``: those embedded
+    as the normalised PNG). A pair with an image that cannot be read is added to ``skipped`` (id, reason,
+    code) and the others go on."""
     for pair in pairs:
         try:
-            images = [embed(image) for image in pair["images"]]
+            embedded = [embed(image) for image in pair["images"]]
         except RecordError as exc:
             skipped.append({"id": pair["id"], "reason": str(exc), "code": exc.code})
             continue
-        yield to_row(pair, images)
+        if counts is not None:
+            counts["normalised"] += sum(normalised for _, normalised in embedded)
+        yield to_row(pair, [value for value, _ in embedded])
 
 
 class ParquetFolder:

@@ -11,6 +11,7 @@ writer's formats.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
@@ -51,8 +52,9 @@ class TrlWriter(Writer):
     def write(self, pairs, overwrite: bool) -> dict:
         self.prepare(overwrite)  # again: the folder may have changed since the build began
         skipped: list[dict] = []
-        data = self.folder.write(embedded_rows(pairs, trl_row, skipped))
-        return {"data": {**data, "format": "trl", "skipped": skipped}}
+        counts: Counter = Counter()
+        data = self.folder.write(embedded_rows(pairs, trl_row, skipped, counts))
+        return {"data": {**data, "format": "trl", "skipped": skipped, "normalised_images": counts["normalised"]}}
 
     def finish(self, manifest: dict) -> None:
         data = manifest["files"]["data"]

@@ -7,7 +7,7 @@ A build of dataset NAME in DATASET_DIR is *finished* when all of these hold:
 2. The data the manifest describes is there and holds exactly ``counts.kept`` pairs.
 3. The journal ``.seva/NAME.journal.jsonl``, if it exists, holds no work the manifest does not: it
    records the same config (its header's fingerprint is the manifest's), and its committed entries
-   are the manifest's counts (``kept`` pairs; ``records`` pairs, drops and rejects). More entries
+   are those the build wrote its data from (the manifest's ``journal``: pairs and records). More entries
    mean a later run of the same build (a larger ``limit``, a resume) is going on or was
    interrupted; another fingerprint means a build with another config has started over.
    Without a journal (a copied or published dataset) the manifest and data decide.
@@ -94,10 +94,12 @@ def finished_build(dataset_dir: str, name: str) -> FinishedBuild:
                 f"a build of '{name}' with a different config has started in {files.dataset_dir} since the manifest was written "
                 f"(its journal {files.journal} records another config). {_rerun(files)} Or, to export the earlier data, move the journal away."
             )
-        # pairs a Parquet writer left out (an image gone by the time it wrote) are in the journal, not the data
+        # the journal the build wrote its data from; it may hold more than the data: records past a lower
+        # limit or gone from the source, pairs a Parquet writer left out (an image gone by the time it wrote)
         skipped = len(manifest.get("files", {}).get("data", {}).get("skipped") or [])
-        records = counts.get("records", kept) + skipped
-        if kinds["pair"] != kept + skipped or sum(kinds.values()) != records:
+        journal = manifest.get("journal") or {"pairs": kept + skipped, "records": counts.get("records", kept) + skipped}
+        records = journal["records"]
+        if kinds["pair"] != journal["pairs"] or sum(kinds.values()) != records:
             raise UnfinishedBuild(
                 f"the build of '{name}' has not finished: its journal holds {kinds['pair']} pairs ({sum(kinds.values())} records) "
                 f"but the data and manifest hold {kept} ({records} records); a later run is going on or was interrupted. {_rerun(files)}"

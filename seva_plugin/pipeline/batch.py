@@ -90,11 +90,11 @@ class BatchWork:
         for loaded in batch:
             pair = pairs.get(loaded.id)
             if pair is None:
-                entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair"})
+                entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair", "inputs": loaded.inputs})
                 continue
             pair = Pair(pair.record, strip_eos(pair.chosen), strip_eos(pair.rejected), pair.scores)
             reason = next((r for r in (f(pair) for f in self.filters) if r), None)
-            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}}
+            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}, "inputs": loaded.inputs}
             entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})
         return entries
 
@@ -102,10 +102,11 @@ class BatchWork:
         self.backend.close()
 
 
-def reject_entry(record_id: str, exc: BaseException) -> dict:
+def reject_entry(record: LoadedRecord, exc: BaseException) -> dict:
     if isinstance(exc, RecordError):
-        return {"kind": "reject", "id": record_id, "reason": short(exc), "code": exc.code}
-    return {"kind": "reject", "id": record_id, "reason": f"generation failed: {type(exc).__name__}: {short(exc)}", "code": GENERATION_ERROR}
+        return {"kind": "reject", "id": record.id, "reason": short(exc), "code": exc.code, "inputs": record.inputs}
+    reason = f"generation failed: {type(exc).__name__}: {short(exc)}"
+    return {"kind": "reject", "id": record.id, "reason": reason, "code": GENERATION_ERROR, "inputs": record.inputs}
 
 
 def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]]) -> list[dict]:
@@ -123,7 +124,7 @@ def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[
             error = exc
         if len(part) == 1:
             failures.append(error)
-            return [reject_entry(part[0].id, error)]
+            return [reject_entry(part[0], error)]
         half = len(part) // 2
         return run(part[:half]) + run(part[half:])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 from seva_plugin.errors import ConfigError, NothingKept, unknown
 from seva_plugin.families import check_model_template
@@ -27,7 +28,7 @@ from seva_plugin.pipeline.manifest import BuildResult, manifest, nothing_kept, p
 from seva_plugin.pipeline.model_paths import check_model_path
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
-from seva_plugin.pipeline.workers import make_workers
+from seva_plugin.pipeline.workers import make_workers, reject_entry
 from seva_plugin.registry import get_registry
 
 __all__ = ["Build", "BuildResult", "build"]
@@ -91,7 +92,7 @@ class Build:
         processing, augmentation), off the generating thread.
         """
         cfg = self.config
-        for batch, rejects in intake.batches(self.source.iter_records(), cfg.seed, self.backend.batch_size, journal.done, cfg.limit):
+        for batch, rejects in intake.batches(self.source.iter_records(), cfg.seed, self.backend.batch_size, journal.done, cfg.limit, self.seen):
             yield self._prepared(batch) if prepare else batch, rejects
 
     def _prepared(self, batch: list[LoadedRecord]) -> list[LoadedRecord]:
@@ -115,7 +116,12 @@ class Build:
         started = time.time()
         overwrite = self.config.output["overwrite"]
         journal = Journal(self.files.journal, self.fingerprint(), on_mismatch="restart" if overwrite else "error", config=fingerprinted(self.config.to_dict()))
+        if journal.done and (changed := intake.stale(self.source.iter_records(), journal.done, journal.inputs, self.config.limit)):
+            if not overwrite:
+                raise intake.source_changed(changed)
+            journal.discard()  # output.overwrite: build the dataset again
         counts = Counter(e["kind"] for e in journal.entries())
+        self.seen: Counter[str] = Counter()  # the records of this build: each id's occurrences within the source and limit (intake)
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
         bar = tqdm(
@@ -128,7 +134,7 @@ class Build:
         try:
             workers.start()
             for rejects, processed in workers.map(prefetch(self._batches(journal, prepare=workers.local))):
-                entries = [{"kind": "reject", "id": r.id, "reason": r.reason, "code": r.code} for r in rejects]
+                entries = [reject_entry(r) for r in rejects]
                 entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
@@ -142,10 +148,10 @@ class Build:
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]
-        dropped, rejected, rejects = Counter(), Counter(), []
+        dropped, rejected, rejects, in_journal = Counter(), Counter(), [], Counter()
 
         def pairs():  # one pass over the journal: pairs to the writer, the rest counted
-            for e in journal.entries():
+            for e in self._this_build(journal, in_journal):
                 if e["kind"] == "pair":
                     yield e
                 elif e["kind"] == "drop":
@@ -155,7 +161,7 @@ class Build:
                     rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
 
         with writing(self.files, self.fingerprint()):  # until the manifest lists them, the files being replaced are marked as ours
-            if any(e["kind"] == "pair" for e in journal.entries()):
+            if any(e["kind"] == "pair" for e in self._this_build(journal)):
                 files = self.writer.write(pairs(), overwrite)
             else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
                 for _ in pairs():
@@ -163,6 +169,9 @@ class Build:
                 files = {}
             files["rejects"] = {"path": self.files.rejects, "sha256": atomic_write_lines(self.files.rejects, rejects)}
             record = self._manifest(files, dropped, rejected, journal, started)
+            skipped = len(files.get("data", {}).get("skipped") or [])  # pairs of this build a Parquet writer left out
+            written = record["counts"]["records"] + skipped
+            record["journal"] = {"records": sum(in_journal.values()), "pairs": in_journal["pair"], "not_in_this_build": sum(in_journal.values()) - written}
             atomic_write_json(self.files.manifest, record)
         kept = record["counts"]["kept"]
         data_file = files["data"]["path"] if "data" in files else self.files.data
@@ -178,11 +187,23 @@ class Build:
             journal.resumed,
             record["timings"]["seconds_this_run"],
             files.get("dataset_info"),
+            record["journal"]["not_in_this_build"],
         )
         if kept == 0:
-            raise NothingKept(nothing_kept(result, journal.entries()), result)
+            raise NothingKept(nothing_kept(result, self._this_build(journal)), result)
         self.writer.finish(record)
         return result
+
+    def _this_build(self, journal: Journal, in_journal: Counter | None = None) -> Iterator[dict]:
+        """The journal's entries of this build's records: not those past a lower ``limit`` or gone from the
+        source (``in_journal`` counts all of them by kind)."""
+        occurrences: Counter[str] = Counter()
+        for e in journal.entries():
+            if in_journal is not None:
+                in_journal[e["kind"]] += 1
+            occurrences[e["id"]] += 1
+            if occurrences[e["id"]] <= self.seen[e["id"]]:
+                yield e
 
     def _manifest(self, files: dict, dropped: Counter, rejected: Counter, journal: Journal, started: float) -> dict:
         seconds = time.time() - started

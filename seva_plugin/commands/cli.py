@@ -61,7 +61,15 @@ def cmd_export(args) -> int:
     from seva_plugin.commands.export import export
 
     result = export(
-        args.data_dir, args.name, args.to, args.out, out_name=args.out_name, overwrite=args.overwrite, shard_size=args.shard_size, licence=args.license
+        args.data_dir,
+        args.name,
+        args.to,
+        args.out,
+        out_name=args.out_name,
+        overwrite=args.overwrite,
+        allow_modified=args.allow_modified,
+        shard_size=args.shard_size,
+        licence=args.license,
     )
     print(result.summary())
     return 0
@@ -130,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out-name", help="dataset name in --out (default: --name)")
     e.add_argument("--shard-size", type=int, help="parquet, trl: pairs per shard file (default 1000)")
     e.add_argument("--license", help="parquet, trl: the dataset card's licence, a Hub licence id (default: the build's output.license, else unknown)")
-    e.add_argument("--overwrite", action="store_true", help="replace a dataset of the same name in --out")
+    e.add_argument("--overwrite", action="store_true", help="replace what an earlier export of the same name wrote in --out")
+    e.add_argument("--allow-modified", action="store_true", help="export data that is not what its build wrote (the new manifest records it)")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("recipes", help="list the shipped recipes and build templates, or copy some to a folder")

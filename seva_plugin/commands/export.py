@@ -113,6 +113,8 @@ def _manifest(build: FinishedBuild, name: str, target: str, files: dict, left_ou
         "exported": files["data"]["records"],
         "left_out": dict(left_out),
     }
+    if build.modified:  # exported with --allow-modified
+        step["modified"] = build.modified
     return {**manifest, "name": name, "counts": counts, "files": files, "exports": [*manifest.get("exports", []), step]}
 
 
@@ -124,6 +126,7 @@ def export(
     *,
     out_name: str | None = None,
     overwrite: bool = False,
+    allow_modified: bool = False,
     shard_size: int | None = None,
     licence: str | None = None,
 ) -> ExportResult:
@@ -137,7 +140,15 @@ def export(
     # Hold the source's build lock (no build may start or run while it is read), then the output's:
     # a refused export leaves nothing behind.
     with _lock_if_built(source):
-        build = finished_build(source.dataset_dir, name)
+        build = finished_build(source.dataset_dir, name, allow_modified)
+        if build.modified and not allow_modified:
+            first = build.modified[0]
+            raise ConfigError(
+                f"{first} is not the data its build wrote (its sha256 differs from {os.path.basename(build.files.manifest)})"
+                + (f", nor are {len(build.modified) - 1} more file(s)" if len(build.modified) > 1 else "")
+                + ": exporting it would pass it off as that build's. Rebuild it, or pass --allow-modified to export it as it is "
+                "(the new manifest records which files were modified)."
+            )
         with output_lock(out.lock, f"{out.dataset_dir} ({out.name})"):
             return _export(build, out, target, overwrite, shard_size, licence)
 

@@ -59,18 +59,31 @@ def claims(files: DatasetFiles) -> Claims:
     recorded = manifest.get("files") or {}
     for key, path in (("rejects", files.rejects), ("export_rejects", files.export_rejects)):
         listed[path] = (recorded.get(key) or {}).get("sha256")
-    data = recorded.get("data") or {}
-    folders: tuple[str, ...] = ()
-    if data.get("format") == "jsonl":
-        listed[files.data] = data.get("sha256")
-    elif data.get("format") in ("parquet", "trl"):
+    listed.update(data_files(files, manifest))
+    if (recorded.get("data") or {}).get("format") in ("parquet", "trl"):
         listed[files.card] = None
-        listed.update({os.path.join(files.shards, s["file"]): s.get("sha256") for s in data.get("shards") or []})
-    elif isinstance(data.get("path"), str):  # another writer's data, where it was written
-        listed[data["path"]] = data.get("sha256")
-    if data.get("images"):
-        folders = (files.images,)
-    return Claims(listed, folders)
+    return Claims(listed, (files.images,) if (recorded.get("data") or {}).get("images") else ())
+
+
+def data_files(files: DatasetFiles, manifest: dict) -> dict[str, str | None]:
+    """The data files a manifest lists (where they are now: the dataset may have been moved), with their sha256."""
+    data = (manifest.get("files") or {}).get("data") or {}
+    if data.get("format") == "jsonl":
+        return {files.data: data.get("sha256")}
+    if data.get("format") in ("parquet", "trl"):
+        return {os.path.join(files.shards, s["file"]): s.get("sha256") for s in data.get("shards") or []}
+    if isinstance(data.get("path"), str):  # another writer's data, where it was written
+        return {data["path"]: data.get("sha256")}
+    return {}
+
+
+def modified(files: DatasetFiles, manifest: dict) -> list[str]:
+    """The data files that are not what the manifest records: another sha256, or a shard it does not list."""
+    listed = data_files(files, manifest)
+    changed = [path for path, sha in listed.items() if sha and (not os.path.isfile(path) or sha256_file(path) != sha)]
+    if os.path.isdir(files.shards) and any(path.startswith(files.shards + os.sep) for path in listed):
+        changed += sorted(path for path in _existing(files.shards) if path not in listed)
+    return changed
 
 
 def _existing(path: str) -> Iterator[str]:

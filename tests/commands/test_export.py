@@ -242,3 +242,38 @@ def test_an_export_lists_what_it_wrote_in_its_manifest(source, tmp_path):
     assert files["data"]["images"] == {"path": str(tmp_path / "again" / f"{NAME}.images"), "files": 6, "normalised": 0}
     assert files["export_rejects"]["path"] == result.rejects_path and len(files["export_rejects"]["sha256"]) == 64
     assert export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"), overwrite=True).exported == 6
+
+
+# -- issue 26, item 7: the data must be the data the manifest describes -------------------------------
+def swap_answers(path: str, ids: set[str]) -> None:
+    rows = read_jsonl(path)
+    for row in rows:
+        if row["id"] in ids:
+            row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
+    with open(path, "w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def test_data_changed_since_its_build_is_refused_unless_allowed(source, tmp_path, capsys):
+    """Rows with chosen and rejected swapped were exported under the original build's provenance, 'left out: none'."""
+    swap_answers(os.path.join(source, f"{NAME}.jsonl"), {"p1", "p4"})
+    with pytest.raises(ConfigError, match=rf"{NAME}.jsonl is not the data its build wrote \(its sha256 differs from .*manifest.json\).*--allow-modified"):
+        export(source, NAME, "parquet", str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out" / NAME)
+    assert main(["export", source, "--name", NAME, "--to", "trl", "--out", str(tmp_path / "cli")]) == 2
+    assert "is not the data its build wrote" in capsys.readouterr().err
+    result = export(source, NAME, "parquet", str(tmp_path / "out"), allow_modified=True)
+    [step] = json.load(open(result.manifest_path))["exports"]
+    assert step["modified"] == [os.path.join(source, f"{NAME}.jsonl")]
+
+
+def test_a_changed_shard_of_a_parquet_set_is_refused(source, tmp_path):
+    export(source, NAME, "parquet", str(tmp_path / "pq"), shard_size=4)
+    shard = tmp_path / "pq" / NAME / "data" / "train-00001-of-00002.parquet"
+    import pyarrow.parquet as pq_
+
+    table = pq_.read_table(shard)
+    swapped = table.set_column(table.schema.get_field_index("chosen"), "chosen", table.column("rejected"))
+    pq_.write_table(swapped.set_column(table.schema.get_field_index("rejected"), "rejected", table.column("chosen")), shard)
+    with pytest.raises(ConfigError, match="train-00001-of-00002.parquet"):
+        export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"))

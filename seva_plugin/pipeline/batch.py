@@ -8,9 +8,17 @@ holds those components and turns a batch of loaded records into journal entries:
 
 An exception raised for a batch is narrowed down by bisection: the halves are retried until the
 record that raises is found, and it becomes a reject with the exception as its reason, while the
-other records of the batch get their pairs. A configuration problem (``ConfigError``) is not a
-record's fault and stops the build, as does a batch where every record fails with the same
-exception (other than a ``RecordError``, which always names a fault of its record).
+other records of the batch get their pairs. Only an error that is the record's own is journaled as
+its reject; these stop the build instead (nothing of the batch is journaled, and the rerun answers
+it once the problem is fixed):
+
+- a configuration problem (``ConfigError``);
+- an error before any record was answered (no answer yet from this worker's backend, nor in the
+  bisection): a model that does not load, whatever its message;
+- running out of memory (``MemoryError``, torch's ``OutOfMemoryError``, "out of memory") on one record
+  alone (a larger part is split first: its halves may fit), and an engine that died;
+- a batch where every record fails with the same exception (other than a ``RecordError``, which
+  always names a fault of its record).
 """
 
 from __future__ import annotations
@@ -28,7 +36,21 @@ GENERATION_ERROR = "generation_error"
 
 
 class BatchFailed(SevaError):
-    """Every record of a batch failed with the same error: a systematic problem, not bad records."""
+    """A batch failed for a reason that is not its records' (``bisect``): the build stops, nothing of it journaled."""
+
+
+OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")  # Python's; torch's (torch.cuda.OutOfMemoryError is the same class)
+ENGINE_DIED = ("EngineDeadError",)  # vLLM's: the engine process is gone, every later request fails
+
+
+def not_the_records(exc: BaseException) -> str | None:
+    """Why ``exc`` is a problem of the machine or the engine, never of a record: "memory", "engine", or None."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & set(OUT_OF_MEMORY) or "out of memory" in str(exc).lower():
+        return "memory"
+    if names & set(ENGINE_DIED):
+        return "engine"
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,10 +99,18 @@ class BatchWork:
     def provenance(self) -> dict[str, Any]:
         return {"strategy": self.strategy.name, "augment": self.augmenter.name if self.strategy.uses_augmenter else None}
 
+    answered: int = 0  # successful calls of the strategy and backend: evidence that the setup works
+
     def process(self, batch: Sequence[LoadedRecord]) -> list[dict]:
         """Journal entries for ``batch``, one per record, in its order: pairs, drops, and rejects for
         records whose generation raised."""
-        return bisect(list(batch), self.entries)
+
+        def work(part: list[LoadedRecord]) -> list[dict]:
+            entries = self.entries(part)
+            self.answered += 1
+            return entries
+
+        return bisect(list(batch), work, answered_before=self.answered > 0)
 
     def entries(self, batch: Sequence[LoadedRecord]) -> list[dict]:
         """Journal entries for ``batch``; raises what the strategy or backend raises."""
@@ -109,19 +139,31 @@ def reject_entry(record: LoadedRecord, exc: BaseException) -> dict:
     return {"kind": "reject", "id": record.id, "reason": reason, "code": GENERATION_ERROR, "inputs": record.inputs}
 
 
-def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]]) -> list[dict]:
-    """``work(batch)``; where it raises, the halves again, down to the records that raise."""
+def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]], answered_before: bool = True) -> list[dict]:
+    """``work(batch)``; where it raises, the halves again, down to the records that raise. Raises
+    BatchFailed where the failure is not the records' (module docstring); ``answered_before``: the
+    backend has answered a batch before this one."""
     failures: list[BaseException] = []
+    answered = [answered_before]
 
     def run(part: list[LoadedRecord]) -> list[dict]:
         try:
-            return work(part)
+            entries = work(part)
+            answered[0] = True
+            return entries
         except SevaError as exc:
             if not isinstance(exc, RecordError):
                 raise  # the config, not the record
             error = exc
         except Exception as exc:  # noqa: BLE001 - narrowed down to the record that raises
             error = exc
+        cause = not_the_records(error)
+        if cause == "engine" or (cause == "memory" and len(part) == 1):
+            what = "the engine died" if cause == "engine" else f"out of memory on record '{part[0].id}' alone"
+            raise BatchFailed(
+                f"{what} ({type(error).__name__}: {short(error)}): not the record's fault, so nothing of this batch was journaled. "
+                "Free the memory (or lower backend.batch_size, backend.image_max_pixels), and rerun: finished batches are kept."
+            ) from error
         if len(part) == 1:
             failures.append(error)
             return [reject_entry(part[0], error)]
@@ -129,6 +171,14 @@ def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[
         return run(part[:half]) + run(part[half:])
 
     entries = run(batch)
+    unexplained = [e for e in failures if not isinstance(e, RecordError)]  # a RecordError is always its record's own
+    if unexplained and not answered[0]:
+        error = unexplained[0]
+        raise BatchFailed(
+            f"no record has been answered yet and every one tried failed ({len(unexplained)} from '{batch[0].id}'), which is a problem of the "
+            f"setup (a model that does not load, say), not of the records: {type(error).__name__}: {short(error)}. Nothing was journaled; "
+            "fix it and rerun."
+        ) from error
     systematic = len(batch) > 1 and len(failures) == len(batch) and not any(isinstance(e, RecordError) for e in failures)  # RecordError: the record's own
     if systematic and len({f"{type(e).__name__}: {e}" for e in failures}) == 1:
         error = failures[0]

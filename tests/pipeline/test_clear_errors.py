@@ -23,3 +23,21 @@ def test_output_name_refuses_control_and_bidirectional_characters(char, code):
 def test_a_control_character_yaml_cannot_read_is_a_message():
     with pytest.raises(ConfigError, match=r"override 'output.name=seva\\x1bx' is not valid YAML: unacceptable character #x001b"):
         load_config(BASE, ["output.name=seva\x1bx"])
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ("{CPU: .nan}", r"ray.resources_per_worker.CPU must be a finite number, got nan"),
+        ("{CPU: .inf}", r"ray.resources_per_worker.CPU must be a finite number, got inf"),
+        ("{CPU: 1e-9}", r"ray.resources_per_worker.CPU must be a number, got '1e-9'"),  # YAML 1.1 reads it as text
+        ("{CPU: 0.000000001}", r"ray.resources_per_worker.CPU must be a whole number of Ray's smallest share, 0.0001, got 1e-09"),
+        ("{GPU: 0.33333}", r"ray.resources_per_worker.GPU must be a whole number of Ray's smallest share, 0.0001, got 0.33333"),
+        ("{CPU: -1}", r"ray.resources_per_worker.CPU must be a number of at least 0, got -1"),
+    ],
+)
+def test_ray_resources_are_finite_numbers_ray_can_hold(resources, message):
+    """NaN passed the "at least 0" check (every comparison with NaN is false) and crashed Ray's scheduler; 1e-9 crashed it too."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(BASE, [f"ray.resources_per_worker={resources}"])
+    assert load_config(BASE, ["ray.resources_per_worker={GPU: 0.25, CPU: 1.5}"]).ray["resources_per_worker"] == {"GPU": 0.25, "CPU": 1.5}

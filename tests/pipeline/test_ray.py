@@ -375,7 +375,7 @@ def test_driver_killed_then_resumed_on_ray_equals_one_process(tiny_llava, source
     path.write_text(yaml.safe_dump(cfg))
     # ray.num_workers=2 on the command line: the config file says 1
     cmd = [sys.executable, str(runner), "build", str(path), "ray.num_workers=2", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
     journal = str(tmp_path / "out" / ".seva" / "ray_build.journal.jsonl")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

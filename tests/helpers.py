@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,3 +100,35 @@ def scripted_config(folder, n: int = 4, name: str = "ds") -> dict:
         "backend": {"name": "scripted"},
         "output": {"dataset_dir": os.path.join(folder, "data"), "name": name},
     }
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` seen read-only: a read-only bind mount of it as root (where mounting is allowed), else the
+    folder itself with its write permissions removed. Yields the read-only path; pytest skips when neither works."""
+    import pytest
+
+    folder = str(folder)
+    if os.geteuid() == 0:
+        view = folder.rstrip("/") + "-ro"
+        os.makedirs(view, exist_ok=True)
+        mounted = subprocess.run(["mount", "--bind", folder, view], capture_output=True).returncode == 0
+        if mounted and subprocess.run(["mount", "-o", "remount,bind,ro", view], capture_output=True).returncode == 0:
+            try:
+                yield view
+            finally:
+                subprocess.run(["umount", view], check=True)
+            return
+        if mounted:
+            subprocess.run(["umount", view])
+        pytest.skip("running as root without the right to mount: no read-only folder to test with")
+    modes = {}
+    for path, _dirs, files in os.walk(folder):
+        for p in [path, *(os.path.join(path, n) for n in files)]:
+            modes[p] = os.stat(p).st_mode
+            os.chmod(p, modes[p] & ~0o222)
+    try:
+        yield folder
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)

@@ -19,7 +19,6 @@ with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the export goes
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from seva_plugin.commands.finished_build import FinishedBuild, finished_build
 from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.pipeline.claims import writing
 from seva_plugin.pipeline.dataset_files import DatasetFiles
-from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
+from seva_plugin.pipeline.files import WriteError, atomic_write_json, atomic_write_lines, check_writable, output_lock, reading_lock
 from seva_plugin.pipeline.records import Reject
 from seva_plugin.plugins.writers.embedding import check_image
 from seva_plugin.plugins.writers.readback import iter_pairs
@@ -133,13 +132,13 @@ def export(
     if target not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {show(target)}.")
     source, out = DatasetFiles(data_dir, name), DatasetFiles(out_dir, out_name or name)
-    if out == source:
+    if out.name == source.name and os.path.realpath(out.dataset_dir) == os.path.realpath(source.dataset_dir):  # a symlinked --out too
         raise ConfigError(
             f"exporting '{name}' into its own folder {out.dataset_dir} under the same name would replace the build it reads; use another --out or --out-name."
         )
-    # Hold the source's build lock (no build may start or run while it is read), then the output's:
-    # a refused export leaves nothing behind.
-    with _lock_if_built(source):
+    # Share the source's build lock (no build may start or run while it is read), then hold the
+    # output's: a refused export leaves nothing behind.
+    with reading_lock(source.lock, f"{source.dataset_dir} ({source.name})"):
         build = finished_build(source.dataset_dir, name, allow_modified)
         if build.modified and not allow_modified:
             first = build.modified[0]
@@ -149,15 +148,15 @@ def export(
                 + ": exporting it would pass it off as that build's. Rebuild it, or pass --allow-modified to export it as it is "
                 "(the new manifest records which files were modified)."
             )
-        with output_lock(out.lock, f"{out.dataset_dir} ({out.name})"):
-            return _export(build, out, target, overwrite, shard_size, licence)
-
-
-def _lock_if_built(files: DatasetFiles):
-    """The build lock of a dataset a build made here; nothing for a copied or read-only one."""
-    if not os.path.exists(files.lock):
-        return contextlib.nullcontext()
-    return output_lock(files.lock, f"{files.dataset_dir} ({files.name})")
+        try:
+            with output_lock(out.lock, f"{out.dataset_dir} ({out.name})"):
+                return _export(build, out, target, overwrite, shard_size, licence)
+        except WriteError as exc:  # a build's advice ("rerun to resume") does not fit an export
+            raise WriteError(
+                f"seva export could not write {exc.what}: {exc.problem}. Free the problem and run the export again (it writes its files anew).",
+                exc.what,
+                exc.problem,
+            ) from None
 
 
 def _export(build: FinishedBuild, out: DatasetFiles, target: str, overwrite: bool, shard_size: int | None, licence: str | None) -> ExportResult:

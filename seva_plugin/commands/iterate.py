@@ -40,7 +40,7 @@ from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.pipeline.config import apply_overrides, load_config
 from seva_plugin.pipeline.config import fingerprint as build_fingerprint
 from seva_plugin.pipeline.dataset_files import DatasetFiles
-from seva_plugin.pipeline.files import atomic_write_json
+from seva_plugin.pipeline.files import atomic_write_json, check_writable
 
 STATE_FILE = "iterate_state.json"
 STEPS = ("build", "train", "merge")
@@ -97,8 +97,8 @@ class Iteration:
         self.cli = llamafactory_cli()
         self.data_dir = os.path.join(self.work_dir, "data")
         self.state_path = os.path.join(self.work_dir, STATE_FILE)
+        check_writable(self.work_dir, "--work-dir")
         self._check_recipe()  # before round 0, not after hours of generation
-        os.makedirs(self.work_dir, exist_ok=True)
         self.state = self._load_state()
 
     def _check_recipe(self) -> None:

@@ -277,3 +277,53 @@ def test_a_changed_shard_of_a_parquet_set_is_refused(source, tmp_path):
     pq_.write_table(swapped.set_column(table.schema.get_field_index("rejected"), "rejected", table.column("chosen")), shard)
     with pytest.raises(ConfigError, match="train-00001-of-00002.parquet"):
         export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"))
+
+
+# -- issue 26, item 14: export's own errors --------------------------------------------------------
+def test_a_finished_build_on_a_read_only_mount_exports(source, tmp_path):
+    """It failed on the build's lock file, which it could not open for writing, with advice to 'resume'."""
+    from helpers import read_only
+
+    with read_only(source) as view:
+        assert export(view, NAME, "parquet", str(tmp_path / "out")).exported == 6
+
+
+def test_a_running_build_still_holds_a_read_only_export_off(source, tmp_path):
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
+    from seva_plugin.pipeline.files import OutputBusy, output_lock
+
+    with output_lock(DatasetFiles(source, NAME).lock, "the build"), pytest.raises(OutputBusy, match=f"pid {os.getpid()}.*run the export again"):
+        export(source, NAME, "parquet", str(tmp_path / "out"))
+
+
+def test_exporting_into_the_builds_own_folder_through_a_symlink_is_refused(source, tmp_path):
+    """It took the build's lock twice through two paths and blamed its own pid: "another build (pid N) is writing"."""
+    os.symlink(source, tmp_path / "link")
+    with pytest.raises(ConfigError, match="would replace the build it reads"):
+        export(source, NAME, "parquet", str(tmp_path / "link"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KiB file system (a tmpfs, mounted as root): the export fills it."""
+    import subprocess
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a small file system needs root")
+    yield str(folder)
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_an_export_message_not_a_resume_one(source, small_disk):
+    from seva_plugin.pipeline.files import WriteError
+
+    big = os.path.join(source, "images", "img000.png")
+    from PIL import Image
+
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(big)  # larger than the disk, as a lossless PNG
+    with pytest.raises(WriteError) as err:
+        export(source, NAME, "parquet", small_disk, allow_modified=True)
+    text = str(err.value)
+    assert "the disk is full" in text and "run the export again" in text and "resume" not in text

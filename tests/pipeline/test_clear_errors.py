@@ -41,3 +41,42 @@ def test_ray_resources_are_finite_numbers_ray_can_hold(resources, message):
     with pytest.raises(ConfigError, match=message):
         load_config(BASE, [f"ray.resources_per_worker={resources}"])
     assert load_config(BASE, ["ray.resources_per_worker={GPU: 0.25, CPU: 1.5}"]).ray["resources_per_worker"] == {"GPU": 0.25, "CPU": 1.5}
+
+
+def test_a_deep_override_key_is_refused_not_a_recursion_error():
+    """`backend.engine_kwargs.a.a.a...=1` (thousands of levels) ended in a RecursionError when the config was fingerprinted."""
+    from seva_plugin.pipeline.config import fingerprint
+
+    deep = "backend.engine_kwargs." + ".".join(["a"] * 5000) + "=1"
+    with pytest.raises(ConfigError, match=r"override 'backend.engine_kwargs.a.a.*' is nested 5002 levels deep; a config has at most 32"):
+        fingerprint(load_config(BASE, [deep]).to_dict())
+    with pytest.raises(ConfigError, match="nested 40 levels deep"):
+        load_config({**BASE, "backend": {"name": "vllm", "engine_kwargs": nested(38)}})
+
+
+def nested(levels: int) -> dict:
+    value: dict = {"x": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        ("9" * 5000, r"override 'seed=9999.*' is not valid YAML: a number of 5,000 digits"),
+        (str(2**64), r"seed must be at most 9223372036854775807, got 18446744073709551616"),
+    ],
+)
+def test_a_huge_seed_is_a_message(seed, message):
+    """A 5000-digit seed crashed YAML's int() (Python refuses to read more than 4300 digits)."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(BASE, [f"seed={seed}"])
+
+
+def test_a_nul_in_a_path_is_a_message(tmp_path):
+    """A NUL in dataset_dir reached os.makedirs: ValueError: embedded null byte."""
+    with pytest.raises(ConfigError, match=r"output.dataset_dir holds a NUL character"):
+        load_config({**BASE, "output": {"name": "d", "dataset_dir": f"{tmp_path}/a\0b"}})
+    with pytest.raises(ConfigError, match=r"model holds a NUL character"):
+        load_config({**BASE, "model": "m\0"})

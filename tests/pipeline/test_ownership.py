@@ -123,3 +123,10 @@ def test_a_write_killed_before_its_manifest_does_not_lock_the_dataset_out(config
     monkeypatch.undo()
     use_backends(monkeypatch, scripted_backend())
     assert build(named(config, "cut"), progress=False).kept == 4
+
+
+def test_a_parquet_z_jsonl_beside_a_jsonl_z_is_refused_before_generating(config, scripted):
+    """It failed only in the writer, after every pair was generated (issue 26, item 14)."""
+    build(named(config, "z"), progress=False)
+    with pytest.raises(ConfigError, match=r"output.name 'z.jsonl' ends in '.jsonl'.*z.jsonl is the data file of dataset 'z'"):
+        Build(named(config, "z.jsonl", format="parquet"))

@@ -180,8 +180,14 @@ def reading_lock(path: str, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+BUILD_BUSY = (
+    "another build ({holder}) is writing {what}. Two builds on one output would record every pair twice: "
+    "wait for it to finish (or stop it) and rerun; finished work is kept. Lock: {path}"
+)
+
+
 @contextlib.contextmanager
-def output_lock(path: str, what: str) -> Iterator[None]:
+def output_lock(path: str, what: str, refusal: str = BUILD_BUSY) -> Iterator[None]:
     """Hold ``path`` (a lock file) while one build writes ``what``: a second build on the same output
     refuses at once, naming the process that holds it, rather than waiting or writing the same
     pairs a second time. The lock is ``flock``: released by the system when the holder exits,
@@ -194,10 +200,7 @@ def output_lock(path: str, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a seva export reading it, or a build starting"
-            raise OutputBusy(
-                f"another build ({holder}) is writing {what}. Two builds on one output would record every pair twice: "
-                f"wait for it to finish (or stop it) and rerun; finished work is kept. Lock: {path}"
-            ) from None
+            raise OutputBusy(refusal.format(holder=holder, what=what, path=path)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         try:

@@ -165,15 +165,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from seva_plugin.commands import interrupt
+
     args = parse_args(argv)
+    signalled: list[int] = []
     try:
-        return args.func(args)
+        with interrupt.handled() as signalled:  # one Ctrl-C or SIGTERM ends the command within seconds, whatever it waits in
+            return args.func(args)
     except SevaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished batches are kept; rerun the same command to resume.", file=sys.stderr)
-        return 130
+        if signalled:
+            interrupt.force_exit()  # ends what the command's own clean-up left running
+        print(f"\n{interrupt.MESSAGE}", file=sys.stderr)
+        return interrupt.EXIT_CODE
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ the adapter folder the rerun was training into.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import signal
 import subprocess
 import sys
 import time
+
+from seva_plugin.commands import processes
 
 PARENT = "SEVA_TETHERED_PARENT"  # the pid the supervisor belongs to
 GRACE_S = 10  # from SIGTERM to SIGKILL for the group
@@ -47,27 +48,11 @@ def end_group(pgid: int, leader: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.time() + GRACE_S
-    while time.time() < deadline and _group_alive(pgid):
+    while time.time() < deadline and processes.group_alive(pgid):
         with contextlib.suppress(subprocess.TimeoutExpired):
             leader.wait(timeout=0.1)  # reaps the leader: a zombie still counts as the group's
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs (a zombie, which no one may reap here, does not)."""
-    if os.path.isdir("/proc/self"):
-        for stat in glob.glob("/proc/[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                state, _, group = open(stat).read().rsplit(")", 1)[1].split()[:3]
-                if int(group) == pgid and state != "Z":
-                    return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def _exit_with_parent() -> None:

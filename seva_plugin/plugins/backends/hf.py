@@ -26,7 +26,7 @@ from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sa
 from seva_plugin.pipeline.views import sample_seed
 from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
 from seva_plugin.plugins.backends.pixels import concat_mm
-from seva_plugin.plugins.backends.rendering import Renderer, cut_answer, infer_args, special_ids
+from seva_plugin.plugins.backends.rendering import Renderer, check_max_new_tokens, cut_answer, infer_args, special_ids
 
 
 @dataclass
@@ -88,6 +88,7 @@ class HfBackend(Backend):
             if "_renderer" not in self.__dict__:
                 model_args, data_args, _ = self._args(with_adapter=False)
                 renderer = Renderer.load(model_args, data_args)
+                check_max_new_tokens(self.max_new_tokens, renderer.context, "the model's context (max_position_embeddings in its config.json)")
                 renderer.max_prompt_tokens = prompt_budget(self.max_prompt_tokens, renderer.context, self.max_new_tokens)
                 self.__dict__["_renderer"] = renderer
         return self.__dict__["_renderer"]
@@ -230,12 +231,12 @@ class HfBackend(Backend):
 
 def prompt_budget(setting: int | None, context: int | None, max_new_tokens: int) -> int | None:
     """The longest prompt a backend takes: ``max_prompt_tokens`` when set, else what leaves room in
-    the model's context for ``max_new_tokens`` (the whole context if that is all of it)."""
+    the model's context for ``max_new_tokens`` (``rendering.check_max_new_tokens`` made sure some is left)."""
     if setting is not None:
         return setting
     if context is None:
         return None
-    return context - max_new_tokens if context > max_new_tokens else context
+    return context - max_new_tokens
 
 
 def token_picker_for(seeds, sampling: Sampling, banned, vocab_limit):

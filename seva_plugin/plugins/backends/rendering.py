@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seva_plugin.errors import RecordError
+from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.pipeline.records import IMAGE_TOKEN
 from seva_plugin.pipeline.views import view_generator
 from seva_plugin.plugins.backends.pixels import augment_tensors, rows_per_image
@@ -60,6 +60,16 @@ def context_length(config) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def check_max_new_tokens(max_new_tokens: int, context: int | None, context_name: str) -> None:
+    """Refuse an answer longer than the context can hold beside a prompt, before the weights load:
+    ``hf`` would try to generate it (10^9 ran for over 10 minutes) and vLLM would cap it unsaid."""
+    if context is not None and max_new_tokens >= context:
+        raise ConfigError(
+            f"backend.max_new_tokens {max_new_tokens:,} does not fit in {context_name} of {context:,} tokens, "
+            f"which holds the prompt too: set it below {context:,}."
+        )
 
 
 @dataclass

@@ -36,7 +36,7 @@ from seva_plugin.errors import ConfigError, RecordError
 from seva_plugin.families import model_type_of
 from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
 from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
-from seva_plugin.plugins.backends.rendering import Renderer, infer_args, special_ids
+from seva_plugin.plugins.backends.rendering import Renderer, check_max_new_tokens, infer_args, special_ids
 from seva_plugin.plugins.backends.vllm_decoding import read_answer, sampling_params
 from seva_plugin.plugins.backends.vllm_inputs import (
     ImageEncoder,
@@ -133,7 +133,12 @@ class VllmBackend(Backend):
                 model_args, data_args, _ = infer_args(
                     self.model, self.template, self.resolved_dtype, self.image_max_pixels, self.trust_remote_code, None, inputs
                 )
-                self.__dict__["_renderer"] = Renderer.load(model_args, data_args)
+                renderer = Renderer.load(model_args, data_args)
+                if self.max_model_len is not None:
+                    check_max_new_tokens(self.max_new_tokens, self.max_model_len, "backend.max_model_len")
+                else:
+                    check_max_new_tokens(self.max_new_tokens, renderer.context, "the model's context (max_position_embeddings in its config.json)")
+                self.__dict__["_renderer"] = renderer
         return self.__dict__["_renderer"]
 
     @property

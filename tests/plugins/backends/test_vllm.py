@@ -177,6 +177,16 @@ def test_cpu_head_size_16_is_refused_before_loading(tiny_llava):
     assert backend._llm is None and not started, [p.cmdline()[:2] for p in started]
 
 
+def test_max_new_tokens_beyond_the_context_is_refused_before_the_engine_starts(tiny_llava):
+    """vLLM capped it unsaid; now refused as on ``hf``, against max_model_len when set, else the model's context."""
+    cases = [({"max_new_tokens": 10**9}, "the model's context .* of 2,048"), ({"max_new_tokens": 512, "max_model_len": 512}, "backend.max_model_len of 512")]
+    for settings, context in cases:
+        backend = VllmBackend(tiny_llava, "llava", **settings)
+        with pytest.raises(ConfigError, match=rf"backend.max_new_tokens [\d,]+ does not fit in {context} tokens"):
+            backend.llm  # noqa: B018 - starting the engine is the point
+        assert backend._llm is None
+
+
 def test_bad_options_are_refused(tiny_llava):
     with pytest.raises(ConfigError, match="gpu_memory_utilization"):
         VllmBackend(tiny_llava, "llava", gpu_memory_utilization=1.5)

@@ -23,9 +23,9 @@ from benchmarks.methods import run_builder
 PARTS = (  # (label, file suffix, function name)
     ("model.generate (transformers)", "transformers/generation/utils.py", "generate"),
     ("waiting for the prefetch thread", "seva_plugin/pipeline/prefetch.py", "prefetch"),
-    ("padding the batch (batch_inputs)", "seva_plugin/plugins/backends/hf.py", "batch_inputs"),
+    ("padding the batch (batch_inputs)", "seva_plugin/plugins/backends/hf_inputs.py", "batch_inputs"),
     ("inputs made on this thread (model_inputs)", "seva_plugin/plugins/backends/hf.py", "model_inputs"),
-    ("decoding the answers (cut_answer)", "seva_plugin/plugins/backends/rendering.py", "cut_answer"),
+    ("decoding the answers (Renderer.completion)", "seva_plugin/rendering.py", "completion"),
     ("journal append (json, write, fsync)", "seva_plugin/pipeline/journal.py", "append"),
     ("writer, rejects, manifest (_finalize)", "seva_plugin/pipeline/build.py", "_finalize"),
     ("Build() construction", "seva_plugin/pipeline/build.py", "__init__"),

@@ -48,7 +48,7 @@ def show(value, limit: int = SHOW_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
-def short(text: str, limit: int = 500) -> str:
+def short(text: object, limit: int = 500) -> str:
     """A message (an exception's text, a reason) cut to ``limit`` characters, saying how long it was."""
     text = str(text)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"

@@ -1,4 +1,5 @@
-"""Every component's interface, and the generation contract between strategies and backends.
+"""Every component's interface; with ``contract.py`` (the generation contract) and ``hookspecs.py``
+(the hooks), the whole interface a plugin uses.
 
 The flow of a build is one direction::
 
@@ -8,117 +9,71 @@ A component is a class whose constructor keyword arguments are its config keys; 
 one of the bases below and is registered by a plugin (``hookspecs.py``). The bases hold the
 defaults the build relies on, so the core never probes a component for optional attributes.
 
-**The generation contract.** A strategy talks to a backend only through
-``Backend.generate(requests) -> answers``: one :class:`GenerationRequest` in, one
-:class:`Answer` out, in order. A request names a record and a view of its images, optionally an
-answer prefix to continue from, how many answers to draw, where to stop, how to sample and
-whether token log-probabilities are wanted. SeVa is "answer each record under two views"; CSR's
-sentence search is "continue these prefixes, ``n`` proposals each, stop at a sentence end, with
-log-probabilities". Every backend that serves the contract runs every strategy.
+**Who builds what.** A source builds ``PromptRecord``\\ s; the build loads them into
+``LoadedRecord``\\ s (images, seed). A strategy never builds records: it builds requests for the
+records it is given (``prompt``/``system`` to ask something else) and ``Pair``\\ s of those same
+records (``Pair.prompt`` to train on another prompt than the record's); a writer writes pairs.
+
+The record types, errors and seeding helpers live beside the pipeline (``pipeline/records.py``,
+``errors.py``, ``pipeline/views.py``) and are re-exported here, as the contract's types are, and
+from ``seva_plugin``: one import gives a plugin everything it uses.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-if TYPE_CHECKING:
-    from seva_plugin.pipeline.records import LoadedRecord, Pair, PromptRecord, Reject
+from seva_plugin.contract import (
+    CLEAN,
+    Answer,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    NotServed,
+    Sampling,
+    ScoreRequest,
+    Scores,
+    View,
+    check_sampling,
+)
+from seva_plugin.errors import ConfigError, RecordError
+from seva_plugin.pipeline.records import LoadedRecord, Pair, PromptRecord, Reject
+from seva_plugin.pipeline.views import record_seed, sample_seed, view_generator
 
-FinishReason = Literal["eos", "stop", "length"]
-
-
-# -- the generation contract ---------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class View:
-    """What the model sees of a record's images: the clean images (``augmenter=None``) or an
-    augmenter's output. ``id`` is explicit and seeds the augmenter's generator
-    (``pipeline.views.view_generator(record.seed, view.id, image_index)``), so the same view can be
-    rebuilt anywhere: another batch, another worker, a resume, the gallery."""
-
-    id: int = 0
-    augmenter: Augmenter | None = None
-
-    @property
-    def clean(self) -> bool:
-        return self.augmenter is None
-
-    def key(self) -> tuple[int, int]:
-        """Equal for the same id and the same augmenter object."""
-        return self.id, id(self.augmenter)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, View) and self.key() == other.key()
-
-    def __hash__(self) -> int:
-        return hash(self.key())
-
-
-CLEAN = View()
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling settings. ``temperature`` and ``top_p`` shape the distribution tokens are drawn from;
-    log-probabilities in an :class:`Answer` are always those of the unscaled model."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-
-
-@dataclass
-class GenerationRequest:
-    """Answer ``record``'s prompt under ``view``.
-
-    - ``prefix``: answer text already written; the answers continue it (and do not repeat it). The
-      prompt is rendered as training renders it (the build's ``template``) and the prefix is
-      tokenized as training tokenizes a response.
-    - ``n``: how many answers to draw (``n > 1`` needs sampling; asking for it greedily is a
-      ``ConfigError``, which stops the build, while any other exception becomes a per-record reject).
-    - ``stop``: an answer ends right after the first of these strings in its *new* text (the prefix
-      does not count), which stays in its text; when the string ends inside a token, the text is
-      cut there and that whole token is in ``token_ids`` and ``logprobs``.
-    - ``max_new_tokens``, ``sampling``: ``None`` takes the backend's configured value
-      (``sampling=None`` with the backend's default ``do_sample: false`` is greedy decoding).
-    - ``seed``: sampled answers are a function of ``(seed, k)`` for the ``k``-th answer, never of
-      batch layout, order or resume. ``None``: the record's seed.
-    - ``logprobs``: return each generated token's log-probability.
-
-    Every backend decodes exactly what is asked: no repetition penalty or other logits processing
-    from the model's ``generation_config``; an answer ends at the template's stop tokens (what
-    training teaches the model to end with); a sampled answer never contains special tokens other
-    than those (an image placeholder fed back as a prefix would break the image-token count).
-    """
-
-    record: LoadedRecord
-    view: View = CLEAN
-    prefix: str = ""
-    n: int = 1
-    stop: tuple[str, ...] = ()
-    max_new_tokens: int | None = None
-    sampling: Sampling | None = None
-    seed: int | None = None
-    logprobs: bool = False
-
-    @property
-    def sampling_seed(self) -> int:
-        return self.record.seed if self.seed is None else self.seed
-
-
-@dataclass
-class Answer:
-    """The ``n`` answers to one request, in order: their texts (continuations of the prefix, an
-    end-of-sequence token not included), why each ended (``eos``: the model ended the answer;
-    ``stop``: a stop string; ``length``: ``max_new_tokens``), and, when log-probabilities were
-    asked for, each generated token's id and log-probability under the model's unscaled
-    distribution (an ending end-of-sequence token included)."""
-
-    texts: list[str]
-    finish_reasons: list[FinishReason]
-    logprobs: list[list[float]] | None = None
-    token_ids: list[list[int]] | None = None
+__all__ = [  # what is defined here, and the re-exports
+    "Answer",
+    "Augmenter",
+    "Backend",
+    "CLEAN",
+    "Completion",
+    "Component",
+    "ConfigError",
+    "Filter",
+    "FinishReason",
+    "GenerationRequest",
+    "KINDS",
+    "LoadedRecord",
+    "NotServed",
+    "Pair",
+    "PromptRecord",
+    "RecordError",
+    "Reject",
+    "Sampling",
+    "ScoreRequest",
+    "Scores",
+    "Source",
+    "Strategy",
+    "View",
+    "WriteResult",
+    "Writer",
+    "check_sampling",
+    "record_seed",
+    "sample_seed",
+    "view_generator",
+]
 
 
 # -- components ----------------------------------------------------------------------------
@@ -130,10 +85,21 @@ class Component(ABC):
 
 class Source(Component):
     """Unlabeled prompts. Yields them lazily, never the whole set in memory; a record that cannot
-    be used comes out as a ``Reject`` with its id and reason, and reading goes on."""
+    be used comes out as a ``Reject`` with its id and reason, and reading goes on.
+
+    ``has_questions = False`` says the records are images with no question (their prompt holds only
+    the ``<image>`` markers): the build refuses it with a strategy that answers the record's
+    question (``Strategy.needs_question``)."""
+
+    has_questions: ClassVar[bool] = True
 
     @abstractmethod
     def iter_records(self) -> Iterator[PromptRecord | Reject]: ...
+
+    def estimated_length(self) -> int | None:
+        """Optional: how many records ``iter_records`` yields, when it can be told cheaply (the
+        progress bar's total and ETA); None when it cannot. Never decides what is built."""
+        return None
 
 
 class Augmenter(Component):
@@ -163,11 +129,25 @@ class Backend(Component):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Answer]:
         """One answer per request, in order."""
 
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
+        """One :class:`Scores` per request, in order. Optional: the default says it is not served."""
+        raise NotServed(f"backend '{self.name}' does not score texts (Backend.score); use a backend that does, such as hf or vllm.")
+
+    @classmethod
+    def can_score(cls) -> bool:
+        """Whether ``score`` is served (checked before any model loads when a strategy needs it)."""
+        return cls.score is not Backend.score
+
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         """Called from the build's prefetch thread with the requests a strategy declared ahead
-        (``Strategy.views``), so the backend can encode prompts and process images while the
-        previous batch generates: it runs while ``generate`` runs in the main thread, so whatever
+        (``Strategy.planned_requests``), so the backend can encode prompts and process images while
+        the previous batch generates: it runs while ``generate`` runs in the main thread, so whatever
         it shares with ``generate`` must be thread-safe. Optional: the default does nothing."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about the engine (name, version, dtype, device), without loading
+        a model. Default: the name."""
+        return {"name": self.name}
 
     def close(self) -> None:
         """Release the model and any engine process. Called once when the build ends."""
@@ -176,17 +156,27 @@ class Backend(Component):
 class Strategy(Component):
     """Turns a batch of loaded records into preference pairs, asking a backend through the contract.
 
-    ``uses_augmenter = False`` says the build's augmenter is never applied (CSR); the manifest
-    and the gallery then record no augmenter.
+    ``uses_augmenter = False`` says the build's augmenter is never applied (CSR); the manifest and
+    the gallery then record no augmenter. ``needs_score = True`` says ``make_pairs`` calls
+    ``backend.score``: a backend that cannot score is refused before any model loads.
+    ``needs_question = False`` says the strategy asks its own prompts (STIC), so a source of images
+    with no question (``Source.has_questions = False``) serves it.
     """
 
     uses_augmenter: ClassVar[bool] = True
+    needs_score: ClassVar[bool] = False
+    needs_question: ClassVar[bool] = True
 
     def views(self, augmenter: Augmenter) -> list[View]:
         """The views every record will be answered under, when known ahead (SeVa: clean and
-        augmented), so the build can have the backend prepare batches in the prefetch thread.
-        Default: none declared."""
+        augmented). Default: none declared."""
         return []
+
+    def planned_requests(self, records: Sequence[LoadedRecord], augmenter: Augmenter) -> list[GenerationRequest]:
+        """The first requests ``make_pairs`` will send for ``records``, as it will send them, so the
+        build can have the backend prepare them in its prefetch thread (called there: build requests,
+        touch no backend). Default: each record under each of ``views`` with its own prompt."""
+        return [GenerationRequest(r, view) for view in self.views(augmenter) for r in records]
 
     @abstractmethod
     def make_pairs(self, records: Sequence[LoadedRecord], backend: Backend, augmenter: Augmenter) -> list[Pair]:
@@ -200,6 +190,25 @@ class Filter(Component):
     def __call__(self, pair: Pair) -> str | None: ...
 
 
+@dataclass
+class WriteResult:
+    """What a writer wrote: where (a file or folder), how many pairs, in which format, the registry it
+    registered the data in (if any), the pairs it left out (``{"id", "reason", "code"}``) and any
+    further details for the manifest (checksums, shards)."""
+
+    path: str
+    records: int
+    format: str
+    registry: str | None = None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def manifest_files(self) -> dict[str, Any]:
+        """The manifest's ``files`` entry."""
+        data = {"path": self.path, "format": self.format, "records": self.records, **self.details, "skipped": self.skipped}
+        return {"data": data, **({"dataset_info": self.registry} if self.registry else {})}
+
+
 class Writer(Component):
     """Turns the finished pairs into the files a trainer reads.
 
@@ -210,10 +219,10 @@ class Writer(Component):
         """Runs before any model loads: refuse what would clobber user data. Default: nothing to check."""
 
     @abstractmethod
-    def write(self, pairs: Iterable[dict], overwrite: bool) -> dict:
-        """Write ``pairs`` (dicts, in source order); return what was written, for the manifest."""
+    def write(self, pairs: Iterable[dict[str, Any]], overwrite: bool) -> WriteResult:
+        """Write ``pairs`` (``Pair.to_json()`` dicts plus ``provenance``, in source order)."""
 
-    def finish(self, manifest: dict) -> None:
+    def finish(self, manifest: dict[str, Any]) -> None:
         """Runs once the manifest is written, with it: describe the output where that needs the whole
         build's record (a dataset card with config, counts and provenance). Default: nothing."""
 

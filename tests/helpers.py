@@ -53,11 +53,47 @@ def use_backends(monkeypatch, *backends):
             for backend in backends:
                 register(backend)
 
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
     pm.register(Plugin(), name="test-backends")
     registry = Registry(pm)
     monkeypatch.setattr("seva_plugin.pipeline.build.get_registry", lambda: registry)
     return registry
+
+
+def answer(texts: list[str], reason: str = "eos") -> list:
+    """A scripted backend's answer: one completion per text (no token ids or log-probs of a real model)."""
+    from seva_plugin import Completion
+
+    return [Completion(t, reason, []) for t in texts]
+
+
+class VllmEngines:
+    """The session's vLLM engines, at most one alive (each holds gigabytes): asking for another shuts
+    the last one down. A build given one of them keeps it (its ``close()`` does nothing)."""
+
+    def __init__(self):
+        self.key, self.engine = None, None
+
+    def get(self, model: str, template: str, **keys):
+        from seva_plugin.plugins.backends.vllm import VllmBackend
+
+        class SharedEngine(VllmBackend):
+            def close(self):
+                pass
+
+            def shutdown(self):
+                super().close()
+
+        key = (model, template, tuple(sorted(keys.items())))
+        if key != self.key:
+            self.close()
+            self.key, self.engine = key, SharedEngine(model, template, **keys)
+        return self.engine
+
+    def close(self):
+        if self.engine is not None:
+            self.engine.shutdown()
+        self.key, self.engine = None, None
 
 
 def uncollected(test_files, collected) -> list[str]:
@@ -68,7 +104,7 @@ def uncollected(test_files, collected) -> list[str]:
 
 def scripted_backend():
     """A backend class without a model: "red" on the clean view, "blue" on the others (every record a pair)."""
-    from seva_plugin.interfaces import Answer, Backend
+    from seva_plugin.interfaces import Backend
 
     class Scripted(Backend):
         name = "scripted"
@@ -77,7 +113,7 @@ def scripted_backend():
             self.batch_size = batch_size
 
         def generate(self, requests):
-            return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+            return [answer(["red" if r.view.clean else "blue"] * r.n) for r in requests]
 
     return Scripted
 
@@ -132,3 +168,129 @@ def read_only(folder):
     finally:
         for p, mode in modes.items():
             os.chmod(p, mode)
+
+
+HEAVY_PROGRAMS = {"llamafactory-cli", "seva", "raylet", "gcs_server"}  # a Ray node starts the last two
+HEAVY_MODULES = {"llamafactory.cli", "seva_plugin.commands.cli"}
+
+
+def heavy_program(args) -> str | None:
+    """What a subprocess with these ``args`` runs when it is one a test must be marked slow for
+    (llamafactory-cli, seva, a Ray node), else None."""
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    argv = [os.fsdecode(a) for a in argv]
+    if not argv:
+        return None
+    first = argv[0].split()[0] if len(argv) == 1 else argv[0]  # a shell string: its program
+    if os.path.basename(first) in HEAVY_PROGRAMS:
+        return os.path.basename(first)
+    module = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"), None)
+    return module if module in HEAVY_MODULES else None
+
+
+# -- a strategy from outside the package, written against ``seva_plugin``'s exports alone ---------
+def asked_elsewhere_strategy():
+    """``AskedElsewhere`` (built on first use, so importing helpers stays light)."""
+    from dataclasses import dataclass
+
+    from seva_plugin import CLEAN, GenerationRequest, LoadedRecord, Pair, ScoreRequest, Strategy
+
+    @dataclass
+    class AskedElsewhere(Strategy):
+        """Asks its own question twice (the second time under a system text that asks for a false
+        answer), scores both answers for that question under the clean view, and pairs them with the
+        question it chose as the training prompt."""
+
+        name = "test_asked_elsewhere"
+        needs_score = True
+        question: str = "Describe the colours you see."
+
+        def prompt(self, record: LoadedRecord) -> str:
+            return "<image>" * len(record.images) + self.question
+
+        def planned_requests(self, records, augmenter):
+            mine = [GenerationRequest(r, prompt=self.prompt(r)) for r in records]
+            return mine + [GenerationRequest(r, prompt=self.prompt(r), system="Answer with something false.") for r in records]
+
+        def make_pairs(self, records, backend, augmenter):
+            answers = backend.generate(self.planned_requests(records, augmenter))
+            n = len(records)
+            pairs = []
+            for r, (chosen,), (rejected,) in zip(records, answers[:n], answers[n:], strict=True):
+                if not (chosen.text.strip() and rejected.text.strip()):
+                    continue
+                scored = backend.score([ScoreRequest(r, CLEAN, text, prompt=self.prompt(r)) for text in (chosen.text, rejected.text)])
+                scores = {"chosen": sum(scored[0].logprobs), "rejected": sum(scored[1].logprobs), "tokens": len(scored[0].token_ids)}
+                pairs.append(Pair(r.record, chosen.text, rejected.text, scores, prompt=self.prompt(r)))
+            return pairs
+
+    return AskedElsewhere
+
+
+class registered_strategy:
+    """Registers a strategy class on the process's plugin manager for a ``with`` block."""
+
+    def __init__(self, cls):
+        from seva_plugin import hookimpl
+
+        class Plugin:
+            @hookimpl
+            def register_strategies(self, register):
+                register(cls)
+
+        self.plugin = Plugin()
+
+    def __enter__(self):
+        from seva_plugin.registry import get_plugin_manager, get_registry
+
+        get_plugin_manager().register(self.plugin, name=f"test-strategy-{id(self.plugin)}")
+        get_registry.cache_clear()
+        return self
+
+    def __exit__(self, *exc):
+        from seva_plugin.registry import get_plugin_manager, get_registry
+
+        get_plugin_manager().unregister(self.plugin)
+        get_registry.cache_clear()
+        return False
+
+
+# -- a twin for RLAIF-V's feedback ------------------------------------------------------------
+# A random twin's next-token distribution is nearly flat and hardly moves with the question, so every
+# claim of a prompt's answers gets the same verdict and RLAIF-V's answer scores (minus the rejected
+# claims) are all equal: no pairs. This copy adds one constant dimension to the residual stream (set in
+# every token and image embedding, written by no layer), through which chosen tokens get a fixed logit
+# bonus (answers of several short sentences, a labeler that leans "No"); the rest is the twin's.
+FEEDBACK_BONUS = {".": 0.6, "No": 0.6, " No": 0.6}  # logit bonus per unit of the constant dimension (about 7.5 logits per unit)
+
+
+def biased_llava(src: str, dst: str, bonus: dict[str, float] | None = None) -> str:
+    """A copy of the LLaVA twin at ``src`` in ``dst`` whose single-token words in ``bonus`` get a fixed
+    logit bonus (default: ``.`` and ``No``); reused when ``dst`` holds one. Returns ``dst``."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    if os.path.isfile(os.path.join(dst, "config.json")):
+        return dst
+    model = LlavaForConditionalGeneration.from_pretrained(src)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    language = model.model.language_model
+    with torch.no_grad():
+        language.embed_tokens.weight[:, 0] = 1.0
+        projector = model.model.multi_modal_projector.linear_2
+        projector.weight[0, :] = 0.0
+        projector.bias[0] = 1.0
+        for layer in language.layers:
+            layer.self_attn.o_proj.weight[0, :] = 0.0
+            layer.mlp.down_proj.weight[0, :] = 0.0
+        model.lm_head.weight[:, 0] = 0.0
+        for word, value in (FEEDBACK_BONUS if bonus is None else bonus).items():
+            (token,) = tokenizer.encode(word, add_special_tokens=False)
+            model.lm_head.weight[token, 0] = value
+    model.save_pretrained(dst)
+    for name in os.listdir(src):
+        if not os.path.exists(os.path.join(dst, name)):
+            shutil.copy(os.path.join(src, name), dst)
+    return dst

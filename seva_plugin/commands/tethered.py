@@ -43,6 +43,17 @@ def run(cmd: list[str], stdout) -> int:
         raise
 
 
+def run_logged(cmd: list[str], log_path: str) -> tuple[int, str]:
+    """:func:`run` with ``cmd`` and its output written to ``log_path``: the exit code and the log's last 25 lines."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        code = run(cmd, fh)
+    with open(log_path, encoding="utf-8", errors="replace") as fh:
+        return code, "".join(fh.readlines()[-25:])
+
+
 def end_group(pgid: int, leader: subprocess.Popen) -> None:
     """SIGTERM to process group ``pgid`` (led by ``leader``), SIGKILL to what is left of it after ``GRACE_S``."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

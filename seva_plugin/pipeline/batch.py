@@ -4,7 +4,8 @@
 registry entries plus their parameters: the driver resolves it against its own registry, so a
 plugin registered only in the driver process still reaches the workers. :class:`BatchWork`
 holds those components and turns a batch of loaded records into journal entries:
-``strategy.make_pairs`` -> end-of-sequence text stripped -> filters.
+``strategy.make_pairs`` -> end-of-sequence text stripped -> filters; each entry also notes why its
+answers ended (``finish``, ``endings.py``), which the writers do not write.
 
 An exception raised for a batch is narrowed down by bisection: the halves are retried until the
 record that raises is found, and it becomes a reject with the exception as its reason, while the
@@ -24,15 +25,20 @@ it once the problem is fixed):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from seva_plugin.errors import RecordError, SevaError, short
+from seva_plugin.errors import ConfigError, RecordError, SevaError, short
 from seva_plugin.pipeline.config import BuildConfig, split_spec
-from seva_plugin.pipeline.records import LoadedRecord, Pair
+from seva_plugin.pipeline.endings import NotingBackend
+from seva_plugin.pipeline.records import LoadedRecord
 from seva_plugin.pipeline.text import strip_eos
 
 GENERATION_ERROR = "generation_error"
+
+
+# (registry entry, its parameters, where it is configured, what the build adds to them)
+ComponentSpec = tuple[Any, dict[str, Any], str, dict[str, Any]]
 
 
 class BatchFailed(SevaError):
@@ -57,31 +63,39 @@ def not_the_records(exc: BaseException) -> str | None:
 class WorkSpec:
     """The per-batch components as ``(registry entry, params, context)``; picklable, built anywhere."""
 
-    augment: tuple
-    strategy: tuple
-    backend: tuple
-    filters: tuple = ()
+    augment: ComponentSpec
+    strategy: ComponentSpec
+    backend: ComponentSpec
+    filters: tuple[ComponentSpec, ...] = ()
 
     @classmethod
     def resolve(cls, cfg: BuildConfig, registry) -> WorkSpec:
         """Look every component up in ``registry`` (unknown names fail here)."""
         name, params = split_spec(cfg.augment, "augment")
-        augment = (registry.get("augmenter", name), params, "augment", {})
+        augment: ComponentSpec = (registry.get("augmenter", name), params, "augment", {})
         name, params = split_spec(cfg.strategy, "strategy", default="seva")
-        strategy = (registry.get("strategy", name), params, "strategy", {})
+        strategy: ComponentSpec = (registry.get("strategy", name), params, "strategy", {})
         name, params = split_spec(cfg.backend, "backend", default="hf")
-        backend = (registry.get("backend", name), params, "backend", {"model": cfg.model, "template": cfg.template})
-        filters = tuple((registry.get("filter", n), p, f"filter '{n}'", {}) for n, p in (split_spec(f, "filters") for f in cfg.filters))
+        backend: ComponentSpec = (registry.get("backend", name), params, "backend", {"model": cfg.model, "template": cfg.template})
+        filters: tuple[ComponentSpec, ...] = tuple(
+            (registry.get("filter", n), p, f"filter '{n}'", {}) for n, p in (split_spec(f, "filters") for f in cfg.filters)
+        )
         return cls(augment, strategy, backend, filters)
 
     def build(self) -> BatchWork:
         """Instantiate the components (parameters checked strictly; no model loads here)."""
 
-        def make(entry):
+        def make(entry: ComponentSpec) -> Any:
             component, params, where, context = entry
             return component.build(params, where, **context)
 
-        return BatchWork(make(self.augment), make(self.strategy), make(self.backend), [make(f) for f in self.filters])
+        work = BatchWork(make(self.augment), make(self.strategy), make(self.backend), [make(f) for f in self.filters])
+        if work.strategy.needs_score and not work.backend.can_score():
+            raise ConfigError(
+                f"strategy '{work.strategy.name}' scores texts (Backend.score), which backend '{work.backend.name}' does not serve; "
+                "use a backend that scores, such as hf or vllm."
+            )
+        return work
 
     @property
     def backend_params(self) -> dict[str, Any]:
@@ -114,7 +128,8 @@ class BatchWork:
 
     def entries(self, batch: Sequence[LoadedRecord]) -> list[dict]:
         """Journal entries for ``batch``; raises what the strategy or backend raises."""
-        pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, self.backend, self.augmenter)} if batch else {}
+        noting = NotingBackend(self.backend)  # why each answer ended, for the journal (pipeline/endings.py)
+        pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, noting, self.augmenter)} if batch else {}
         provenance = self.provenance
         entries = []
         for loaded in batch:
@@ -122,9 +137,15 @@ class BatchWork:
             if pair is None:
                 entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair", "inputs": loaded.inputs})
                 continue
-            pair = Pair(pair.record, strip_eos(pair.chosen), strip_eos(pair.rejected), pair.scores)
+            if pair.record != loaded.record:
+                raise ConfigError(
+                    f"strategy '{self.strategy.name}' returned a pair for record '{loaded.id}' with another record than the one it was given: "
+                    "a strategy never builds records (set Pair.prompt to train on another prompt)."
+                )
+            finish = noting.finish(pair)
+            pair = replace(pair, chosen=strip_eos(pair.chosen), rejected=strip_eos(pair.rejected))
             reason = next((r for r in (f(pair) for f in self.filters) if r), None)
-            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}, "inputs": loaded.inputs}
+            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}, "inputs": loaded.inputs, **({"finish": finish} if finish else {})}
             entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})
         return entries
 
@@ -154,7 +175,7 @@ def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[
         except SevaError as exc:
             if not isinstance(exc, RecordError):
                 raise  # the config, not the record
-            error = exc
+            error: Exception = exc
         except Exception as exc:  # noqa: BLE001 - narrowed down to the record that raises
             error = exc
         cause = not_the_records(error)

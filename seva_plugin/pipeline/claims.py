@@ -50,7 +50,7 @@ def claims(files: DatasetFiles) -> Claims:
     """What seva-plugin wrote for this dataset: what its manifest lists, and while a write is under way
     (or was killed) every file named after the dataset."""
     if os.path.exists(files.writing):
-        named = {p: None for p in (files.data, files.rejects, files.export_rejects, files.manifest, files.card)}
+        named: dict[str, str | None] = {p: None for p in (files.data, files.rejects, files.export_rejects, files.manifest, files.card)}
         return Claims(named, (files.shards, files.images))
     manifest = own_manifest(files)
     if manifest is None:

@@ -11,7 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import seva_plugin
-from seva_plugin.errors import show
+from seva_plugin.errors import SevaError, show
+from seva_plugin.interfaces import WriteResult
 
 PACKAGES = ("torch", "transformers", "llamafactory", "peft", "trl", "datasets", "pillow", "pluggy")
 
@@ -59,6 +60,7 @@ def manifest(
     rejected: Counter[str],
     resumed: bool,
     workers: dict[str, Any] | None,
+    engine: dict[str, Any] | None = None,
     started: float,
     seconds: float,
     files: dict[str, Any],
@@ -73,9 +75,21 @@ def manifest(
         "counts": {"kept": kept, "dropped": dict(dropped), "rejected": dict(rejected), "records": kept + sum(dropped.values()) + sum(rejected.values())},
         "resumed": resumed,
         "workers": workers,
+        "engine": engine,
         "timings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), "seconds_this_run": round(seconds, 2)},
         "files": files,
     }
+
+
+def checked_write(writer: Any, result: Any) -> WriteResult:
+    """A writer's result, or an error naming the writer when it is not a ``WriteResult`` (the pairs
+    stay in the journal: a rerun with a fixed writer only writes)."""
+    if not isinstance(result, WriteResult):
+        raise SevaError(
+            f"writer '{writer.name}' returned {show(result, 80)} from write(), not a seva_plugin.WriteResult; its pairs are kept in the "
+            "build's journal, so rerunning the build with a fixed writer writes them without generating again."
+        )
+    return result
 
 
 @functools.cache  # the installed versions do not change during a process; reading them is ~15 ms a build
@@ -90,10 +104,12 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def progress_text(name: str, counts: Counter) -> str:
-    """The progress bar's text: records done (every record is kept, dropped or rejected), then each."""
+def progress_text(name: str, counts: Counter, total: int | None = None) -> str:
+    """The progress bar's text: records done (every record is kept, dropped or rejected), of
+    ``total`` when the source knows its length, then each."""
     done = counts["pair"] + counts["drop"] + counts["reject"]
-    return f"seva build {name}: {plural(done, 'record')} done, {plural(counts['pair'], 'pair')} kept, {counts['drop']} dropped, {counts['reject']} rejected"
+    records = f"{done} of {plural(total, 'record')}" if total is not None else plural(done, "record")
+    return f"seva build {name}: {records} done, {plural(counts['pair'], 'pair')} kept, {counts['drop']} dropped, {counts['reject']} rejected"
 
 
 def nothing_kept(result: BuildResult, entries) -> str:
@@ -104,7 +120,7 @@ def nothing_kept(result: BuildResult, entries) -> str:
     rejected, dropped = sum(result.rejected.values()), sum(result.dropped.values())
     kind, counts, key = ("reject", result.rejected, "code") if rejected >= dropped else ("drop", result.dropped, "reason")
     top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    example = next((e for e in entries if e["kind"] == kind and e.get(key) == top), {})
+    example: dict[str, Any] = next((e for e in entries if e["kind"] == kind and e.get(key) == top), {})
     what = "rejected" if kind == "reject" else "dropped"
     detail = f"{example.get('id')!s}: {example.get('reason')}" if kind == "reject" else str(example.get("id"))
     return (

@@ -3,16 +3,57 @@
 A hub id must be usable before anything loads: in the local Hugging Face cache, or on a hub that
 answers within ``PROBE_SECONDS``. Without network, transformers retries for minutes and ends in a
 long traceback; here it is one message, in seconds. When the model is cached and the hub cannot be
-reached, the build runs offline (``HF_HUB_OFFLINE``) so nothing waits on the network later.
+reached, the build that named it runs offline (``HF_HUB_OFFLINE``) so nothing waits on the network
+later; the process around it (a notebook, ``seva iterate``) keeps its own setting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from urllib.parse import urlparse
 
 from seva_plugin.errors import ConfigError
+
+# The hub ids that checks made inside ``hub_checks()`` found cached but unreachable.
+_unreachable: ContextVar[list[str] | None] = ContextVar("seva_unreachable_hub_ids", default=None)
+
+
+@contextlib.contextmanager
+def hub_checks() -> Iterator[list[str]]:
+    """Collect the hub ids that ``check_model_path`` calls inside find in the cache while the hub
+    cannot be reached: what must then be read offline (``hub_offline``)."""
+    found: list[str] = []
+    token = _unreachable.set(found)
+    try:
+        yield found
+    finally:
+        _unreachable.reset(token)
+
+
+@contextlib.contextmanager
+def hub_offline(on: bool = True) -> Iterator[None]:
+    """Hugging Face offline mode for what runs inside, undone after: huggingface_hub's flag, which
+    transformers reads, and ``HF_HUB_OFFLINE`` for the processes started inside (vLLM engines, Ray)."""
+    if not on:
+        yield
+        return
+    from huggingface_hub import constants
+
+    flag, env = constants.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = flag
+        if env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = env
 
 
 def looks_local(path: str) -> bool:
@@ -23,8 +64,9 @@ def looks_local(path: str) -> bool:
     return os.path.isdir(path.split("/", 1)[0])
 
 
-def check_model_path(path: str, key: str) -> None:
-    """Fail before anything loads when ``path`` (config key ``key``) is neither a model folder nor a hub id."""
+def check_model_path(path: str, key: str) -> bool:
+    """Fail before anything loads when ``path`` (config key ``key``) is neither a model folder nor a
+    hub id. True when it is a hub id to read offline (see ``check_hub_id``)."""
     expanded = os.path.expanduser(path)
     if os.path.isdir(expanded):
         if not os.path.isfile(os.path.join(expanded, "config.json")):
@@ -32,7 +74,8 @@ def check_model_path(path: str, key: str) -> None:
     elif looks_local(path):
         raise ConfigError(f"{key}: model path not found: {path}")
     else:
-        check_hub_id(path, key)
+        return check_hub_id(path, key)
+    return False
 
 
 PROBE_SECONDS = 3.0
@@ -42,10 +85,11 @@ def _true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def check_hub_id(repo_id: str, key: str) -> None:
+def check_hub_id(repo_id: str, key: str) -> bool:
     """Fail fast, with what to do, when hub id ``repo_id`` can be neither read from the local cache
     nor downloaded: ``HF_HUB_OFFLINE`` is set, or the hub does not answer a connection in
-    ``PROBE_SECONDS``."""
+    ``PROBE_SECONDS``. True when it is cached and the hub cannot be reached, so it must be read
+    offline (noted for the enclosing ``hub_checks()``); nothing here changes the process's mode."""
     from huggingface_hub import constants, try_to_load_from_cache
 
     cache = constants.HF_HUB_CACHE
@@ -55,7 +99,7 @@ def check_hub_id(repo_id: str, key: str) -> None:
         cached = False
     offline = constants.HF_HUB_OFFLINE or _true(os.environ.get("HF_HUB_OFFLINE")) or _true(os.environ.get("TRANSFORMERS_OFFLINE"))
     if cached and offline:
-        return
+        return False  # offline already
     where = f"not in the local Hugging Face cache ({cache})"
     todo = f"Download it where there is network (`hf download {repo_id}`, then copy the cache), or set {key} to a local model folder."
     if offline:
@@ -63,11 +107,12 @@ def check_hub_id(repo_id: str, key: str) -> None:
     endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
     problem = hub_unreachable(endpoint)
     if problem is None:
-        return
-    if cached:  # read it from the cache without waiting on the network, here and in what loads it later
-        constants.HF_HUB_OFFLINE = True
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        return
+        return False
+    if cached:  # read it from the cache without waiting on the network
+        found = _unreachable.get()
+        if found is not None:
+            found.append(repo_id)
+        return True
     raise ConfigError(f"{key}: {repo_id} is a hub id {where}, and this machine cannot reach {endpoint} ({problem}). {todo}")
 
 

@@ -25,18 +25,18 @@ def check_cluster(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
     except (OSError, ValueError) as exc:
-        why = "the name does not resolve" if isinstance(exc, socket.gaierror) else exc.strerror or str(exc) or type(exc).__name__
+        why = "the name does not resolve" if isinstance(exc, socket.gaierror) else getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ConfigError(f"cannot reach a Ray cluster at ray.address={address!r}: {why}. {START_HINT}.") from None
     if address.startswith("ray://"):
         return  # Ray Client speaks its own protocol; ray.init says if it is not one
     try:
-        import grpc
+        import grpc  # type: ignore[import-untyped]
         from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
     except ImportError:
         return
     channel = grpc.insecure_channel(where)
     try:
-        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_TIMEOUT_S)
+        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_TIMEOUT_S)  # type: ignore[attr-defined]
     except grpc.RpcError as exc:
         # a Ray cluster's GCS answers (an auth error is an answer); another server, or none, does not
         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED):

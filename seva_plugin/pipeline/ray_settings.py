@@ -89,7 +89,7 @@ def _resources(value: Any) -> dict[str, float] | None:
 
 
 def uses_ray(settings: dict[str, Any] | None) -> bool:
-    return bool(settings) and settings["num_workers"] > 1
+    return bool(settings and settings["num_workers"] > 1)
 
 
 def actor_options(resources: dict[str, float]) -> dict[str, Any]:

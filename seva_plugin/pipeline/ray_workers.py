@@ -59,7 +59,9 @@ class _Worker:
         import ray
 
         ids = ray.get_runtime_context().get_accelerator_ids()
-        return {"pid": os.getpid(), "node": socket.gethostname(), "ip": ray.util.get_node_ip_address(), "accelerators": {k: v for k, v in ids.items() if v}}
+        accelerators = {k: v for k, v in ids.items() if v}
+        engine = self.work.backend.describe()  # as this worker resolves it: its node's dtype and device, not the driver's
+        return {"pid": os.getpid(), "node": socket.gethostname(), "ip": ray.util.get_node_ip_address(), "accelerators": accelerators, "engine": engine}
 
     def process(self, items: list[tuple[PromptRecord, int]]) -> dict:
         started, cpu = time.perf_counter(), time.process_time()
@@ -105,7 +107,10 @@ class RayWorkers:
 
         settings = self.settings
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, **settings["init_kwargs"]}
+            from seva_plugin.logs import quiet
+
+            # workers' output would run through the progress bar; their errors still come back through ray.get
+            kwargs = {"include_dashboard": False, "log_to_driver": not quiet(), **settings["init_kwargs"]}
             check_init_kwargs(ray, settings["init_kwargs"])
             # null: a Ray of this build's own, unless RAY_ADDRESS names one (`ray job submit` sets it);
             # never a `ray start` cluster that happens to run on this machine
@@ -221,7 +226,7 @@ class RayWorkers:
             "batches_per_worker": self.settings["batches_per_worker"],
             "peak_batches_in_flight": self.peak_in_flight,
             "workers": [
-                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "restarts")}, "alive": self.alive[s["index"]], **throughput(s)}
+                {**{k: s[k] for k in ("index", "node", "ip", "pid", "accelerators", "engine", "restarts")}, "alive": self.alive[s["index"]], **throughput(s)}
                 for s in self.stats
             ],
         }

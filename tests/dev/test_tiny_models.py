@@ -219,8 +219,8 @@ def test_loads_through_llamafactory_and_generates_batched(family, tiny_dirs, ima
     gen = model.generation_config
     eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
     assert tokenizer.eos_token_id in eos and set(template.get_stop_token_ids(tokenizer)) <= set(eos)
-    assert tokenizer.pad_token_id is not None
-    assert gen.pad_token_id == tokenizer.pad_token_id
+    assert tokenizer.pad_token_id is not None  # batched (left-padded) generation needs one
+    assert gen.pad_token_id is not None  # the real checkpoint's (LLaVA-NeXT-Vicuna's is <unk>, not the tokenizer's <pad>)
 
     prompts = ["<image>What color is the shape?", "<image>Describe the image in one long sentence, please."]
     ids, batch = _left_padded_batch(model, template, tokenizer, processor, prompts, images)
@@ -289,6 +289,7 @@ def cli_runs(tiny_dirs, pref_dataset, tmp_path_factory) -> dict[str, tuple[subpr
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_llamafactory_cli_dpo_lora_on_recipe(family, cli_runs):
     from safetensors import safe_open

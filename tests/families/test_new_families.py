@@ -53,21 +53,6 @@ CPU = {
 NOISE = {"name": "diffusion_noise", "step": 500}
 
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory):
-    """Each family's twin, built on first use."""
-    import seva_plugin.dev.tiny_models as tiny
-
-    built: dict[str, str] = {}
-
-    def get(family: str) -> str:
-        if family not in built:
-            built[family] = getattr(tiny, FAMILIES[family][0])(tmp_path_factory.mktemp("twins") / family)
-        return built[family]
-
-    return get
-
-
 def quadrants(w: int, h: int) -> Image.Image:
     """Four flat colours: resizing keeps them exact, a scrambled layout does not."""
     a = np.zeros((h, w, 3), np.uint8)
@@ -137,12 +122,15 @@ def test_inspect_shows_the_views_the_model_saw(family, twins):
     _, template, _, shared = FAMILIES[family]
     maker = ViewMaker({"model": twins(family), "template": template, "augment": NOISE, "backend": {"name": "hf", **shared}})
     images = [quadrants(120, 60), quadrants(60, 90)]
-    record = {"id": "a", "conversations": [{"value": "<image><image>Colours?"}], "provenance": {"seed": 7}}
-    clean, noised = maker.views(record, images)
+    record = {"id": "a", "prompt": "<image><image>Colours?", "provenance": {"seed": 7}}
+    (clean, noised), _ = maker.views(record, images)
+    clean, noised = clean.images, noised.images
     assert len(clean) == len(noised) == 2
     for source, seen in zip(images, clean, strict=True):
         expected = np.asarray(source.resize(seen.size, Image.BICUBIC), dtype=float)
-        assert np.abs(np.asarray(seen, dtype=float) - expected).mean() < 2.0, seen.size
+        # a scrambled layout is off by ~100; 3 allows for the two resamplings (LLaMA-Factory's, then the processor's
+        # min_pixels enlargement in 28-px steps, which shows a 2:1 image at 3:2 with the real Qwen2.5-VL bounds)
+        assert np.abs(np.asarray(seen, dtype=float) - expected).mean() < 3.0, seen.size
 
     loaded = LoadedRecord(PromptRecord("a", "<image><image>Colours?", []), images, 7)
     rows = maker.renderer.image_rows(images)
@@ -159,7 +147,7 @@ def test_inspect_shows_the_views_the_model_saw(family, twins):
         normalised = (np.asarray(shown, dtype=float) / 255 - mean) / std
         clean_normalised = (np.asarray(clean[k], dtype=float) / 255 - mean) / std
         assert np.abs(normalised - clean_normalised).mean() > 0.2  # visibly noised
-    other = maker.views({**record, "provenance": {"seed": 8}}, images)[1]
+    other = maker.views({**record, "provenance": {"seed": 8}}, images)[0][1].images
     assert np.asarray(other[0]).tolist() != np.asarray(noised[0]).tolist()
 
 
@@ -365,7 +353,7 @@ def test_twin_is_deterministic_tiny_and_of_its_family(family, twins, tmp_path):
 
     import seva_plugin.dev.tiny_models as tiny
 
-    first, again = twins(family), getattr(tiny, FAMILIES[family][0])(tmp_path / "again")
+    first, again = twins(family), getattr(tiny, FAMILIES[family][0])(tmp_path / "again")  # the session twin takes the defaults
 
     def digest(folder):
         return hashlib.sha256(open(os.path.join(folder, "model.safetensors"), "rb").read()).hexdigest()
@@ -378,43 +366,11 @@ def test_twin_is_deterministic_tiny_and_of_its_family(family, twins, tmp_path):
     assert os.path.getsize(os.path.join(first, "model.safetensors")) < 8 * 2**20
 
 
-# -- backend vllm -----------------------------------------------------------------------------------
+# -- backend vllm (test_both_backends.py builds every family on both) -------------------------------
 def _vllm_serves(family: str) -> bool:
     from seva_plugin.plugins.backends.vllm_inputs import EMBEDDING_FORMS
 
     return MODEL_TYPES[family] in EMBEDDING_FORMS
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_vllm_builds_the_same_pairs_as_hf(family, twins, tmp_path):
-    """Every family backend vllm serves: a SeVa build (diffusion noise) with backend.name=vllm gives the
-    hf backend's pairs, answer for answer (greedy, float32, on the twin)."""
-    if not _vllm_serves(family):
-        pytest.skip(f"backend vllm does not serve {family} (docs/recipes.md says why)")
-    pytest.importorskip("vllm")
-    names = make_images(tmp_path / "images", 4)
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(
-        "".join(json.dumps({"id": f"p{i}", "image": f"images/{n}", "question": "What colour is the square?"}) + "\n" for i, n in enumerate(names))
-    )
-    shared = FAMILIES[family][3]
-    rows = {}
-    for name, backend in (("hf", {"name": "hf"}), ("vllm", {"name": "vllm", "max_model_len": 1024})):
-        config = build_config(twins(family), family, str(prompts), tmp_path / name, backend={**backend, "batch_size": 4, "max_new_tokens": 8, **shared})
-        journal = tmp_path / name / ".seva" / "pairs.journal.jsonl"
-        _build_allowing_nothing_kept(config)
-        rows[name] = [(e["id"], e.get("chosen"), e.get("rejected")) for e in map(json.loads, open(journal)) if e.get("kind") in ("pair", "drop")]
-    assert rows["vllm"] == rows["hf"] and len(rows["hf"]) == 4
-
-
-def _build_allowing_nothing_kept(config):
-    from seva_plugin.errors import NothingKept
-
-    try:
-        build(config, progress=False)
-    except NothingKept:  # every pair identical is still a comparison
-        pass
 
 
 def test_internvl_prompt_for_vllm_keeps_one_placeholder_an_image_and_no_markers():
@@ -434,7 +390,7 @@ def test_families_vllm_does_not_serve_are_refused_and_documented(family, twins):
     family table says why (every family vLLM 0.26 knows runs with backend vllm in the tests, or the
     docs say why not)."""
     if _vllm_serves(family):
-        pytest.skip("served: test_vllm_builds_the_same_pairs_as_hf runs it")
+        pytest.skip("served: test_both_backends.py builds it on vllm")
     pytest.importorskip("vllm")
     from seva_plugin.plugins.backends.vllm import VllmBackend
 

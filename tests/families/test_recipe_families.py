@@ -11,11 +11,12 @@ from helpers import REPO, run_train
 from seva_plugin.pipeline.build import build
 
 RECIPES = os.path.join(REPO, "recipes")
+# recipe, twin (tests/conftest.py TWINS), template, sizes
 FAMILIES = [
-    ("seva_llava.yaml", "build_tiny_llava", "llava", {}),
-    ("seva_llava_13b.yaml", "build_tiny_llava", "llava", {}),
-    ("seva_llava_next.yaml", "build_tiny_llava_next", "llava_next", {}),
-    ("seva_qwen2_vl.yaml", "build_tiny_qwen2_vl", "qwen2_vl", {"image_max_pixels": 3136}),
+    ("seva_llava.yaml", "llava", "llava", {}),
+    ("seva_llava_13b.yaml", "llava", "llava", {}),
+    ("seva_llava_next.yaml", "llava_next", "llava_next", {}),
+    ("seva_qwen2_vl.yaml", "qwen2_vl", "qwen2_vl", {"image_max_pixels": 3136}),
 ]
 CPU = {
     "bf16": "false",
@@ -31,11 +32,9 @@ CPU = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe, builder, template, sizes", FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, template, sizes, prompts, tmp_path):
-    import seva_plugin.dev.tiny_models as tiny
-
-    model = getattr(tiny, builder)(tmp_path / "model")
+@pytest.mark.parametrize("recipe, family, template, sizes", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, family, template, sizes, twins, prompts, tmp_path):
+    model = twins(family)
     backend = {"name": "hf", "batch_size": 5, "max_new_tokens": 12, **sizes}
     result = build(
         {
@@ -57,15 +56,14 @@ def test_shipped_recipe_trains_on_pairs_from_its_family(recipe, builder, templat
     assert not any("vision" in m or "projector" in m for m in config["target_modules"])
 
 
-def test_qwen2_vl_generation_gets_the_mm_token_types_training_uses(tmp_path):
+def test_qwen2_vl_generation_gets_the_mm_token_types_training_uses(twins):
     from PIL import Image
 
-    from seva_plugin.dev.tiny_models import build_tiny_qwen2_vl
     from seva_plugin.interfaces import GenerationRequest
     from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
     from seva_plugin.plugins.backends.hf import HfBackend
 
-    backend = HfBackend(model=build_tiny_qwen2_vl(tmp_path / "qwen"), template="qwen2_vl", image_max_pixels=3136, max_new_tokens=4)
+    backend = HfBackend(model=twins("qwen2_vl"), template="qwen2_vl", image_max_pixels=3136, max_new_tokens=4)
     records = [LoadedRecord(PromptRecord(str(i), "<image>Colour?", ["x.png"]), [Image.new("RGB", (56, 56 + 28 * i), (200, 0, 0))], i) for i in range(2)]
     ids, _, mm = backend.model_inputs([GenerationRequest(r) for r in records])
     inputs = backend.batch_inputs(ids, mm)

@@ -119,7 +119,7 @@ class HalfIdentical(Strategy):
     name = "test_half_identical"
 
     def make_pairs(self, records, backend, augmenter):
-        clean = [a.texts[0] for a in backend.generate([GenerationRequest(r) for r in records])]
+        clean = [a[0].text for a in backend.generate([GenerationRequest(r) for r in records])]
         out = []
         for r, c in zip(records, clean, strict=True):
             n = int(r.id[1:])
@@ -155,7 +155,12 @@ def test_filters_drop_identical_after_eos_normalisation_and_empty(build_config, 
     assert {e["id"] for e in drops} == {"p0", "p2", "p3", "p4", "p6", "p8"} and all("chosen" in e for e in drops)
 
 
-def test_config_and_environment_errors_come_before_any_model_loads(build_config, tmp_path):
+def test_config_and_environment_errors_come_before_any_model_loads(build_config, tmp_path, monkeypatch):
+    import llamafactory.model
+
+    loads = []  # every load of the weights (the hf backend loads them through LLaMA-Factory's load_model)
+    real_load = llamafactory.model.load_model
+    monkeypatch.setattr(llamafactory.model, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     cases = [
         ({"model": str(tmp_path / "no-model")}, "model path not found"),
         ({"template": "lava"}, "unknown template 'lava'.*Did you mean 'llava'"),
@@ -173,7 +178,7 @@ def test_config_and_environment_errors_come_before_any_model_loads(build_config,
     b = Build({**build_config, **cases[-1][0]})
     with pytest.raises(ConfigError, match="source file not found"):
         b.run(progress=False)
-    assert "loaded" not in vars(b.backend)  # the model was never loaded
+    assert loads == []  # the model was never loaded
 
 
 @pytest.mark.slow
@@ -215,7 +220,7 @@ def test_prefetch_stops_and_closes_the_source_when_the_consumer_leaves():
 def test_a_strategy_needs_nothing_but_the_contract(build_config, tiny_clip, monkeypatch):
     """CSR used to check four backend methods and call a fifth; now any backend serving
     ``generate`` runs both strategies. A scripted backend (no model at all) proves it."""
-    from seva_plugin.interfaces import Answer, Backend
+    from seva_plugin.interfaces import Backend, Completion
 
     sentences = [["The square is red.", "A blue circle."], [" It is small.", " Big."]]  # proposal k takes option k % 2
 
@@ -232,9 +237,8 @@ def test_a_strategy_needs_nothing_but_the_contract(build_config, tiny_clip, monk
             for r in requests:
                 step = r.prefix.count(".")
                 texts = [sentences[step][(k + (not r.view.clean)) % 2] if step < 2 else "" for k in range(r.n)]
-                reasons = ["stop" if t else "eos" for t in texts]
-                logprobs = [[-0.5 - k * 0.1] * 3 for k in range(r.n)] if r.logprobs else None
-                out.append(Answer(texts, reasons, logprobs, [[1, 2, 3]] * r.n if r.logprobs else None))
+                logprobs = [[-0.5 - k * 0.1] * 3 if r.logprobs else None for k in range(r.n)]
+                out.append([Completion(t, "stop" if t else "eos", [1, 2, 3], lp) for t, lp in zip(texts, logprobs, strict=True)])
             return out
 
     use_backends(monkeypatch, Scripted)

@@ -27,7 +27,11 @@ CASES = {
 @pytest.fixture(scope="module")
 def golden_inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("golden")
-    models = {"llava": build_tiny_llava(root / "models" / "llava", seed=0), "qwen": build_tiny_qwen2_vl(root / "models" / "qwen", seed=0)}
+    # the twins as they were at ca1d393: plain generation config and Qwen2-VL pixel bounds of 28x28 and 112x112
+    models = {
+        "llava": build_tiny_llava(root / "models" / "llava", seed=0, real_files=False),
+        "qwen": build_tiny_qwen2_vl(root / "models" / "qwen", seed=0, min_pixels=28 * 28, max_pixels=112 * 112, real_files=False),
+    }
     data = root / "data"
     names = make_images(data / "images", 12)
     prompts = root / "prompts.jsonl"

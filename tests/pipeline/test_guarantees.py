@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from helpers import make_images, use_backends
+from helpers import answer, make_images, use_backends
 from seva_plugin.errors import ConfigError, SevaError
-from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.config import load_config
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines
 from seva_plugin.pipeline.journal import COMMIT, Journal, read_entries
@@ -31,7 +31,7 @@ class Scripted(Backend):
         self.batch_size = batch_size
 
     def generate(self, requests):
-        return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+        return [answer(["red" if r.view.clean else "blue"] * r.n) for r in requests]
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 import inspect
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 
-import pluggy
 import pytest
 
 from helpers import REPO
@@ -23,7 +23,7 @@ BUILTINS = {
 
 
 def test_every_builtin_is_registered_by_its_own_module():
-    registry = Registry(make_plugin_manager(entry_points=False))
+    registry = Registry(make_plugin_manager(third_party=False))
     for kind, names in BUILTINS.items():
         assert names <= set(registry.names(kind)), kind
         for name in names:
@@ -58,7 +58,7 @@ class ThirdParty:
 
 
 def test_a_third_party_plugin_registers_like_a_builtin():
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
     pm.register(ThirdParty(), name="seva-blur")
     registry = Registry(pm)
     component = registry.get("augmenter", "test_blur")
@@ -70,32 +70,65 @@ def test_a_third_party_plugin_registers_like_a_builtin():
         component.build({"radius": "big"})
 
 
-def test_name_clash_names_both_plugins():
+def test_a_name_clash_is_refused_when_used_naming_both_plugins_and_the_rest_work():
     class Clash:
         @hookimpl
         def register_augmenters(self, register):
             register(Blur, name="moco")
 
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
     pm.register(Clash(), name="clashing-plugin")
-    with pytest.raises(ConfigError, match="registered twice.*seva_plugin.plugins.augmenters.moco.*clashing-plugin"):
-        Registry(pm)
+    registry = Registry(pm)
+    with pytest.raises(
+        ConfigError,
+        match=r"augmenter 'moco' is registered by plugin 'seva_plugin.plugins.augmenters.moco' \(package seva-plugin\) and by plugin 'clashing-plugin'\.",
+    ):
+        registry.get("augmenter", "moco")
+    assert registry.get("augmenter", "diffusion_noise").plugin == "seva_plugin.plugins.augmenters.diffusion_noise"
+    assert [c.plugin for c in registry if c.name == "moco"] == ["seva_plugin.plugins.augmenters.moco", "clashing-plugin"]
 
 
-def test_misspelled_hook_fails_loudly():
+def test_a_misspelled_hook_leaves_its_plugin_out_in_one_line_naming_it_and_the_hook():
     class Typo:
         @hookimpl
         def register_augmentors(self, register):  # typo: not a hook
-            pass
+            register(Blur)
 
-    pm = make_plugin_manager(entry_points=False)
-    pm.register(Typo())
-    with pytest.raises(pluggy.PluginValidationError):
-        pm.check_pending()
+    pm = make_plugin_manager(third_party=False)
+    pm.register(Typo(), name="typo-plugin")
+    registry = Registry(pm)
+    [typo] = [p for p in registry.plugins if p.name == "typo-plugin"]
+    assert (typo.state, typo.problem) == ("broken", "it implements register_augmentors, which is not a seva_plugin hook. Did you mean 'register_augmenters'?")
+    assert registry.get("augmenter", "moco")
+
+
+def test_a_hook_that_raises_leaves_its_whole_plugin_out_and_only_it():
+    class KeepAll(interfaces.Filter):
+        name = "test_keep_all"
+
+        def __call__(self, pair):
+            return None
+
+    class Raises:
+        @hookimpl
+        def register_filters(self, register):
+            register(KeepAll)
+
+        @hookimpl
+        def register_augmenters(self, register):
+            raise RuntimeError("boom\n  second line")
+
+    pm = make_plugin_manager(third_party=False)
+    pm.register(Raises(), name="raising-plugin")
+    registry = Registry(pm)
+    [raising] = [p for p in registry.plugins if p.name == "raising-plugin"]
+    assert (raising.state, raising.problem) == ("broken", "register_augmenters raised RuntimeError: boom second line")
+    assert "test_keep_all" not in registry.names("filter")  # all or nothing: half a plugin would mislead
+    assert registry.get("filter", "empty")
 
 
 def test_unknown_component_suggests_the_closest_name():
-    registry = Registry(make_plugin_manager(entry_points=False))
+    registry = Registry(make_plugin_manager(third_party=False))
     with pytest.raises(ConfigError, match="unknown augmenter 'difusion_noise'.*Did you mean 'diffusion_noise'"):
         registry.get("augmenter", "difusion_noise")
 
@@ -125,7 +158,11 @@ def test_a_component_must_subclass_its_interface():
         def register_augmenters(self, register):
             register(NotAnAugmenter)
 
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(third_party=False)
     pm.register(Plugin(), name="bad-plugin")
-    with pytest.raises(ConfigError, match="bad-plugin registered .*NotAnAugmenter.* does not subclass seva_plugin.interfaces.Augmenter"):
-        Registry(pm)
+    registry = Registry(pm)
+    [bad] = [p for p in registry.plugins if p.name == "bad-plugin"]
+    assert bad.state == "broken"
+    assert re.fullmatch(r"it registered .*NotAnAugmenter.* as an augmenter, but that does not subclass seva_plugin.interfaces.Augmenter", bad.problem)
+    with pytest.raises(ConfigError, match=r"unknown augmenter 'plain'.*Left out, so not searched: plugin 'bad-plugin': it registered"):
+        registry.get("augmenter", "plain")

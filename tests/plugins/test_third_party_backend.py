@@ -1,4 +1,5 @@
-"""The example third-party backend of docs/plugins.md, installed as a real entry-point plugin (slow tests).
+"""The example third-party backend of docs/plugins.md: the conformance kit in this process, and installed as a real
+entry-point plugin (slow tests).
 
 ``docs/examples/plain_transformers_backend`` is pip-installed into a temporary folder (not into
 the virtual environment), and ``seva`` runs in a subprocess with that folder on ``PYTHONPATH``:
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from helpers import REPO, make_images, read_jsonl
+from seva_plugin.testing import BackendContract
 
 EXAMPLE = os.path.join(REPO, "docs", "examples", "plain_transformers_backend")
 MODULE = "plain_transformers_backend"
@@ -85,12 +87,8 @@ def builds(installed, tiny_llava, tiny_clip, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def backend(installed, tiny_llava):
     """The installed example's backend, in this process (its module loaded from the install folder)."""
-    spec = importlib.util.spec_from_file_location(MODULE, os.path.join(installed, f"{MODULE}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[MODULE] = module  # dataclasses look their module up there
     try:
-        spec.loader.exec_module(module)
-        yield module.PlainTransformersBackend(model=tiny_llava, max_new_tokens=8)
+        yield load_example(os.path.join(installed, f"{MODULE}.py")).PlainTransformersBackend(model=tiny_llava, template="llava", max_new_tokens=8)
     finally:
         sys.modules.pop(MODULE, None)
 
@@ -132,9 +130,9 @@ def test_seva_strategy_builds_with_the_plugin_and_its_answers_are_the_backends(b
     for row in rows[:3]:
         loaded = load(row["id"], row["conversations"][0]["value"], [os.path.join(folder, p) for p in row["images"]])
         assert row["provenance"]["seed"] == loaded.seed
-        clean, noised = backend.generate([GenerationRequest(loaded), GenerationRequest(loaded, View(1, augmenter))])
-        assert (clean.texts, noised.texts) == ([row["chosen"]["value"]], [row["rejected"]["value"]])
-        assert clean.finish_reasons[0] in ("eos", "length") and clean.logprobs is None
+        (clean,), (noised,) = backend.generate([GenerationRequest(loaded), GenerationRequest(loaded, View(1, augmenter))])
+        assert (clean.text, noised.text) == (row["chosen"]["value"], row["rejected"]["value"])
+        assert clean.finish_reason in ("eos", "length") and clean.logprobs is None
 
 
 @pytest.mark.slow
@@ -151,41 +149,31 @@ def test_csr_strategy_builds_scored_pairs_with_the_plugin(builds):
         assert scores["chosen"] != scores["rejected"]
 
 
-@pytest.mark.slow
-def test_the_example_keeps_the_contracts_rules(backend, tmp_path):
-    """What CSR relies on, checked on the example directly: prefixes continued, stop strings kept
-    and cut at, answer k seeded by (seed, k) whatever the batch, log-probs of the unscaled model."""
-    import torch
+def load_example(path: str):
+    """The example's module, loaded from ``path`` (the dataclass looks its module up in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(MODULE, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE] = module
+    spec.loader.exec_module(module)
+    return module
 
-    from seva_plugin.interfaces import GenerationRequest, Sampling
 
-    record = load("q0", "<image>Describe the image.", [str(tmp_path / make_images(tmp_path, 1)[0])])
-    ask = GenerationRequest(record, prefix="The shape", n=4, stop=("e",), max_new_tokens=6, sampling=Sampling(1.0, 0.9), seed=11, logprobs=True)
-    answer = backend.generate([ask])[0]
-    assert len(answer.texts) == len(answer.finish_reasons) == len(answer.logprobs) == len(answer.token_ids) == 4
-    assert "stop" in answer.finish_reasons  # random text holds an "e" soon
-    for text, reason, logprobs, ids in zip(answer.texts, answer.finish_reasons, answer.logprobs, answer.token_ids, strict=True):
-        assert len(logprobs) == len(ids) >= 1 and all(lp <= 0 for lp in logprobs)
-        assert (text.endswith("e") and text.count("e") == 1) if reason == "stop" else "e" not in text
-    other = GenerationRequest(record, n=2, max_new_tokens=3, sampling=Sampling(0.7), seed=5)
-    assert backend.generate([other, ask, GenerationRequest(record)])[1] == answer  # batch and order change nothing
-    assert (
-        backend.generate(
-            [GenerationRequest(record, prefix="The shape", n=2, stop=("e",), max_new_tokens=6, sampling=Sampling(1.0, 0.9), seed=11, logprobs=True)]
-        )[0].texts
-        == answer.texts[:2]
-    )
+class TestTheExamplePassesTheContract(BackendContract):
+    """The conformance kit on the example as docs/plugins.md shows it, in this process."""
 
-    # log-probs are those of the unscaled model: a teacher-forced pass over prompt + prefix + answer 0,
-    # the prompt rendered as the example's default format says (the tiny LLaVA has no chat template)
-    processor, model = backend.processor, backend.hf_model
-    inputs = processor(images=record.images, text="USER: <image>\nDescribe the image. ASSISTANT:", return_tensors="pt")
-    head = torch.cat([inputs["input_ids"], torch.tensor([processor.tokenizer.encode("The shape", add_special_tokens=False)])], dim=1)
-    ids = torch.cat([head, torch.tensor([answer.token_ids[0]])], dim=1)
-    with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inputs["pixel_values"]).logits[0].float()
-    forced = [torch.log_softmax(logits[head.shape[1] - 1 + i], dim=-1)[t].item() for i, t in enumerate(answer.token_ids[0])]
-    assert forced == pytest.approx(answer.logprobs[0], abs=1e-4)
+    template = "llava"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, tiny_llava):
+        module = load_example(os.path.join(EXAMPLE, f"{MODULE}.py"))
+        cls.backend_class = module.PlainTransformersBackend
+        yield tiny_llava
+        sys.modules.pop(MODULE, None)
+
+    @classmethod
+    def make_backend(cls, model):
+        return cls.backend_class(model=model, template=cls.template, max_new_tokens=12)
 
 
 def test_the_docs_quote_the_example_as_it_is():

@@ -20,7 +20,9 @@ hints (the recipe asks for hardware or packages this machine lacks; fine on the 
 Modules: ``report`` (CheckReport, loading the recipe), ``facts`` (what the installed packages define),
 ``arguments`` (keys, values, training method), ``datasets`` (registration, files, mixing, provenance),
 ``build_configs`` (data_templates/ and manifests), ``model`` (model and template), ``image_tokens``
-(cutoff_len, image_max_pixels), ``machine`` (GPU features, packages, output_dir), ``files`` (safe file reads).
+(cutoff_len, image_max_pixels), ``machine`` (GPU features, packages, output_dir), ``environment``
+(installed versions: FlashAttention-2 on transformers 5.6.0, Conv3d models on torch 2.9; ``seva doctor``),
+``files`` (safe file reads).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 from seva_plugin.commands.check_recipe.arguments import check_keys, check_lf_validation, check_method
 from seva_plugin.commands.check_recipe.build_configs import find_build_config
 from seva_plugin.commands.check_recipe.datasets import check_datasets, check_mixing
+from seva_plugin.commands.check_recipe.environment import check_recipe_environment
 from seva_plugin.commands.check_recipe.image_tokens import check_cutoff, check_generation_pixels
 from seva_plugin.commands.check_recipe.machine import check_hardware, check_output
 from seva_plugin.commands.check_recipe.model import check_template
@@ -66,6 +69,7 @@ def check_recipe(path: str, overrides: list[str] | None = None, planned: dict[st
     _run(report, "cutoff_len", check_cutoff, recipe, path, plugin, facts, datasets, report)
     _run(report, "image_max_pixels", check_generation_pixels, recipe, path, facts, datasets, report)
     _run(report, "hardware", check_hardware, recipe, report)
+    _run(report, "environment", check_recipe_environment, recipe, report)
     _run(report, "output", check_output, recipe, report)
     if not report.errors:  # LLaMA-Factory's own argument checks catch what the rules above do not know
         _run(report, "LLaMA-Factory argument", check_lf_validation, recipe, report)

@@ -85,11 +85,11 @@ def check_datasets(recipe: dict, recipe_path: str, report: CheckReport, key: str
         if entry is None:
             msg = f"{key} '{name}' is not registered in {info_path}.{did_you_mean(name, info)}"
             cmd = build_command(name, recipe_path, dataset_dir)
-            templ = template_entry(name, recipe_path)
+            entry_file = template_entry(name, recipe_path)
             if cmd:
                 msg += f" It has a build config but is not built yet: run `{cmd}` (it writes the data and its dataset_info.json entry)."
-            elif templ:
-                msg += f" Its entry is in {show(templ)}: copy it into {info_path}."
+            elif entry_file:
+                msg += f" Its entry is in {show(entry_file)}: copy it into {info_path}."
             report.error(msg)
             continue
         if not isinstance(entry, dict):

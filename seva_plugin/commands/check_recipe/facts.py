@@ -107,7 +107,7 @@ def known_models() -> dict[str, str | None]:
     """lower-case hub id -> LLaMA-Factory's default template for it (extras/constants.py register_model_group)."""
     from llamafactory.extras.constants import DEFAULT_TEMPLATE, SUPPORTED_MODELS
 
-    out = {}
+    out: dict[str, str | None] = {}
     for name, paths in SUPPORTED_MODELS.items():
         for path in paths.values():
             out.setdefault(str(path).lower(), DEFAULT_TEMPLATE.get(name))

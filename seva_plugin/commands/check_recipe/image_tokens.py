@@ -40,12 +40,13 @@ def image_tokens(facts: ModelFacts, template_plugin: str | None, image_max_pixel
         if family == "llava":
             return base, f"{crop_h}x{crop_w} px / {patch} px patches ({src})"
         pinpoints = cfg.get("image_grid_pinpoints") or pre.get("image_grid_pinpoints") or DEFAULT_PINPOINTS
-        best, best_pp = 0, None
-        for h, w in pinpoints:
+
+        def tokens(h: int, w: int) -> int:
             rows, cols = (crop_h // patch) * (h // crop_h), (crop_w // patch) * (w // crop_w)
-            n = rows * cols + rows + base
-            if n > best:
-                best, best_pp = n, (h, w)
+            return rows * cols + rows + base
+
+        best_pp = max(pinpoints, key=lambda hw: tokens(*hw))  # the first of the largest
+        best = tokens(*best_pp)
         return best, f"anyres {best_pp[0]}x{best_pp[1]}: {best - base} crop and newline tokens + {base} base ({src})"
     if family in ("qwen2_vl", "qwen3_vl"):
         patch = int(pre.get("patch_size") or vc.get("patch_size") or (16 if family == "qwen3_vl" else 14))
@@ -149,7 +150,7 @@ def check_generation_pixels(recipe: dict, recipe_path: str, facts: ModelFacts | 
                         f"reasoning template '{template}' that changes the prompt (enable_thinking false appends an empty <think> block "
                         "to it), so the answers were written after another prompt than training shows. Set the same value in both."
                     )
-            elif family in plugins:
+            elif plugins is not None and family in plugins:
                 report.warn(
                     f"dataset '{d.name}' is generated with {key} {built} ({source}) but trained with {trained}: "
                     f"for a {family} model that changes {WHAT_CHANGES[key]}, so training sees other inputs than generation did."

@@ -37,6 +37,6 @@ def answers(backend, examples, views: list, seed: int, desc: str = "", batch_siz
             chunk = records[i : i + batch_size]
             got = backend.generate([GenerationRequest(r, view) for view in views for r in chunk])
             for v in range(len(views)):
-                out[v] += [a.texts[0].strip() for a in got[v * len(chunk) : (v + 1) * len(chunk)]]
+                out[v] += [a[0].text.strip() for a in got[v * len(chunk) : (v + 1) * len(chunk)]]
             bar.update(len(chunk))
     return out

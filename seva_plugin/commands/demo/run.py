@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from seva_plugin import resources
 from seva_plugin.commands.host import llamafactory_cli
@@ -22,13 +23,14 @@ from seva_plugin.pipeline.dataset_files import DatasetFiles
 
 SFT_RECIPE = resources.path("recipes", "demo_sft_cpu.yaml")  # shipped with the package
 DPO_RECIPE = resources.path("recipes", "demo_dpo_cpu.yaml")
-BUILD_CONFIG = resources.path("data_templates", "demo_seva.yaml")
+BUILD_CONFIGS = {strategy: resources.path("data_templates", f"demo_{strategy}.yaml") for strategy in ("seva", "stic", "rlaifv")}
 NOISE_STEPS = (0, 200, 500, 800, 900, 999)
 IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tokens)
 POSITION_STD = 0.5  # see prepare_base_model
+HEADS = 2  # the language model's attention heads, 32 wide: vLLM's CPU attention runs 32 and up, not the twin's default 16
 
 # ``small`` is a shrunken run for tests: the same steps on fewer images (about 200 SFT steps).
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "full": {"n_sft": 600, "n_unlabeled": 300, "n_heldout": 150, "sft_overrides": {}},
     "small": {"n_sft": 150, "n_unlabeled": 60, "n_heldout": 30, "sft_overrides": {"num_train_epochs": 12}},
 }
@@ -89,13 +91,19 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     position in about 200 steps.
     """
     import torch
-    from transformers import LlavaForConditionalGeneration
+    from transformers import AutoConfig, LlavaForConditionalGeneration
 
     from seva_plugin.commands.demo.world import VOCAB
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
-    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)
-    model = LlavaForConditionalGeneration.from_pretrained(path)
+    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)  # 64 wide: 4 heads of 16
+    # the same 64 as 2 heads of 32 (the weights' shapes do not change), so that backend.name=vllm runs
+    # it on CPU too; 4 heads of 32 (128 wide) took 40% longer to teach and learnt shapes worse in 700 steps
+    config = AutoConfig.from_pretrained(path)
+    text = config.text_config
+    text.num_attention_heads = text.num_key_value_heads = HEADS
+    text.head_dim = text.hidden_size // HEADS
+    model = LlavaForConditionalGeneration.from_pretrained(path, config=config)
     weight = model.model.vision_tower.embeddings.position_embedding.weight
     with torch.no_grad():
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)) * POSITION_STD)
@@ -103,19 +111,21 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     return path
 
 
-def run_demo(out_dir: str = "demo_out", small: bool = False, seed: int = 0) -> dict:
+def run_demo(out_dir: str = "demo_out", small: bool = False, seed: int = 0, strategy: str = "seva") -> dict:
     """Run the whole demo in ``out_dir``, print the report, and return its figures."""
     import torch
 
+    if strategy not in BUILD_CONFIGS:
+        raise SevaError(f"the demo runs strategy seva, stic or rlaifv, not {strategy!r}.")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread generates faster (see llamafactory_train)
     try:
-        return _run_demo(out_dir, small, seed)
+        return _run_demo(out_dir, small, seed, strategy)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
+def _run_demo(out_dir: str, small: bool, seed: int, strategy: str = "seva") -> dict:
     os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from transformers.utils import logging as hf_logging
@@ -123,6 +133,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; the demo shows its own
 
     from seva_plugin import api
+    from seva_plugin.commands.demo import pope
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
@@ -130,7 +141,8 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     from seva_plugin.pipeline.config import load_config
     from seva_plugin.plugins.backends.hf import HfBackend
 
-    for path in (SFT_RECIPE, DPO_RECIPE, BUILD_CONFIG):
+    build_config = BUILD_CONFIGS[strategy]
+    for path in (SFT_RECIPE, DPO_RECIPE, build_config):
         if not path.is_file():
             raise SevaError(f"{path} not found: the package is installed without its recipes; reinstall seva-plugin.")
     size = SIZES["small" if small else "full"]
@@ -160,7 +172,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     lap("sft")
 
     prompts = write_prompts(world.unlabeled, os.path.join(out, "unlabeled.jsonl"))
-    config = load_config(str(BUILD_CONFIG), [f"model={sft_dir}", f"source.file={prompts}", f"output.dataset_dir={data_dir}", f"seed={seed}"])
+    config = load_config(str(build_config), [f"model={sft_dir}", f"source.file={prompts}", f"output.dataset_dir={data_dir}", f"seed={seed}"])
     step = config.augment["step"]
     steps = sorted({*NOISE_STEPS, step})
     _say(f"[4/6] asking the SFT model {len(world.heldout)} held-out questions, clean and noised at t={', '.join(map(str, steps[1:]))}")
@@ -169,7 +181,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     before_answers = answers(HfBackend(model=sft_dir, template="llava", max_new_tokens=8), world.heldout, views, seed, desc="evaluate")
     lap("evaluate before")
 
-    _say(f"[5/6] building SeVa pairs on {len(world.unlabeled)} unlabeled prompts (diffusion noise t={step}) with seva_plugin.pipeline.build.build")
+    _say(f"[5/6] building {strategy} pairs on {len(world.unlabeled)} unlabeled prompts with seva_plugin.pipeline.build.build")
     files = DatasetFiles(data_dir, config.output["name"])
     if os.path.exists(files.journal):  # a rerun's SFT model is new: never resume the last run's pairs
         os.unlink(files.journal)
@@ -191,11 +203,14 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
         lap("evaluate after")
     else:  # nothing to train on: the model is its own "after"
         _say("[6/6] no pairs were kept, so there is nothing to train DPO on; skipped")
-        dpo_dir = None
         after_answers = [before_answers[0], before_answers[steps.index(step)]]
+    _say("POPE-style probes on the held-out images, before and after DPO, with seva eval")
+    pope_figures = pope.before_after(out, sft_dir, dpo_dir if result.kept else None, world.heldout, seed)
+    lap("pope probes")
 
-    report = {
+    report: dict[str, Any] = {
         "seed": seed,
+        "strategy": strategy,
         "sizes": {"sft": len(world.sft), "unlabeled": len(world.unlabeled), "heldout": len(world.heldout)},
         "noise": {"steps": steps, "accuracy": [rep.accuracy_by_kind(world.heldout, a) for a in before_answers]},
         "pairs": {
@@ -214,10 +229,11 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
             "after_noised": rep.accuracy_by_kind(world.heldout, after_answers[1]),
             **rep.changes(world.heldout, before_answers[0], after_answers[0]),
         },
+        "pope": pope_figures,
         "recipes": {"sft": SFT_RECIPE.name, "dpo": DPO_RECIPE.name},
         "paths": {
             "sft": sft_dir,
-            "adapter": dpo_dir,
+            "adapter": dpo_dir if result.kept else None,
             "pairs": result.data_file,
             "data_dir": data_dir,
             "name": result.name,

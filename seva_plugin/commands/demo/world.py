@@ -121,7 +121,7 @@ def make_world(root: str, seed: int = 0, n_sft: int = 600, n_unlabeled: int = 30
             scene = random_scene(rng)
             path = os.path.join(folder, f"{i:05d}.png")
             draw(scene).save(path)
-            examples += [Example(f"{split}-{i:05d}-{k}", path, QUESTIONS[k], scene.answer(k), k) for k in kinds if scene.answer(k)]
+            examples += [Example(f"{split}-{i:05d}-{k}", path, QUESTIONS[k], answer, k) for k in kinds if (answer := scene.answer(k))]
         splits[split] = examples
     return World(os.path.abspath(root), **splits)
 

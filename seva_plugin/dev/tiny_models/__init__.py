@@ -10,9 +10,9 @@ the real checkpoints they imitate:
 builder                imitates                            LLaMA-Factory template
 =====================  ==================================  =====================
 ``build_tiny_llava``       llava-hf/llava-1.5-7b-hf        ``llava``
-``build_tiny_llava_next``  llava-hf/llava-v1.6-vicuna-7b   ``llava_next``
-``build_tiny_qwen2_vl``    Qwen/Qwen2-VL-2B-Instruct       ``qwen2_vl``
-``build_tiny_qwen2_5_vl``  Qwen/Qwen2.5-VL-3B-Instruct     ``qwen2_vl``
+``build_tiny_llava_next``  llava-hf/llava-v1.6-vicuna-7b-hf ``llava_next``
+``build_tiny_qwen2_vl``    Qwen/Qwen2-VL-7B-Instruct       ``qwen2_vl``
+``build_tiny_qwen2_5_vl``  Qwen/Qwen2.5-VL-7B-Instruct     ``qwen2_vl``
 ``build_tiny_qwen3_vl``    Qwen/Qwen3-VL-4B-Instruct       ``qwen3_vl_nothink`` / ``qwen3_vl``
 ``build_tiny_internvl3``   OpenGVLab/InternVL3-1B-hf       ``intern_vl``
 ``build_tiny_gemma3``      google/gemma-3-4b-it            ``gemma3``
@@ -20,7 +20,10 @@ builder                imitates                            LLaMA-Factory templat
 =====================  ==================================  =====================
 
 Weights are random (seeded), so generations are gibberish until a caller trains
-the model; the point is that shapes, special tokens and processors match.
+the model; the point is that shapes, special tokens and processors match. Only the
+sizes are tiny: each twin ships its checkpoint's generation_config.json, chat template
+and processor settings (``shipped.py`` names where each value was read; ``real_files=False``
+gives the plain files instead).
 Heavy libraries (torch, transformers, tokenizers) are imported inside functions
 so importing this module stays cheap.
 """

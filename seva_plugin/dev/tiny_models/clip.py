@@ -29,7 +29,8 @@ def _clip_tokenizer(extra_words: list[str]):
     for line in corpus(extra_words):
         text = pipeline.normalizer.normalize_str(line)
         for piece, _ in pipeline.pre_tokenizer.pre_tokenize_str(text):
-            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+            symbols = (*piece[:-1], piece[-1] + "</w>")
+            words[symbols] += 1
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = alphabet + [c + "</w>" for c in alphabet]
@@ -53,7 +54,7 @@ def _clip_tokenizer(extra_words: list[str]):
     vocab += [bos, eos]
     tokenizer = CLIPTokenizer(
         vocab={token: i for i, token in enumerate(vocab)},
-        merges=merges,
+        merges=merges,  # type: ignore[arg-type]  # transformers 5.6 annotates strings; it hands them to tokenizers' BPE, which takes pairs
         bos_token=bos,
         eos_token=eos,
         pad_token=eos,  # as in openai/clip

@@ -97,6 +97,11 @@ def check_single_tokens(tokenizer, words: Iterable[str]) -> None:
                 raise ValueError(f"vocab word {form!r} is not a single token: {ids}")
 
 
+def token_ids(tokenizer, tokens: Iterable[str]) -> dict[str, int]:
+    """Each of ``tokens`` (single tokens) with its id."""
+    return {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
+
+
 def embedding_rows(tokenizer, multiple: int = 8) -> int:
     """Embedding size for ``tokenizer``: largest id + 1, rounded up as real checkpoints do."""
     n = max(tokenizer.get_vocab().values()) + 1
@@ -136,12 +141,21 @@ def set_special_ids(model, *, bos: int | None, eos: int | list[int], pad: int) -
     gen.do_sample = False
 
 
-def save(out_dir: str | os.PathLike, model, processor) -> str:
-    """Save model and processor (which also saves tokenizer and image processor)."""
+def save(out_dir: str | os.PathLike, model, processor, shipped=None) -> str:
+    """Save model and processor (which also saves tokenizer and image processor). ``shipped``: the
+    real checkpoint's generation config and chat template (``shipped.py``) to ship with it; None
+    keeps the plain files (ids only, greedy, no chat template)."""
+    from .shipped import write_shipped
+
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
+    if shipped is not None and shipped.chat_template:
+        processor.chat_template = shipped.chat_template
+        processor.tokenizer.chat_template = shipped.chat_template
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if shipped is not None:
+        write_shipped(out, shipped, processor.tokenizer)
     return out
 
 

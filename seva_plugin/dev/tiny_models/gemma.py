@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import TWIN_HEADS, TWIN_HIDDEN, check_single_tokens, embedding_rows, save, seeded_init, set_special_ids, train_byte_level_bpe
+from .common import TWIN_HEADS, TWIN_HIDDEN, check_single_tokens, embedding_rows, save, seeded_init, set_special_ids, token_ids, train_byte_level_bpe
+from .shipped import GEMMA3
 
 _GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
 
@@ -18,6 +19,7 @@ def build_tiny_gemma3(
     image_size: int = 32,
     patch_size: int = 8,
     tokens_per_image: int = 4,
+    real_files: bool = True,
 ) -> str:
     """Build a tiny Gemma 3 twin (``Gemma3ForConditionalGeneration``, template ``gemma3``) in ``out_dir``.
 
@@ -27,7 +29,7 @@ def build_tiny_gemma3(
     one full-attention layer (head_dim 32); ``<bos>`` starts a text and ``<end_of_turn>`` ends a
     turn. Every image is resized to ``image_size`` (one row of ``pixel_values``) unless
     LLaMA-Factory's ``image_do_pan_and_scan`` is on: then wide or tall images add crops.
-    ``vocab`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
+    ``vocab`` and ``real_files`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
     """
     from tokenizers import processors
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor, PreTrainedTokenizerFast
@@ -48,7 +50,7 @@ def build_tiny_gemma3(
         extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
     )
     check_single_tokens(tokenizer, extra)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _GEMMA3_SPECIALS}
+    ids = token_ids(tokenizer, _GEMMA3_SPECIALS)
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     config = Gemma3Config(
         text_config=dict(
@@ -94,8 +96,17 @@ def build_tiny_gemma3(
         projection.copy_(torch.randn(projection.shape, generator=torch.Generator().manual_seed(seed)))
     # Like gemma-3-it: generation stops at <end_of_turn> or <eos>.
     set_special_ids(model, bos=ids["<bos>"], eos=[ids["<eos>"], ids["<end_of_turn>"]], pad=ids["<pad>"])
+    # google/gemma-3-4b-it preprocessor_config.json (as copied by Synthetica-AI/gemma-3-4b-it, "Copy model google/gemma-3-4b-it"):
+    # bilinear resize to a square (896 px there), mean and std 0.5, pan-and-scan unset (null) unless asked for.
     image_processor = Gemma3ImageProcessor(
-        size={"height": image_size, "width": image_size}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_pan_and_scan=False
+        size={"height": image_size, "width": image_size},
+        resample=2,  # PIL bilinear
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_pan_and_scan=None,
+        pan_and_scan_min_crop_size=None,
+        pan_and_scan_max_num_crops=None,
+        pan_and_scan_min_ratio_to_activate=None,
     )
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=tokens_per_image)
-    return save(out_dir, model, processor)
+    return save(out_dir, model, processor, GEMMA3 if real_files else None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import TWIN_HEADS, TWIN_HIDDEN, save, seeded_init, set_special_ids
+from .common import TWIN_HEADS, TWIN_HIDDEN, save, seeded_init, set_special_ids, token_ids
 from .qwen import QWEN_SPECIALS, qwen_style_tokenizer, qwen_text_config
+from .shipped import INTERNVL3
 
 _INTERNVL_SPECIALS = [*QWEN_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
 
@@ -18,6 +19,7 @@ def build_tiny_internvl3(
     *,
     image_size: int = 56,
     patch_size: int = 14,
+    real_files: bool = True,
 ) -> str:
     """Build a tiny InternVL3 twin (transformers' own ``InternVLForConditionalGeneration``,
     template ``intern_vl``) in ``out_dir``.
@@ -26,7 +28,9 @@ def build_tiny_internvl3(
     pixel-shuffle (0.5) projector. Each ``image_size`` tile becomes
     ``(image_size // patch_size) ** 2 / 4`` ``<IMG_CONTEXT>`` tokens (4 at the defaults) between
     ``<img>`` and ``</img>``. One tile an image unless LLaMA-Factory's ``crop_to_patches`` is on:
-    then a grid of up to 12 tiles plus a thumbnail. ``vocab`` as in :func:`build_tiny_llava`.
+    then a grid of up to 12 tiles plus a thumbnail. ``vocab`` and ``real_files`` as in :func:`build_tiny_llava`
+    (InternVL3-1B-hf's preprocessor_config.json could not be read here: the tile settings are transformers'
+    InternVL conversion's, with ImageNet normalisation as in InternVL2-8B's file).
     Returns ``out_dir`` as ``str``.
     """
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor, InternVLVideoProcessor
@@ -39,7 +43,7 @@ def build_tiny_internvl3(
         extra,
         {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
     )
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _INTERNVL_SPECIALS}
+    ids = token_ids(tokenizer, _INTERNVL_SPECIALS)
     hidden, heads = TWIN_HIDDEN, TWIN_HEADS
     tokens_per_tile = (image_size // patch_size) ** 2 // 4
     config = InternVLConfig(
@@ -73,4 +77,4 @@ def build_tiny_internvl3(
         tokenizer=tokenizer,
         image_seq_length=tokens_per_tile,
     )
-    return save(out_dir, model, processor)
+    return save(out_dir, model, processor, INTERNVL3 if real_files else None)

@@ -5,7 +5,33 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .common import check_single_tokens, clip_vision_config, embedding_rows, llama_text_config, save, seeded_init, set_special_ids, train_byte_level_bpe
+from .common import (
+    check_single_tokens,
+    clip_vision_config,
+    embedding_rows,
+    llama_text_config,
+    save,
+    seeded_init,
+    set_special_ids,
+    token_ids,
+    train_byte_level_bpe,
+)
+from .shipped import LLAVA, LLAVA_NEXT
+
+# llava-hf's CLIP preprocessing (preprocessor_config.json of llava-hf/bakLlava-v1-hf and of llava-hf/llava-1.5-7b-hf
+# as copied by HuggingFaceH4/sft-llava-1.5-7b-hf): bicubic resize of the short side, centre crop, OpenAI CLIP's
+# mean and std. Only the size is the twin's own (336 px there).
+CLIP_PREPROCESSING = dict(
+    do_resize=True,
+    resample=3,  # PIL bicubic
+    do_center_crop=True,
+    do_rescale=True,
+    rescale_factor=1 / 255,
+    do_normalize=True,
+    image_mean=[0.48145466, 0.4578275, 0.40821073],
+    image_std=[0.26862954, 0.26130258, 0.27577711],
+    do_convert_rgb=True,
+)
 
 # LLaMA-style special tokens; order fixes their ids (unk=0, bos=1, eos=2, ...).
 _LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
@@ -46,6 +72,7 @@ def build_tiny_llava(
     *,
     patch_size: int = 8,
     head_dim: int = 16,
+    real_files: bool = True,
 ) -> str:
     """Build a tiny LLaVA-1.5 twin (template ``llava``) in ``out_dir``.
 
@@ -57,6 +84,8 @@ def build_tiny_llava(
     CLS token is dropped by ``vision_feature_select_strategy="default"``).
     ``vocab``: extra words that must be single tokens (with and without a
     leading space), e.g. the colours and shapes a caller will teach.
+    ``real_files``: ship llava-hf/llava-1.5-7b-hf's generation config and chat template
+    (``shipped.py``); False writes the plain files the golden builds were made with.
     Returns ``out_dir`` as ``str``.
     """
     from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
@@ -65,7 +94,7 @@ def build_tiny_llava(
         raise ValueError("image_size must be a multiple of patch_size")
     extra = list(vocab or [])
     tokenizer = llama_style_tokenizer(extra)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _LLAVA_SPECIALS}
+    ids = token_ids(tokenizer, _LLAVA_SPECIALS)
     num_patches = (image_size // patch_size) ** 2
 
     config = LlavaConfig(
@@ -79,10 +108,7 @@ def build_tiny_llava(
     model = seeded_init(LlavaForConditionalGeneration, config, seed)
     set_special_ids(model, bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"])
 
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, **CLIP_PREPROCESSING)
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -91,7 +117,7 @@ def build_tiny_llava(
         num_additional_image_tokens=1,  # the CLS token of the CLIP tower
         image_token="<image>",
     )
-    return save(out_dir, model, processor)
+    return save(out_dir, model, processor, LLAVA if real_files else None)
 
 
 # --------------------------------------------------------------------------- #
@@ -105,13 +131,14 @@ def build_tiny_llava_next(
     *,
     patch_size: int = 8,
     head_dim: int = 16,
+    real_files: bool = True,
 ) -> str:
     """Build a tiny LLaVA-NeXT twin (template ``llava_next``) in ``out_dir``.
 
-    AnyRes tiling uses grid pinpoints of one or two ``image_size`` tiles, so an
-    image becomes 16 (base view) + up to 40 (tiles, unpadded, plus one newline
-    per row) = at most 56 ``<image>`` tokens at the defaults.
-    ``vocab`` and ``head_dim`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
+    AnyRes tiling uses llava-hf/llava-v1.6-vicuna-7b-hf's grid pinpoints (1x2, 2x1, 2x2, 3x1 and
+    1x3 tiles) with ``image_size`` tiles, so an image becomes 16 (base view) + up to 64 tiled
+    features (unpadded) + one newline per row: at most 88 ``<image>`` tokens at the defaults.
+    ``vocab``, ``head_dim`` and ``real_files`` as in :func:`build_tiny_llava`. Returns ``out_dir`` as ``str``.
     """
     from transformers import (
         LlavaNextConfig,
@@ -124,9 +151,11 @@ def build_tiny_llava_next(
         raise ValueError("image_size must be a multiple of patch_size")
     extra = list(vocab or [])
     tokenizer = llama_style_tokenizer(extra)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _LLAVA_SPECIALS}
+    ids = token_ids(tokenizer, _LLAVA_SPECIALS)
     s = image_size
-    pinpoints = [[s, s], [s, 2 * s], [2 * s, s]]  # small: 1x1, 1x2, 2x1 tiles
+    # config.json of llava-hf/llava-v1.6-vicuna-7b-hf: [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],
+    # in 336-px tiles; here in the twin's tiles
+    pinpoints = [[s, 2 * s], [2 * s, s], [2 * s, 2 * s], [3 * s, s], [s, 3 * s]]
 
     config = LlavaNextConfig(
         vision_config=clip_vision_config(image_size, patch_size),
@@ -141,9 +170,11 @@ def build_tiny_llava_next(
     set_special_ids(model, bos=ids["<s>"], eos=ids["</s>"], pad=ids["<pad>"])
 
     image_processor = LlavaNextImageProcessor(
+        # LLaVA-NeXT's own preprocessor_config.json could not be read here; CLIP_PREPROCESSING is also this class's default
         size={"shortest_edge": s},
         crop_size={"height": s, "width": s},
         image_grid_pinpoints=pinpoints,
+        **CLIP_PREPROCESSING,
     )
     processor = LlavaNextProcessor(
         image_processor=image_processor,
@@ -153,4 +184,4 @@ def build_tiny_llava_next(
         num_additional_image_tokens=1,
         image_token="<image>",
     )
-    return save(out_dir, model, processor)
+    return save(out_dir, model, processor, LLAVA_NEXT if real_files else None)

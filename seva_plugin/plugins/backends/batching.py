@@ -6,14 +6,22 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from seva_plugin.interfaces import GenerationRequest
+from seva_plugin.contract import GenerationRequest, View
 
 
-def runs_by_view(requests: Sequence[GenerationRequest]) -> list[list[GenerationRequest]]:
-    """Consecutive requests with the same view (their images are processed together)."""
-    runs: list[list[GenerationRequest]] = []
+class Viewed(Protocol):
+    @property
+    def view(self) -> View: ...
+
+
+R = TypeVar("R", bound=Viewed)
+
+
+def runs_by_view(requests: Sequence[R]) -> list[list[R]]:
+    """Consecutive requests (generation or scoring) with the same view: their images are processed together."""
+    runs: list[list[R]] = []
     for r in requests:
         if runs and runs[-1][0].view == r.view:
             runs[-1].append(r)
@@ -22,10 +30,15 @@ def runs_by_view(requests: Sequence[GenerationRequest]) -> list[list[GenerationR
     return runs
 
 
-def inputs_key(requests: Sequence[GenerationRequest]) -> tuple:
-    """What determines a call's model inputs: the record objects, views, prefixes and answer counts
-    (the key under which inputs prepared in the prefetch thread are found again)."""
-    return tuple((id(r.record), r.view.key(), r.prefix, r.n) for r in requests)
+def inputs_key(requests: Sequence[GenerationRequest]) -> tuple[Any, ...]:
+    """What determines a call's model inputs: the records, views, prompts, prefixes and answer counts.
+    Records and views are held (not their ``id()``, which a new object could reuse once they are gone)
+    and compared by identity (:func:`same_inputs`)."""
+    return tuple((r.record, r.view, r.prompt, r.system, r.prefix, r.n) for r in requests)
+
+
+def same_inputs(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a, b, strict=True))
 
 
 class PreparedInputs:
@@ -35,7 +48,7 @@ class PreparedInputs:
 
     def __init__(self, keep: int = 4):
         self.keep = keep
-        self._entries: deque = deque()  # (inputs_key, inputs)
+        self._entries: deque[tuple[tuple[Any, ...], Any]] = deque()  # (inputs_key, inputs)
         self._lock = threading.Lock()
 
     def put(self, requests: Sequence[GenerationRequest], inputs: Any) -> None:
@@ -49,7 +62,7 @@ class PreparedInputs:
         key = inputs_key(requests)
         with self._lock:
             for entry in self._entries:
-                if entry[0] == key:
+                if same_inputs(entry[0], key):
                     self._entries.remove(entry)
                     return entry[1]
         return None

@@ -1,32 +1,36 @@
-"""Backend ``hf``: batched ``transformers`` generation, prompts rendered by LLaMA-Factory.
+"""Backend ``hf``: batched ``transformers`` generation and scoring, prompts rendered by LLaMA-Factory.
 
 The model, tokenizer, processor and template are loaded by LLaMA-Factory's own loaders, so the
 prompt text, image tokens and pixels are exactly those ``llamafactory-cli train`` sees for the
-same ``template`` (``rendering.py``). Requests with the same decoding settings go through one
-``generate`` call: each view's images are processed once, tensor-space augmenters noise a copy
-of the processed pixels, and a request with ``n`` answers contributes ``n`` rows.
+same ``template`` (``seva_plugin.rendering``). Requests with the same decoding settings go through
+one ``generate`` call: each view's images are processed once, tensor-space augmenters noise a copy
+of the processed pixels, and a request with ``n`` answers contributes ``n`` rows. ``score`` is one
+teacher-forced forward pass per call.
 
-Greedy requests without stop strings or log-probabilities run ``generate`` as it is. Anything
-else goes through ``hf_decoding``: per-row seeded sampling (so answers never depend on batch
-layout), log-probabilities of the unscaled model, and stop strings.
+Decoding follows a generation config built here, never the checkpoint's: the model's
+``generation_config`` is reset at load (``generate`` fills every unset field from it). Greedy
+requests without stop strings or log-probabilities run ``generate`` as it is; anything else goes
+through ``hf_decoding``: per-row seeded sampling (so answers never depend on batch layout),
+log-probabilities of the unscaled model, and stop strings.
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from seva_plugin import hookimpl
+from seva_plugin.contract import Answer, GenerationRequest, Sampling, ScoreRequest, Scores, check_sampling
 from seva_plugin.errors import ConfigError
-from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, Sampling
+from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.views import sample_seed
-from seva_plugin.plugins.backends.batching import PreparedInputs, runs_by_view
-from seva_plugin.plugins.backends.pixels import concat_mm
-from seva_plugin.plugins.backends.rendering import Renderer, check_max_new_tokens, cut_answer, infer_args, special_ids
+from seva_plugin.plugins.backends import hf_inputs, hf_prompt_cache
+from seva_plugin.plugins.backends.batching import PreparedInputs
+from seva_plugin.plugins.backends.loading import check_max_new_tokens, config_context, config_json, infer_args
+from seva_plugin.rendering import Renderer
 
 
 @dataclass
@@ -37,7 +41,7 @@ class HfBackend(Backend):
     batch_size: int = 8  # records per batch (each request contributes n rows per view)
     max_new_tokens: int = 512  # official SeVa value
     do_sample: bool = False  # official SeVa: greedy
-    temperature: float = 1.0
+    temperature: float = 1.0  # 0: greedy
     top_p: float = 1.0
     device: str | None = None  # default: cuda when present, else cpu
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
@@ -49,8 +53,9 @@ class HfBackend(Backend):
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
     max_prompt_tokens: int | None = None  # longer prompts (image tokens included) are rejected as too_long; default: the model's context less max_new_tokens
+    share_prompt_cache: ClassVar[bool] = True  # one prefill per request for its n answers (hf_prompt_cache); False: each row its own
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("backend.batch_size and backend.max_new_tokens must be positive.")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
@@ -59,11 +64,14 @@ class HfBackend(Backend):
             raise ConfigError("backend.min_new_tokens must be between 0 and backend.max_new_tokens.")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ConfigError(f"backend.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}.")
+        check_sampling(self.temperature, self.top_p, "backend")
+        check_max_new_tokens(self.max_new_tokens, config_context(config_json(self.model)), self.model)
         if self.image_do_pan_and_scan:
             from seva_plugin.families import pan_and_scan_problem
 
             if problem := pan_and_scan_problem():
                 raise ConfigError(f"backend.{problem}")
+        self.default_sampling = Sampling(self.temperature, self.top_p) if self.do_sample else None
         self._load_lock = threading.Lock()
         self._prepared = PreparedInputs()
 
@@ -75,7 +83,7 @@ class HfBackend(Backend):
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return device, self.dtype if self.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
 
-    def _args(self, with_adapter: bool):
+    def _args(self, with_adapter: bool) -> tuple[Any, Any, Any]:
         _, dtype = self._device_and_dtype
         inputs = {"crop_to_patches": self.crop_to_patches, "image_do_pan_and_scan": self.image_do_pan_and_scan, "enable_thinking": self.enable_thinking}
         return infer_args(self.model, self.template, dtype, self.image_max_pixels, self.trust_remote_code, self.adapter if with_adapter else None, inputs)
@@ -87,25 +95,29 @@ class HfBackend(Backend):
         with self._load_lock:
             if "_renderer" not in self.__dict__:
                 model_args, data_args, _ = self._args(with_adapter=False)
-                renderer = Renderer.load(model_args, data_args)
-                check_max_new_tokens(self.max_new_tokens, renderer.context, "the model's context (max_position_embeddings in its config.json)")
-                renderer.max_prompt_tokens = prompt_budget(self.max_prompt_tokens, renderer.context, self.max_new_tokens)
-                self.__dict__["_renderer"] = renderer
-        return self.__dict__["_renderer"]
+                loaded = Renderer.from_args(model_args, data_args)
+                loaded.max_prompt_tokens = hf_inputs.prompt_budget(self.max_prompt_tokens, loaded.context, self.max_new_tokens)
+                self.__dict__["_renderer"] = loaded
+        renderer: Renderer = self.__dict__["_renderer"]
+        return renderer
 
     @property
-    def hf_model(self):
-        """The model, loaded on first use by LLaMA-Factory's ``load_model`` (adapter applied)."""
+    def hf_model(self) -> Any:
+        """The model, loaded on first use by LLaMA-Factory's ``load_model`` (adapter applied), its
+        generation config reset to transformers' defaults."""
         renderer = self.renderer
         with self._load_lock:
             if "_model" not in self.__dict__:
                 from llamafactory.model import load_model
+                from transformers import GenerationConfig
 
                 device, _ = self._device_and_dtype
                 model_args, _, finetuning_args = self._args(with_adapter=True)
                 model_args.device_map = {"": device}
-                model = load_model(renderer.tokenizer, model_args, finetuning_args, is_trainable=False)
-                self.__dict__["_model"] = model.eval()
+                model = load_model(renderer.tokenizer, model_args, finetuning_args, is_trainable=False).eval()
+                for part in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values():
+                    part.generation_config = GenerationConfig()  # nothing from generation_config.json shapes decoding
+                self.__dict__["_model"] = model
         return self.__dict__["_model"]
 
     def share_weights(self, other: HfBackend) -> None:
@@ -113,17 +125,34 @@ class HfBackend(Backend):
         generation without loading the weights again."""
         self.__dict__.update(_renderer=other.renderer, _model=other.hf_model)
 
+    def describe(self) -> dict[str, Any]:
+        from seva_plugin.pipeline.manifest import package_version
+
+        device, dtype = self._device_and_dtype
+        return {"name": self.name, "engine": "transformers", "version": package_version("transformers"), "dtype": dtype, "device": device_kind(device)}
+
     def close(self) -> None:
         self.__dict__.pop("_model", None)
 
     # -- the contract ------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Answer]:
-        answers: list[Answer | None] = [None] * len(requests)
-        for indices in _groups(requests, self._decoding):
+        answers: list[Answer] = [[] for _ in requests]
+        for indices in hf_inputs.groups(requests, self._decoding):
             group = [requests[i] for i in indices]
             for i, answer in zip(indices, self._generate(group), strict=True):
                 answers[i] = answer
-        return answers  # type: ignore[return-value]
+        return answers
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
+        if not requests:
+            return []
+        renderer = self.renderer
+        prompt_ids, mm = hf_inputs.rendered(renderer, requests, lambda r: 1)
+        split = [renderer.score_ids(r.prefix, r.text) for r in requests]
+        heads = [p + prefix for p, (prefix, _) in zip(prompt_ids, split, strict=True)]
+        texts = [text for _, text in split]
+        logprobs = hf_inputs.teacher_forced(self.hf_model, renderer.tokenizer, heads, texts, mm)
+        return [Scores(t, lp) for t, lp in zip(texts, logprobs, strict=True)]
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         """Make ``generate``'s inputs ahead (the build's prefetch thread). Best effort: on any error
@@ -131,7 +160,7 @@ class HfBackend(Backend):
         if not requests:
             return
         try:
-            prompt_ids, prefix_ids, mm = self.model_inputs(requests)
+            prompt_ids, prefix_ids, mm = self.model_inputs(requests, unique=self._shares_prefill(requests))
             batch = None
             if "_model" in self.__dict__:  # once loaded (never load it here): the padded tensors too, off the generating thread
                 batch = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
@@ -140,145 +169,109 @@ class HfBackend(Backend):
         self._prepared.put(requests, (prompt_ids, prefix_ids, mm, batch))
 
     # -- inputs ------------------------------------------------------------------------------
-    def model_inputs(self, requests: Sequence[GenerationRequest]) -> tuple[list[list[int]], list[list[int]], dict]:
+    def model_inputs(self, requests: Sequence[GenerationRequest], unique: bool = False) -> tuple[list[list[int]], list[list[int]], dict[str, Any]]:
         """``(prompt ids, prefix ids, multimodal tensors)`` per row: requests in order, each
-        repeated ``n`` times. Consecutive requests with the same view are processed together."""
+        repeated ``n`` times (``unique``: once)."""
         renderer = self.renderer
-        prompt_ids, prefix_ids, mm_parts = [], [], []
-        clean: dict[tuple, tuple] = {}  # the clean inputs of a run of records, reused by its tensor views
-        for run in runs_by_view(requests):
-            records = [r.record for r in run for _ in range(r.n)]
-            key = tuple(id(r) for r in records)
-            view = run[0].view
-            if (view.clean or view.augmenter.space == "tensor") and key not in clean:
-                clean[key] = renderer.view_inputs(records, CLEAN)
-            ids, mm = renderer.view_inputs(records, view, clean.get(key))
-            prompt_ids += ids
-            prefix_ids += [renderer.answer_ids(r.prefix) for r in run for _ in range(r.n)]
-            mm_parts.append(mm)
-        return prompt_ids, prefix_ids, concat_mm(mm_parts)
+        copies = (lambda r: 1) if unique else (lambda r: r.n)
+        prompt_ids, mm = hf_inputs.rendered(renderer, requests, copies)
+        return prompt_ids, [renderer.answer_ids(r.prefix) for r in requests for _ in range(copies(r))], mm
 
-    def _decoding(self, request: GenerationRequest) -> tuple:
-        """What must be equal for two requests to share a ``generate`` call."""
-        sampling = request.sampling or (Sampling(self.temperature, self.top_p) if self.do_sample else None)
-        return (request.max_new_tokens or self.max_new_tokens, sampling, tuple(request.stop), request.logprobs)
-
-    def batch_inputs(self, ids: list[list[int]], mm: dict) -> dict:
+    def batch_inputs(self, ids: list[list[int]], mm: dict[str, Any]) -> dict[str, Any]:
         """Left-padded ids plus multimodal tensors on the model's device and dtype."""
-        import torch
+        return hf_inputs.batch_inputs(self.hf_model, self.renderer.tokenizer, ids, mm)
 
-        model, tokenizer = self.hf_model, self.renderer.tokenizer
-        pad = _pad_id(tokenizer)
-        width = max(map(len, ids))
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
-        attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-        inputs = {"input_ids": input_ids.to(model.device), "attention_mask": attention_mask.to(model.device)}
-        for key, value in mm.items():
-            if key == "token_type_ids":  # Gemma 3: per-prompt lists; rebuilt for the padded rows (prefixes included) as training's collator pads them
-                value = mm_token_types(input_ids, model.config)
-            if not isinstance(value, torch.Tensor):
-                value = torch.tensor(value)
-            if torch.is_floating_point(value):
-                value = value.to(model.dtype)
-            inputs[key] = value.to(model.device)
-        if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
-            inputs["mm_token_type_ids"] = mm_token_types(input_ids, model.config).to(model.device)
-        return inputs
+    def _shares_prefill(self, requests: Sequence[GenerationRequest]) -> bool:
+        """Whether these requests' rows start from one prefill per request (``hf_prompt_cache``)."""
+        return self.share_prompt_cache and hf_prompt_cache.applies(self._model_type, [r.n for r in requests])
+
+    @cached_property
+    def _model_type(self) -> str | None:
+        return (config_json(self.model) or {}).get("model_type")
+
+    def _decoding(self, request: GenerationRequest) -> tuple[int, Sampling | None, tuple[str, ...], bool]:
+        """What must be equal for two requests to share a ``generate`` call."""
+        return (request.max_new_tokens or self.max_new_tokens, request.resolve_sampling(self.default_sampling), request.stop, request.logprobs)
 
     # -- generation --------------------------------------------------------------------------
     def _generate(self, group: list[GenerationRequest]) -> list[Answer]:
         import torch
+        from transformers import GenerationConfig
 
         max_new_tokens, sampling, stops, want_logprobs = self._decoding(group[0])
-        if sampling is None and any(r.n > 1 for r in group):
-            raise ConfigError("a request for n > 1 answers needs sampling (backend.do_sample or the request's sampling).")
-        prompt_ids, prefix_ids, mm, inputs = self._prepared.take(group) or (*self.model_inputs(group), None)
+        shared = self._shares_prefill(group)
+        prompt_ids, prefix_ids, mm, inputs = self._prepared.take(group) or (*self.model_inputs(group, unique=shared), None)
         model, renderer = self.hf_model, self.renderer
-        tokenizer = renderer.tokenizer
-        eos = renderer.template.get_stop_token_ids(tokenizer)
+        tokenizer, eos = renderer.tokenizer, renderer.stop_token_ids
         if inputs is None:
             inputs = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
+        kwargs: dict[str, Any] = {}
+        if shared:  # one row per request so far: prefill those, then repeat rows and cache for the n answers
+            answers = [r.n for r in group]
+            inputs, kwargs["past_key_values"] = hf_prompt_cache.prefilled(model, inputs, answers, max_new_tokens)
+            prefix_ids = [q for q, n in zip(prefix_ids, answers, strict=True) for _ in range(n)]
         width = inputs["input_ids"].shape[1]
-        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=_pad_id(tokenizer))
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=hf_inputs.pad_id(tokenizer))
         if self.min_new_tokens:
-            kwargs["min_new_tokens"] = self.min_new_tokens
+            config.min_new_tokens = self.min_new_tokens
         picker = None
         if sampling is not None or want_logprobs:
             from transformers import LogitsProcessorList
 
+            from seva_plugin.plugins.backends.hf_decoding import token_picker
+
             seeds = [sample_seed(r.sampling_seed, k) if sampling else None for r in group for k in range(r.n)]
-            banned = special_ids(tokenizer, lambda key: getattr(model.config, key, None), eos) if sampling else []
+            banned = renderer.banned_token_ids(model.config) if sampling else []
             s = sampling or Sampling()
-            picker = token_picker_for(seeds, s, banned, len(tokenizer))
-            kwargs.update(logits_processor=LogitsProcessorList([picker]), repetition_penalty=1.0, no_repeat_ngram_size=0)
+            picker = token_picker(seeds, s.temperature, s.top_p, banned, len(tokenizer))
+            kwargs["logits_processor"] = LogitsProcessorList([picker])
         if stops:
             from transformers import StoppingCriteriaList
 
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_stop_on_text(stops, renderer, width, prefix_ids)])
+            from seva_plugin.plugins.backends.hf_decoding import stop_on_text
+
+            stop = stop_on_text(stops, renderer.continuation, width, prefix_ids, self._stop_candidates(stops), eos)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         with torch.inference_mode():
-            out = model.generate(**inputs, **kwargs)
+            out = model.generate(**inputs, generation_config=config, **kwargs)
         new = out[:, width:].tolist()
-        logprobs = torch.stack(picker.logprobs, dim=1).tolist() if picker is not None and picker.logprobs else [[] for _ in new]
-        results = [cut_answer(row, lp, set(eos), stops, renderer, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True)]
-        answers, n = [], 0
-        for r in group:
-            mine = results[n : n + r.n]
-            n += r.n
-            texts, reasons, logprobs_, ids = (list(x) for x in zip(*mine, strict=True))
-            answers.append(Answer(texts, reasons, logprobs_ if want_logprobs else None, ids if want_logprobs else None))
-        return answers
+        logprobs: list[list[float] | None] = [None] * len(new)
+        if want_logprobs and picker is not None:
+            logprobs = torch.stack(picker.logprobs, dim=1).tolist() if picker.logprobs else [[] for _ in new]
+        rows = iter(renderer.completion(row, lp, stops, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True))
+        return [[next(rows) for _ in range(r.n)] for r in group]
+
+    def _stop_candidates(self, stops: tuple[str, ...]) -> Any:
+        """The token ids that can complete one of ``stops`` (``hf_decoding.stop_candidates``), made once per stop set."""
+        from seva_plugin.plugins.backends.hf_decoding import stop_candidates
+
+        tables = self.__dict__.setdefault("_stop_tables", {})
+        if stops not in tables:
+            renderer = self.renderer
+            tokenizer = renderer.tokenizer
+            anchor = renderer.answer_ids("a")  # a plain context: a token's leading space stays in its text
+
+            def pieces(ids: list[int]) -> list[str]:
+                with renderer.lock:
+                    head = tokenizer.decode(anchor, skip_special_tokens=True)
+                    texts = tokenizer.batch_decode([anchor + [i] for i in ids], skip_special_tokens=True)
+                return [t[len(head) :] for t in texts]
+
+            tables[stops] = stop_candidates(stops, pieces, len(tokenizer))
+        return tables[stops]
 
 
-def prompt_budget(setting: int | None, context: int | None, max_new_tokens: int) -> int | None:
-    """The longest prompt a backend takes: ``max_prompt_tokens`` when set, else what leaves room in
-    the model's context for ``max_new_tokens`` (``rendering.check_max_new_tokens`` made sure some is left)."""
-    if setting is not None:
-        return setting
-    if context is None:
-        return None
-    return context - max_new_tokens
+def device_kind(device: str) -> str:
+    """``cpu``, or ``cuda`` with the GPU's name (what the manifest records of the hardware)."""
+    if device.startswith("cuda"):
+        import torch
 
-
-def token_picker_for(seeds, sampling: Sampling, banned, vocab_limit):
-    from seva_plugin.plugins.backends.hf_decoding import token_picker
-
-    return token_picker(seeds, sampling.temperature, sampling.top_p, banned, vocab_limit)
-
-
-def _stop_on_text(stops, renderer: Renderer, width: int, prefix_ids):
-    from seva_plugin.plugins.backends.hf_decoding import stop_on_text
-
-    return stop_on_text(stops, renderer.continuation, width, prefix_ids)
-
-
-def _groups(requests: Sequence[GenerationRequest], decoding) -> list[list[int]]:
-    """Indices of requests grouped by decoding settings, in order of first appearance."""
-    groups: dict[tuple, list[int]] = {}
-    for i, r in enumerate(requests):
-        groups.setdefault(decoding(r), []).append(i)
-    return list(groups.values())
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
-def mm_token_types(input_ids, config):
-    """1 at image tokens, 2 at video tokens, as LLaMA-Factory's training collator builds them.
-
-    Qwen2-VL-style models need them for their 3-D (M-RoPE) positions; without them transformers 5
-    silently falls back to text positions, and generation would not match training.
-    """
-    import torch
-
-    types = torch.zeros_like(input_ids)
-    for value, key in ((1, "image_token_id"), (2, "video_token_id")):
-        token = getattr(config, key, None)
-        if token is not None:
-            types[input_ids == token] = value
-    return types
+        if torch.cuda.is_available():
+            index = torch.device(device).index or 0
+            return f"cuda ({torch.cuda.get_device_name(index)})"
+    return device
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: Any) -> None:
     register(HfBackend)

@@ -28,6 +28,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin.errors import ConfigError
 from seva_plugin.plugins.backends.pixels import image_slices
@@ -107,7 +108,7 @@ def adapter_rank(adapter: str) -> int:
 class ImageEncoder:
     """The model's vision tower and projector only, loaded by transformers, on ``device``."""
 
-    model: object  # a transformers *ForConditionalGeneration with a zero-layer, one-token language model
+    model: Any  # a transformers *ForConditionalGeneration with a zero-layer, one-token language model
     device: str
 
     @classmethod
@@ -129,7 +130,7 @@ class ImageEncoder:
         transformers.logging.set_verbosity_error()  # the skipped weights are reported as unused
         transformers.logging.disable_progress_bar()
         try:
-            model = AutoModelForImageTextToText.from_pretrained(
+            model: Any = AutoModelForImageTextToText.from_pretrained(
                 path, config=small, dtype=getattr(torch, dtype), ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code
             )
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from seva_plugin.errors import ConfigError, show
@@ -54,6 +54,49 @@ def resolve(path: str, base: str | None) -> str:
     return os.path.abspath(path)
 
 
+class Malformed(ValueError):
+    """A row whose structure is not its format's (a value of the wrong type): the row becomes a reject
+    with code ``malformed`` and this message as its reason."""
+
+
+def guarded(fallback_id: str, parse: Callable[..., PromptRecord | Reject], *args) -> PromptRecord | Reject:
+    """``parse(*args)``, with a malformed row turned into a reject named ``fallback_id`` instead of an
+    exception that would stop the build. Sources check the types they read (:class:`Malformed`); the
+    other exceptions are the net for a shape no check foresaw."""
+    try:
+        return parse(*args)
+    except Malformed as exc:
+        return Reject(fallback_id, str(exc), "malformed")
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        return Reject(fallback_id, f"malformed row ({type(exc).__name__}: {exc})", "malformed")
+
+
+def _usable_id(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def reject_id(value: Any, fallback: str) -> str:
+    """The id a row's reject carries: its own id when usable (a string or an integer), else ``fallback``."""
+    return str(value) if _usable_id(value) else fallback
+
+
+def record_id(value: Any, fallback: str) -> str:
+    """A row's id as text: a string or an integer as given, ``fallback`` when absent."""
+    if value is None:
+        return fallback
+    if not _usable_id(value):
+        raise Malformed(f"id must be a string or an integer, got {show(value)}")
+    return str(value)
+
+
+def text_field(row: dict, key: str, where: str = "") -> str | None:
+    """``row[key]`` when it is a string, None when absent or null; any other type is malformed."""
+    value = row.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise Malformed(f"{where or key} must be a string, got {show(value)}")
+
+
 def make_record(record_id: Any, question: Any, images: Any, base: str | None, meta: dict | None = None) -> PromptRecord | Reject:
     """Validate the parts every source shares and return a PromptRecord, or a Reject saying why not."""
     record_id = str(record_id)
@@ -62,7 +105,9 @@ def make_record(record_id: Any, question: Any, images: Any, base: str | None, me
     images = images if isinstance(images, list) else [images]
     if not all(isinstance(p, str) and p for p in images):
         return Reject(record_id, f"image entries must be non-empty path strings, got {show(images)}", "no_image")
-    if not isinstance(question, str) or not question.replace(IMAGE_TOKEN, "").strip():
+    if question is not None and not isinstance(question, str):
+        return Reject(record_id, f"the question must be a string, got {show(question)}", "malformed")
+    if question is None or not question.replace(IMAGE_TOKEN, "").strip():
         return Reject(record_id, "empty question", "empty_question")
     prompt = with_image_markers(question, len(images))
     if prompt.count(IMAGE_TOKEN) != len(images):

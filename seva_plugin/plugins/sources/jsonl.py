@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from seva_plugin import hookimpl
 from seva_plugin.interfaces import Source
 from seva_plugin.pipeline.records import Reject
-from seva_plugin.plugins.sources.common import iter_json_rows, make_record
+from seva_plugin.plugins.sources.common import guarded, iter_json_rows, make_record, record_id, reject_id
 
 
 @dataclass
@@ -26,8 +26,21 @@ class JsonlSource(Source):
             if isinstance(row, Reject):
                 yield row
                 continue
-            images = row.get("image", row.get("images"))
-            yield make_record(row.get("id", f"line-{lineno}"), row.get("question"), images, base)
+            fallback = f"line-{lineno}"
+            yield guarded(reject_id(row.get("id"), fallback), self._record, row, fallback, base)
+
+    @staticmethod
+    def _record(row: dict, fallback: str, base: str):
+        images = row.get("image", row.get("images"))
+        return make_record(record_id(row.get("id"), fallback), row.get("question"), images, base)
+
+    def estimated_length(self) -> int | None:
+        """One record per non-blank line (a bad line is a reject, a record too); no JSON is parsed."""
+        try:
+            with open(self.file, "rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        except OSError:
+            return None
 
 
 @hookimpl

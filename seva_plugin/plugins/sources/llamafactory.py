@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError
+from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Source
 from seva_plugin.pipeline.records import Reject
-from seva_plugin.plugins.sources.common import iter_json_rows, make_record
+from seva_plugin.plugins.sources.common import Malformed, guarded, iter_json_rows, make_record, record_id, reject_id, text_field
 
 
 @dataclass
@@ -50,13 +50,25 @@ class LlamaFactorySource(Source):
         return [path]
 
     def _prompt(self, attr, row: dict):
+        """The first user turn (sharegpt, openai) or prompt and query (alpaca); wrong types are :class:`Malformed`."""
         if attr.formatting == "alpaca":
-            prompt, query = row.get(attr.prompt) or "", row.get(attr.query) or ""
-            return "\n".join(p for p in (prompt, query) if p)
-        for turn in row.get(attr.messages) or []:
-            if isinstance(turn, dict) and turn.get(attr.role_tag) == attr.user_tag:
-                return turn.get(attr.content_tag)
+            parts = [text_field(row, key) if key else None for key in (attr.prompt, attr.query)]
+            return "\n".join(p for p in parts if p)
+        turns = row.get(attr.messages)
+        if turns is None:
+            return None
+        if not isinstance(turns, list):
+            raise Malformed(f"{attr.messages} must be a list of turns, got {show(turns)}")
+        for k, turn in enumerate(turns):
+            if not isinstance(turn, dict):
+                raise Malformed(f"{attr.messages}[{k}] must be an object, got {show(turn)}")
+            if turn.get(attr.role_tag) == attr.user_tag:
+                return text_field(turn, attr.content_tag, f"{attr.messages}[{k}].{attr.content_tag}")
         return None
+
+    def _record(self, attr, row: dict, fallback: str, media_dir: str):
+        rid = record_id(row.get("id"), fallback)
+        return make_record(rid, self._prompt(attr, row), row.get(attr.images), media_dir, {"dataset": self.dataset})
 
     def iter_records(self):
         attr = self._attr()
@@ -67,8 +79,8 @@ class LlamaFactorySource(Source):
                 if isinstance(row, Reject):
                     yield row
                     continue
-                record_id = row.get("id", f"{stem}-{index}")
-                yield make_record(record_id, self._prompt(attr, row), row.get(attr.images), media_dir, {"dataset": self.dataset})
+                fallback = f"{stem}-{index}"
+                yield guarded(reject_id(row.get("id"), fallback), self._record, attr, row, fallback, media_dir)
 
 
 @hookimpl

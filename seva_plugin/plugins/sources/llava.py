@@ -10,18 +10,31 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, show
 from seva_plugin.interfaces import Source
 from seva_plugin.pipeline.records import IMAGE_TOKEN, Reject
-from seva_plugin.plugins.sources.common import iter_json_rows, make_record
+from seva_plugin.plugins.sources.common import Malformed, guarded, iter_json_rows, make_record, record_id, reject_id, text_field
 
 OCR_SUFFIX = "Answer the question using a single word or phrase."
 
 
 def human_turns(row: dict) -> list[str]:
-    return [t.get("value", "") for t in row.get("conversations") or [] if t.get("from") == "human"]
+    """The text of each human turn; a ``conversations`` that is not a list of turn objects is :class:`Malformed`."""
+    turns = row.get("conversations")
+    if turns is None:
+        return []
+    if not isinstance(turns, list):
+        raise Malformed(f"conversations must be a list of turns, got {show(turns)}")
+    out = []
+    for k, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise Malformed(f"conversations[{k}] must be an object with 'from' and 'value', got {show(turn)}")
+        if text_field(turn, "from", f"conversations[{k}].from") == "human":
+            out.append(text_field(turn, "value", f"conversations[{k}].value") or "")
+    return out
 
 
 def open_ended(question: str) -> str:
@@ -53,13 +66,20 @@ class LlavaSource(Source):
             if isinstance(row, Reject):
                 yield row
                 continue
-            turns = human_turns(row)
-            yield make_record(row.get("id", f"row-{index}"), turns[0] if turns else None, row.get("image"), base)
+            yield guarded(reject_id(row.get("id"), f"row-{index}"), self._first_turn, row, index, base)
+
+    @staticmethod
+    def _first_turn(row: dict, index: int, base: str):
+        turns = human_turns(row)
+        return make_record(record_id(row.get("id"), f"row-{index}"), turns[0] if turns else None, row.get("image"), base)
 
     def _seva(self, base: str):
-        ocr, textcaps = [], []
+        ocr: list[tuple[int, dict[str, Any]]] = []
+        textcaps: list[tuple[int, dict[str, Any]]] = []
         for index, row in iter_json_rows(self.file):
-            image = row.get("image") if isinstance(row, dict) else None
+            if not isinstance(row, dict):
+                continue
+            image = row.get("image")
             if isinstance(image, str) and image.startswith("ocr_vqa"):
                 ocr.append((index, row))
             elif isinstance(image, str) and image.startswith("textvqa"):
@@ -68,15 +88,28 @@ class LlavaSource(Source):
         ocr = rng.sample(ocr, min(self.ocr_vqa_images, len(ocr)))
         textcaps = rng.sample(textcaps, min(self.textcaps_images, len(textcaps)))
         for index, row in ocr:
-            rid = row.get("id", f"row-{index}")
-            for k, question in enumerate(human_turns(row)[: self.ocr_vqa_questions]):
-                meta = {"subset": "ocr_vqa", "source_id": rid}
-                yield make_record(f"{rid}-q{k}", open_ended(question), row["image"], base, meta)
+            yield from self._ocr_questions(row, index, base)
         for index, row in textcaps:
-            rid = row.get("id", f"row-{index}")
-            turns = human_turns(row)
-            question = turns[0].replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "") if turns else None
-            yield make_record(rid, question, row["image"], base, {"subset": "textcaps", "source_id": rid})
+            yield guarded(reject_id(row.get("id"), f"row-{index}"), self._caption, row, index, base)
+
+    def _ocr_questions(self, row: dict, index: int, base: str):
+        rid = reject_id(row.get("id"), f"row-{index}")
+        try:
+            rid = record_id(row.get("id"), rid)
+            questions = human_turns(row)[: self.ocr_vqa_questions]
+        except Malformed as exc:
+            yield Reject(rid, str(exc), "malformed")
+            return
+        for k, question in enumerate(questions):
+            meta = {"subset": "ocr_vqa", "source_id": rid}
+            yield make_record(f"{rid}-q{k}", open_ended(question), row["image"], base, meta)
+
+    @staticmethod
+    def _caption(row: dict, index: int, base: str):
+        rid = record_id(row.get("id"), f"row-{index}")
+        turns = human_turns(row)
+        question = turns[0].replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "") if turns else None
+        return make_record(rid, question, row["image"], base, {"subset": "textcaps", "source_id": rid})
 
 
 @hookimpl

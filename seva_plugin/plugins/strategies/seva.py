@@ -6,28 +6,28 @@ from one record, so chosen and rejected can never be mismatched across records.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin import hookimpl
-from seva_plugin.interfaces import CLEAN, GenerationRequest, Strategy, View
-from seva_plugin.pipeline.records import Pair
+from seva_plugin.interfaces import CLEAN, Augmenter, Backend, LoadedRecord, Pair, Strategy, View
 
 
 @dataclass
 class Seva(Strategy):
     name = "seva"
 
-    def views(self, augmenter) -> list[View]:
+    def views(self, augmenter: Augmenter) -> list[View]:
         """Clean (view 0) and augmented (view 1): declared up front so the backend can prepare batches ahead."""
         return [CLEAN, View(1, augmenter)]
 
-    def make_pairs(self, records, backend, augmenter) -> list[Pair]:
-        requests = [GenerationRequest(r, view) for view in self.views(augmenter) for r in records]
-        answers = backend.generate(requests)
+    def make_pairs(self, records: Sequence[LoadedRecord], backend: Backend, augmenter: Augmenter) -> list[Pair]:
+        answers = backend.generate(self.planned_requests(records, augmenter))  # every record clean, then every record augmented
         n = len(records)
-        return [Pair(r.record, c.texts[0], a.texts[0]) for r, c, a in zip(records, answers[:n], answers[n:], strict=True)]
+        return [Pair(r.record, clean[0].text, noised[0].text) for r, clean, noised in zip(records, answers[:n], answers[n:], strict=True)]
 
 
 @hookimpl
-def register_strategies(register):
+def register_strategies(register: Any) -> None:
     register(Seva)

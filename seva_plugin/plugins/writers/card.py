@@ -10,7 +10,7 @@ and the whole build config, so the card alone is enough to rebuild the set.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -32,7 +32,7 @@ def size_category(n: int) -> str:
     return next((label for bound, label in _SIZES if n < bound), "n>10M")
 
 
-def front_matter(name: str, features: Features, data: dict, licence: str, tags: list[str]) -> dict:
+def front_matter(name: str, features: Features, data: dict[str, Any], licence: str, tags: list[str]) -> dict[str, Any]:
     return {
         "license": licence,
         "pretty_name": name,
@@ -40,16 +40,26 @@ def front_matter(name: str, features: Features, data: dict, licence: str, tags: 
         "tags": ["seva-plugin", "dpo", "preference", "synthetic", *tags],
         "size_categories": [size_category(data["records"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-        "dataset_info": {
-            "features": features._to_yaml_list(),
-            "splits": [{"name": "train", "num_bytes": data["bytes"], "num_examples": data["records"]}],
-            "download_size": data["bytes"],
-            "dataset_size": data["bytes"],
-        },
+        "dataset_info": dataset_info(features, data),
     }
 
 
-def _spec(value) -> str:
+def dataset_info(features: Features, data: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``dataset_info`` (features, the train split, sizes) in the Hub's YAML layout, written
+    by datasets' public ``DatasetInfosDict.to_dataset_card_data``, as ``push_to_hub`` writes it."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    splits = SplitDict()
+    splits.add(SplitInfo(name="train", num_bytes=data["bytes"], num_examples=data["records"]))
+    info = DatasetInfo(features=features, splits=splits, download_size=data["bytes"], dataset_size=data["bytes"])
+    card_data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return dict(card_data["dataset_info"])
+
+
+def _spec(value: Any) -> str:
     """A component spec (``"seva"``, ``{"name": ..., **params}``, or a source's keys) as one line."""
     if isinstance(value, dict):
         params = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
@@ -57,8 +67,8 @@ def _spec(value) -> str:
     return str(value)
 
 
-def _name(spec) -> str | None:
-    return spec.get("name") if isinstance(spec, dict) else spec
+def _name(spec: Any) -> str:
+    return str(spec.get("name") if isinstance(spec, dict) else spec)
 
 
 STRATEGIES = {
@@ -68,8 +78,8 @@ STRATEGIES = {
 }
 
 
-def _counts(counts: dict) -> list[str]:
-    def fmt(by_reason: dict) -> str:
+def _counts(counts: dict[str, Any]) -> list[str]:
+    def fmt(by_reason: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"
 
     lines = [
@@ -83,7 +93,7 @@ def _counts(counts: dict) -> list[str]:
     return lines
 
 
-def card(name: str, manifest: dict, features: Features, data: dict, *, licence: str, tags: list[str], usage: str) -> str:
+def card(name: str, manifest: dict[str, Any], features: Features, data: dict[str, Any], *, licence: str, tags: list[str], usage: str) -> str:
     """The README.md text."""
     cfg = manifest.get("config", {})
     versions = manifest.get("versions", {})

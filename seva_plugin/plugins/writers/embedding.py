@@ -17,27 +17,28 @@ import hashlib
 import io
 import os
 import re
+from typing import Any
 
 from seva_plugin.errors import RecordError
 from seva_plugin.pipeline.files import atomic_write_bytes, write_errors
 from seva_plugin.pipeline.images import load_image, loads_as_is, png_bytes
 
 
-def _source(image: str | dict) -> str | bytes:
+def _source(image: str | dict[str, Any]) -> str | bytes:
     if isinstance(image, str):
         return image
-    data = image.get("bytes") if isinstance(image, dict) else None
+    data: bytes | None = image.get("bytes") if isinstance(image, dict) else None
     if not data:
         raise RecordError(f"embedded image has no bytes: {image!r:.120}", "no_image")
     return data
 
 
-def check_image(image: str | dict) -> None:
+def check_image(image: str | dict[str, Any]) -> None:
     """Raise RecordError when ``image`` cannot be opened as an image."""
     load_image(_source(image))
 
 
-def embed(image: str | dict) -> tuple[dict, bool]:
+def embed(image: str | dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """``image`` as an embedded ``Image()`` value, and whether it holds the normalised image (a PNG)
     rather than the stored bytes."""
     source = _source(image)
@@ -73,7 +74,7 @@ def path_stem(path: str) -> str:
     return f"{safe}-{hashlib.sha1(os.path.abspath(path).encode('utf-8', 'backslashreplace')).hexdigest()[:12]}"
 
 
-def training_file(image: str | dict, folder: str, stem: str) -> tuple[str, bool]:
+def training_file(image: str | dict[str, Any], folder: str, stem: str) -> tuple[str, bool]:
     """A file LLaMA-Factory trains on as the build saw ``image``, and whether it was written into ``folder``:
     a path that loads as it is stays; else (an embedded image, an image to normalise) ``folder/stem.<ext>``
     holds the stored bytes when they load as they are, or the normalised image as a PNG."""

@@ -8,18 +8,25 @@ when the image lies inside it and absolute otherwise, so they resolve when LLaMA
 embedded with the features of the Hub's preference sets, so LLaMA-Factory can mix it with ``rlhf_v``
 and the like (a path-based JSONL cannot: "The features can't be aligned because the key _images
 ..."), sharded, with a dataset card. The entry names the ``NAME/data`` folder.
+
+``sft: true`` also writes ``NAME_sft.jsonl``, a supervised (sharegpt) set of the conversations the
+strategy offers beside its pairs (``Pair.sft``; STIC's description-infused instructions), with image
+paths as above, registered as ``NAME_sft``. Pairs without one are not in it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, RecordError, show
-from seva_plugin.interfaces import Writer
+from seva_plugin.interfaces import Writer, WriteResult
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.plugins.writers.card import card
@@ -39,13 +46,18 @@ Its features are those of the Hub's preference sets (`llamafactory/RLHF-V`), so 
 From Python: `datasets.load_dataset("path/to/{name}", split="train")`."""
 
 
-def dataset_entry(file_name: str) -> dict:
+def dataset_entry(file_name: str) -> dict[str, Any]:
     return {
         "file_name": file_name,
         "formatting": "sharegpt",
         "ranking": True,
         "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"},
     }
+
+
+def sft_entry(file_name: str) -> dict[str, Any]:
+    """A supervised sharegpt set with images (``output.sft``)."""
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "conversations", "images": "images"}}
 
 
 @dataclass
@@ -57,8 +69,9 @@ class LlamaFactoryWriter(Writer):
     format: str = "jsonl"  # jsonl (image paths) | parquet (images embedded, sharded, with a dataset card)
     shard_size: int = 1000  # parquet: pairs per shard file
     license: str = "unknown"  # parquet: the card's licence, a Hub licence id
+    sft: bool = False  # also NAME_sft.jsonl: the SFT conversations the strategy offers (STIC's stage 2), registered as NAME_sft
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.image_paths not in ("auto", "relative", "absolute"):
             raise ConfigError(f"output.image_paths must be auto, relative or absolute, got {show(self.image_paths)}.")
         if self.format not in FORMATS:
@@ -69,8 +82,13 @@ class LlamaFactoryWriter(Writer):
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
         self.files = DatasetFiles(self.dataset_dir, self.dataset_name)
+        self.written: dict[str, str] = {}  # the files a write put into NAME.images/, by stem
+        self.normalised = 0  # how many of them are normalised copies of image files
+        self.entries = {self.dataset_name: self.entry}
+        if self.sft:
+            self.entries[f"{self.dataset_name}_sft"] = sft_entry(f"{self.dataset_name}_sft.jsonl")
 
-    def _read_info(self) -> dict:
+    def _read_info(self) -> dict[str, Any]:
         file_target(self.info_path)  # a directory there is a clear error
         if not os.path.exists(self.info_path):
             return {}
@@ -85,18 +103,19 @@ class LlamaFactoryWriter(Writer):
 
     def prepare(self, overwrite: bool) -> None:
         """Refuse early (before any model loads) to replace a different entry of the same name."""
-        existing = self._read_info().get(self.dataset_name)
-        if existing is not None and existing != self.entry and not overwrite:
-            raise ConfigError(
-                f"{self.info_path} already has a different entry '{self.dataset_name}': {json.dumps(existing)}. "
-                "Choose another output.name or set output.overwrite=true."
-            )
+        info = self._read_info()
+        for name, entry in self.entries.items():
+            existing = info.get(name)
+            if existing is not None and existing != entry and not overwrite:
+                raise ConfigError(
+                    f"{self.info_path} already has a different entry '{name}': {json.dumps(existing)}. Choose another output.name or set output.overwrite=true."
+                )
         if self.folder:
             self.folder.check_target(overwrite)
         else:
             self.files.check_replace([self.files.data, self.files.images], overwrite)  # only what seva-plugin wrote
 
-    def _image_path(self, image: str | dict, record_id: str, index: int) -> str:
+    def _image_path(self, image: str | dict[str, Any], record_id: str, index: int) -> str:
         """The file training reads, with the pixels the build saw: the image itself, or a file written into
         ``NAME.images/`` (an embedded image exported, or the normalised image where LLaMA-Factory would
         load the stored one otherwise: ``embedding.training_file``)."""
@@ -107,6 +126,8 @@ class LlamaFactoryWriter(Writer):
             try:
                 path, wrote = training_file(image, self.files.images, stem)
             except RecordError:  # unreadable now: the path as it is (a Parquet writer leaves such a pair out)
+                if isinstance(image, dict):  # an export to JSONL checked its embedded images before
+                    raise
                 path, wrote = image, False
             if wrote:
                 self.written[stem] = path
@@ -117,7 +138,7 @@ class LlamaFactoryWriter(Writer):
             return os.path.relpath(path, root)
         return path
 
-    def record(self, pair: dict) -> dict:
+    def record(self, pair: dict[str, Any]) -> dict[str, Any]:
         out = {
             "id": pair["id"],
             "conversations": [{"from": "human", "value": pair["prompt"]}],
@@ -130,49 +151,85 @@ class LlamaFactoryWriter(Writer):
                 out[key] = pair[key]
         return out
 
-    def write(self, pairs, overwrite: bool) -> dict:
+    def write(self, pairs: Iterable[dict[str, Any]], overwrite: bool) -> WriteResult:
         """Under the registry's lock: check the entry again (someone may have registered the name
         since the build began), and only then replace the data and merge the entry, so a refusal
         leaves everything as it was."""
-        with locked(self.info_path):
+        with locked(self.info_path), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
             self.prepare(overwrite)
-            data = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
+            self.written, self.normalised = {}, 0
+            if self.sft:
+                pairs = self._spool_sft(pairs, spool)
+            result = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
+            entries = dict(self.entries)
+            if self.sft:
+                result.details["sft"] = self._write_sft(spool)
+                if not result.details["sft"]["records"]:
+                    entries.pop(f"{self.dataset_name}_sft")  # nothing to train on: not registered
             with write_errors(self.info_path):
                 info = self._read_info()
-                info[self.dataset_name] = self.entry
+                info.update(entries)
                 atomic_write_json(self.info_path, info)
-        return {"data": data, "dataset_info": self.info_path}
+        result.registry = self.info_path
+        return result
 
-    def finish(self, manifest: dict) -> None:
+    def finish(self, manifest: dict[str, Any]) -> None:
         """Parquet: the dataset card, once the manifest holds the counts and provenance."""
         if self.folder:
             data = manifest["files"]["data"]
             usage = USAGE.format(name=self.dataset_name)
             self.folder.write_card(card(self.dataset_name, manifest, sharegpt_features(), data, licence=self.license, tags=["llama-factory"], usage=usage))
 
-    def _write_parquet(self, pairs) -> dict:
-        skipped: list[dict] = []
-        counts: Counter = Counter()
+    def _write_parquet(self, pairs: Iterable[dict[str, Any]]) -> WriteResult:
+        assert self.folder is not None
+        skipped: list[dict[str, Any]] = []
+        counts: Counter[str] = Counter()
         data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped, counts))
-        return {**data, "format": "parquet", "skipped": skipped, "normalised_images": counts["normalised"]}
+        details = {**data, "normalised_images": counts["normalised"]}
+        return WriteResult(details.pop("path"), details.pop("records"), "parquet", skipped=skipped, details=details)
 
-    def _write_jsonl(self, pairs) -> dict:
+    def _spool_sft(self, pairs: Iterable[dict[str, Any]], spool: Any) -> Iterator[dict[str, Any]]:
+        """Pass the pairs on, writing each one's SFT row (if it has one) to ``spool``: one pass over the pairs."""
+        for pair in pairs:
+            if pair.get("sft"):
+                images = [self._image_path(p, pair["id"], k) for k, p in enumerate(pair["images"])]
+                spool.write(json.dumps({"id": pair["id"], "conversations": pair["sft"], "images": images}, ensure_ascii=False) + "\n")
+            yield pair
+
+    def _write_sft(self, spool: Any) -> dict[str, Any]:
+        """``NAME_sft.jsonl`` from the spooled rows (streamed); none written when no pair had one."""
+        name = f"{self.dataset_name}_sft"
+        if not spool.tell():
+            return {"records": 0, "dataset": name, "note": "no pair offered an SFT conversation (Pair.sft), so none was written or registered"}
+        spool.seek(0)
+        path = os.path.join(self.dataset_dir, f"{name}.jsonl")
+        count = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal count
+            for line in spool:
+                count += 1
+                yield line
+
+        sha = atomic_write_lines(path, lines())
+        return {"path": path, "records": count, "sha256": sha, "dataset": name}
+
+    def _write_jsonl(self, pairs: Iterable[dict[str, Any]]) -> WriteResult:
         data_path = os.path.join(self.dataset_dir, self.entry["file_name"])
         count = 0
 
-        def lines():
+        def lines() -> Iterator[str]:
             nonlocal count
             for pair in pairs:
                 count += 1
                 yield json.dumps(self.record(pair), ensure_ascii=False) + "\n"
 
-        self.written, self.normalised = {}, 0
         sha = atomic_write_lines(data_path, lines())
         self._remove_unused_images()
-        data = {"path": data_path, "format": "jsonl", "sha256": sha, "records": count}
+        details: dict[str, Any] = {"sha256": sha}
         if self.written:
-            data["images"] = {"path": self.files.images, "files": len(self.written), "normalised": self.normalised}
-        return data
+            details["images"] = {"path": self.files.images, "files": len(self.written), "normalised": self.normalised}
+        return WriteResult(data_path, count, "jsonl", details=details)
 
     def _remove_unused_images(self) -> None:
         """Files of an earlier write in ``NAME.images/`` that this one no longer uses (the folder is this dataset's own)."""
@@ -187,5 +244,5 @@ class LlamaFactoryWriter(Writer):
 
 
 @hookimpl
-def register_writers(register):
+def register_writers(register: Any) -> None:
     register(LlamaFactoryWriter)

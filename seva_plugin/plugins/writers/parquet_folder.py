@@ -21,7 +21,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import seva_plugin
 from seva_plugin.errors import ConfigError, RecordError, show
@@ -40,7 +40,10 @@ CARD = "README.md"
 OWNER_KEY = b"seva_plugin"
 
 
-def embedded_rows(pairs: Iterable[dict], to_row: Callable[[dict, list], dict], skipped: list[dict], counts: Counter | None = None) -> Iterator[dict]:
+Row = dict[str, Any]
+
+
+def embedded_rows(pairs: Iterable[Row], to_row: Callable[[Row, list[Any]], Row], skipped: list[Row], counts: Counter[str] | None = None) -> Iterator[Row]:
     """``to_row(pair, images)`` for each pair, its images embedded (``counts["normalised"]``: those embedded
     as the normalised PNG). A pair with an image that cannot be read is added to ``skipped`` (id, reason,
     code) and the others go on."""
@@ -84,7 +87,7 @@ class ParquetFolder:
             files.check_replace([self.root], overwrite)
         files.check_replace([self.card_path, self.data_dir], overwrite)
 
-    def write(self, rows: Iterable[dict]) -> dict:
+    def write(self, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Write ``rows`` as shards, replace ``data/`` with them, and describe what was written."""
         with write_errors(self.root):
             os.makedirs(self.root, exist_ok=True)
@@ -116,7 +119,7 @@ class ParquetFolder:
         for path in glob.glob(os.path.join(self.root, f".{DATA}.tmp-*")) + glob.glob(os.path.join(self.root, f".{DATA}.old-*")):
             shutil.rmtree(path, ignore_errors=True)
 
-    def _write_parts(self, rows: Iterator[dict], folder: str) -> list[int]:
+    def _write_parts(self, rows: Iterator[dict[str, Any]], folder: str) -> list[int]:
         """Stream ``rows`` into ``part-NNNNN.parquet`` files of ``shard_size`` rows; return their row counts.
         No rows still make one (empty) file, so the folder stays loadable."""
         import pyarrow as pa
@@ -138,7 +141,7 @@ class ParquetFolder:
             batch = list(islice(rows, group)) if written == self.shard_size else []
         return counts
 
-    def _name_parts(self, folder: str, counts: list[int]) -> list[dict]:
+    def _name_parts(self, folder: str, counts: list[int]) -> list[dict[str, Any]]:
         shards = []
         for index, records in enumerate(counts):
             name = f"{SPLIT}-{index:05d}-of-{len(counts):05d}.parquet"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from seva_plugin.errors import ConfigError
 from seva_plugin.pipeline.records import Reject
@@ -27,18 +28,18 @@ from seva_plugin.plugins.writers.rows import pair_from_sharegpt, pair_from_trl
 LAYOUTS = ("jsonl", "parquet", "trl")
 
 
-def layout_of(manifest: dict) -> str:
+def layout_of(manifest: dict[str, Any]) -> str:
     """The layout a build's data is in: the manifest's ``files.data.format``, else its writer config
     (manifests from before formats existed are JSONL)."""
     stated = manifest.get("files", {}).get("data", {}).get("format")
     if stated in LAYOUTS:
-        return stated
+        return str(stated)
     output = manifest.get("config", {}).get("output", {})
     writer = output.get("writer", "llamafactory")
     if writer == "trl":
         return "trl"
     if writer == "llamafactory" and output.get("format", "jsonl") in LAYOUTS:
-        return output.get("format", "jsonl")
+        return str(output.get("format", "jsonl"))
     raise ConfigError(f"the data was written by writer '{writer}', which seva export cannot read (it reads {', '.join(LAYOUTS)}).")
 
 
@@ -63,10 +64,10 @@ def count_records(location: str, layout: str) -> int | None:
         return None
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in shards)
+    return int(sum(pq.ParquetFile(path).metadata.num_rows for path in shards))
 
 
-def iter_pairs(dataset_dir: str, name: str, layout: str) -> Iterator[dict | Reject]:
+def iter_pairs(dataset_dir: str, name: str, layout: str) -> Iterator[dict[str, Any] | Reject]:
     location = data_location(dataset_dir, name, layout)
     if layout == "jsonl":
         yield from _jsonl_pairs(location, dataset_dir)
@@ -74,7 +75,7 @@ def iter_pairs(dataset_dir: str, name: str, layout: str) -> Iterator[dict | Reje
         yield from _parquet_pairs(location, pair_from_trl if layout == "trl" else pair_from_sharegpt)
 
 
-def _jsonl_pairs(path: str, dataset_dir: str) -> Iterator[dict | Reject]:
+def _jsonl_pairs(path: str, dataset_dir: str) -> Iterator[dict[str, Any] | Reject]:
     where = os.path.basename(path)
     for lineno, row in iter_json_rows(path):
         if isinstance(row, Reject):
@@ -89,7 +90,7 @@ def _jsonl_pairs(path: str, dataset_dir: str) -> Iterator[dict | Reject]:
         yield pair
 
 
-def _parquet_pairs(folder: str, to_pair) -> Iterator[dict | Reject]:
+def _parquet_pairs(folder: str, to_pair: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[dict[str, Any] | Reject]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

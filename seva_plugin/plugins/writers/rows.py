@@ -48,15 +48,15 @@ def trl_features() -> Features:
     return Features({"prompt": messages, "chosen": messages, "rejected": messages, "images": List(Image()), **extras})
 
 
-def _extras(pair: dict) -> dict[str, Any]:
-    out = {"id": str(pair["id"])}
+def _extras(pair: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": str(pair["id"])}
     for key in EXTRA_COLUMNS:
         value = pair.get(key)
         out[key] = json.dumps(value, ensure_ascii=False, sort_keys=True) if value else None
     return out
 
 
-def _extras_back(row: dict) -> dict[str, Any]:
+def _extras_back(row: dict[str, Any]) -> dict[str, Any]:
     """The id and extras of a row; Parquet stores the extras as JSON strings, JSONL as objects."""
     out = {"id": str(row["id"])}
     for key in EXTRA_COLUMNS:
@@ -67,7 +67,7 @@ def _extras_back(row: dict) -> dict[str, Any]:
 
 
 # -- sharegpt (LLaMA-Factory) --------------------------------------------------------------
-def sharegpt_row(pair: dict, images: list) -> dict:
+def sharegpt_row(pair: dict[str, Any], images: list[Any]) -> dict[str, Any]:
     return {
         "conversations": [{"from": "human", "value": pair["prompt"]}],
         "chosen": {"from": "gpt", "value": pair["chosen"]},
@@ -77,7 +77,7 @@ def sharegpt_row(pair: dict, images: list) -> dict:
     }
 
 
-def pair_from_sharegpt(row: dict) -> dict:
+def pair_from_sharegpt(row: dict[str, Any]) -> dict[str, Any]:
     """The pair behind a sharegpt row (a JSONL record or a Parquet row); ``images`` as stored."""
     turns = row["conversations"]
     if not (isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], dict)):
@@ -92,10 +92,10 @@ def pair_from_sharegpt(row: dict) -> dict:
 
 
 # -- TRL -----------------------------------------------------------------------------------
-def _content(prompt: str) -> list[dict]:
+def _content(prompt: str) -> list[dict[str, Any]]:
     """``"<image>What is this?"`` -> ``[{"type": "image"}, {"type": "text", "text": "What is this?"}]``.
     Texts are kept exactly (whitespace included) so that the prompt comes back unchanged."""
-    items: list[dict] = []
+    items: list[dict[str, Any]] = []
     for k, text in enumerate(prompt.split(IMAGE_TOKEN)):
         if k:
             items.append({"type": "image", "text": None})
@@ -104,11 +104,11 @@ def _content(prompt: str) -> list[dict]:
     return items
 
 
-def _answer(text: str) -> list[dict]:
+def _answer(text: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def trl_row(pair: dict, images: list) -> dict:
+def trl_row(pair: dict[str, Any], images: list[Any]) -> dict[str, Any]:
     return {
         "prompt": [{"role": "user", "content": _content(pair["prompt"])}],
         "chosen": _answer(pair["chosen"]),
@@ -118,13 +118,13 @@ def trl_row(pair: dict, images: list) -> dict:
     }
 
 
-def _text(messages: list[dict], role: str) -> str:
+def _text(messages: list[dict[str, Any]], role: str) -> str:
     if not (isinstance(messages, list) and len(messages) == 1 and messages[0].get("role") == role):
         raise ValueError(f"expected one {role} message, got {messages!r:.200}")
     return "".join(IMAGE_TOKEN if item["type"] == "image" else item["text"] or "" for item in messages[0]["content"])
 
 
-def pair_from_trl(row: dict) -> dict:
+def pair_from_trl(row: dict[str, Any]) -> dict[str, Any]:
     return {
         **_extras_back(row),
         "prompt": _text(row["prompt"], "user"),

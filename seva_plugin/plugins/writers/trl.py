@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from seva_plugin import hookimpl
-from seva_plugin.interfaces import Writer
+from seva_plugin.interfaces import Writer, WriteResult
 from seva_plugin.plugins.writers.card import card
 from seva_plugin.plugins.writers.parquet_folder import ParquetFolder, embedded_rows
 from seva_plugin.plugins.writers.rows import trl_features, trl_row
@@ -43,25 +45,26 @@ class TrlWriter(Writer):
     shard_size: int = 1000  # pairs per shard file
     license: str = "unknown"  # the card's licence, a Hub licence id
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.folder = ParquetFolder(os.path.join(self.dataset_dir, self.dataset_name), trl_features(), self.shard_size)
 
     def prepare(self, overwrite: bool) -> None:
         self.folder.check_target(overwrite)
 
-    def write(self, pairs, overwrite: bool) -> dict:
+    def write(self, pairs: Iterable[dict[str, Any]], overwrite: bool) -> WriteResult:
         self.prepare(overwrite)  # again: the folder may have changed since the build began
-        skipped: list[dict] = []
-        counts: Counter = Counter()
+        skipped: list[dict[str, Any]] = []
+        counts: Counter[str] = Counter()
         data = self.folder.write(embedded_rows(pairs, trl_row, skipped, counts))
-        return {"data": {**data, "format": "trl", "skipped": skipped, "normalised_images": counts["normalised"]}}
+        details = {**data, "normalised_images": counts["normalised"]}
+        return WriteResult(details.pop("path"), details.pop("records"), "trl", skipped=skipped, details=details)
 
-    def finish(self, manifest: dict) -> None:
+    def finish(self, manifest: dict[str, Any]) -> None:
         data = manifest["files"]["data"]
         usage = USAGE.format(name=self.dataset_name)
         self.folder.write_card(card(self.dataset_name, manifest, trl_features(), data, licence=self.license, tags=["trl"], usage=usage))
 
 
 @hookimpl
-def register_writers(register):
+def register_writers(register: Any) -> None:
     register(TrlWriter)

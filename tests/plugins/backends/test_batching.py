@@ -46,3 +46,23 @@ def test_prepared_inputs_are_bounded_and_thread_safe():
         t.join()
     kept = [i for i, b in enumerate(batches) if store.take(b) is not None]
     assert len(kept) == 4  # what a strategy never asks for does not pile up
+
+
+def test_prepared_inputs_hold_their_records_and_tell_prompts_apart():
+    """Entries were keyed on id() of records they let go: a new record at the same address found stale
+    inputs. Now an entry holds its records (compared by identity) and keys on prompt and system too."""
+    import gc
+    import weakref
+
+    store = PreparedInputs()
+    (record,) = records(1)
+    alive = weakref.ref(record)
+    store.put([GenerationRequest(record)], "inputs")
+    twin = LoadedRecord(record.record, record.images, record.seed)  # equal, but another object
+    assert store.take([GenerationRequest(twin)]) is None
+    assert store.take([GenerationRequest(record, prompt="Another question?")]) is None
+    assert store.take([GenerationRequest(record, system="Be brief.")]) is None
+    del record, twin
+    gc.collect()
+    assert alive() is not None  # kept alive by the entry: its id cannot be reused while the entry exists
+    assert store.take([GenerationRequest(alive())]) == "inputs"

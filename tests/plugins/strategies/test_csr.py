@@ -89,6 +89,13 @@ def test_config_is_validated_before_any_model_loads(tiny_clip, tmp_path, monkeyp
     assert hub_ids == [("openai/clip-vit-large-patch14-336", "strategy.clip_model")]
 
 
+def test_each_strategy_owns_its_clip_scorer(tiny_clip):
+    """The scorer was a module singleton whose batch_size the last strategy built overwrote."""
+    first, second = csr(tiny_clip, clip_batch_size=64), csr(tiny_clip, clip_batch_size=2)
+    assert first.clip is not second.clip and first.clip is first.clip
+    assert (first.clip.batch_size, second.clip.batch_size) == (64, 2)
+
+
 # --------------------------------------------------------------------------- #
 # the scoring rules on their own
 # --------------------------------------------------------------------------- #
@@ -124,10 +131,12 @@ def test_select_pair_in_both_modes_and_without_a_second_answer():
 
 
 def test_parse_row_and_degenerate_sentences():
-    from seva_plugin.interfaces import Answer
+    from seva_plugin.interfaces import Completion
     from seva_plugin.plugins.strategies.csr.search import degenerate, proposals
 
-    props = proposals(Answer([" A cat.", "", " Dog"], ["stop", "eos", "length"], [[-1.0, -3.0], [-2.0], [-1.0, -1.0]], [[5, 9], [2], [6, 7]]))
+    props = proposals(
+        [Completion(" A cat.", "stop", [5, 9], [-1.0, -3.0]), Completion("", "eos", [2], [-2.0]), Completion(" Dog", "length", [6, 7], [-1.0, -1.0])]
+    )
     assert [(p.text, p.ended, p.language, p.tokens, p.index) for p in props] == [
         (" A cat.", "stop", -2.0, (5, 9), 0),
         ("", "eos", -2.0, (2,), 1),

@@ -27,8 +27,9 @@ def write(tmp_path, pairs, **keys) -> tuple[LlamaFactoryWriter, dict]:
     os.makedirs(tmp_path / "data", exist_ok=True)  # the host (a build, an export) makes the dataset_dir
     writer = LlamaFactoryWriter(str(tmp_path / "data"), "seva_pq", format="parquet", **keys)
     writer.prepare(overwrite=False)
-    files = writer.write(iter(pairs), overwrite=False)
-    writer.finish(manifest_for(files, files["data"]["records"], tmp_path / "data", "seva_pq"))
+    written = writer.write(iter(pairs), overwrite=False)
+    files = written.manifest_files()  # the manifest's "files", as a build records them
+    writer.finish(manifest_for(files, written.records, tmp_path / "data", "seva_pq"))
     return writer, files
 
 

@@ -1,34 +1,33 @@
 """CSR's visual score: ``100 * cos(image, sentence)`` with a ``transformers`` CLIPModel.
 
-The official code scores with ``openai/clip-vit-large-patch14-336``. One scorer is kept per
-process and device, so ``seva iterate`` loads CLIP once for all rounds.
+The official code scores with ``openai/clip-vit-large-patch14-336``. The strategy owns its scorer
+(``Csr.clip``): two strategies never share, or overwrite, one's settings.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from seva_plugin.errors import ConfigError
-
-_SCORERS: dict = {}
 
 
 class ClipScorer:
     """``100 * cos(image, text)`` with a ``transformers`` CLIPModel, loaded once on first use."""
 
-    def __init__(self, path: str, device, batch_size: int = 64):
+    def __init__(self, path: str, device: str, batch_size: int = 64):
         self.path = path
         self.device = device
         self.batch_size = batch_size
 
     @cached_property
-    def loaded(self):
+    def loaded(self) -> tuple[Any, Any, int]:
         import torch
         from transformers import CLIPModel, CLIPProcessor
 
         try:
-            model = CLIPModel.from_pretrained(self.path)
-            processor = CLIPProcessor.from_pretrained(self.path)
+            model: Any = CLIPModel.from_pretrained(self.path)
+            processor: Any = CLIPProcessor.from_pretrained(self.path)
         except OSError as exc:
             raise ConfigError(f"strategy.clip_model: could not load CLIP from {self.path}: {exc}") from None
         dtype = torch.float16 if str(self.device).startswith("cuda") else torch.float32
@@ -36,7 +35,7 @@ class ClipScorer:
         max_len = getattr(model.config.text_config, "max_position_embeddings", 77)
         return model, processor, max_len
 
-    def image_features(self, images):
+    def image_features(self, images: list[Any]) -> Any:
         """Unit image embeddings, one row per image."""
         import torch
 
@@ -46,7 +45,7 @@ class ClipScorer:
             feats = _embedding(model.get_image_features(pixel_values=pixels.to(model.device, model.dtype)))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
-    def text_features(self, texts: list[str]):
+    def text_features(self, texts: list[str]) -> Any:
         import torch
 
         model, processor, max_len = self.loaded
@@ -60,7 +59,7 @@ class ClipScorer:
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.empty(0)
 
-    def text_scores(self, texts: list[str], image_features: list) -> list[float]:
+    def text_scores(self, texts: list[str], image_features: list[Any]) -> list[float]:
         """``100 * cos`` of each text with its record's images (mean over the record's images)."""
         if not texts:
             return []
@@ -68,17 +67,6 @@ class ClipScorer:
         return [float(100.0 * (img @ t).mean()) for t, img in zip(feats, image_features, strict=True)]
 
 
-def _embedding(output):
+def _embedding(output: Any) -> Any:
     """transformers 5 returns a model output whose pooler_output is the projected embedding."""
     return output if hasattr(output, "dim") else output.pooler_output
-
-
-def clip_scorer(path: str, device, batch_size: int) -> ClipScorer:
-    """The scorer for ``path`` on ``device``, loaded once per process (at most one CLIP in memory)."""
-    key = (path, str(device))
-    if key not in _SCORERS:
-        _SCORERS.clear()
-        _SCORERS[key] = ClipScorer(path, device)
-    scorer = _SCORERS[key]
-    scorer.batch_size = batch_size
-    return scorer

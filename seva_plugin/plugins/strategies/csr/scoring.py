@@ -25,9 +25,11 @@ Two ways to score a path (see ``docs/csr.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 MODES = ("paper", "repo")
 AGGREGATES = ("sum", "mean")
 
@@ -76,7 +78,7 @@ def sibling_ranks(values: Sequence[float]) -> list[float]:
     return ranks
 
 
-def prune(items: list, key, keep_best: int, keep_worst: int) -> list:
+def prune(items: list[T], key: Callable[[T], float], keep_best: int, keep_worst: int) -> list[T]:
     """The official survivor rule: the ``keep_best`` highest and ``keep_worst`` lowest by ``key``.
 
     Keeping the worst paths alive is deliberate: the rejected answer is grown from them.
@@ -87,7 +89,7 @@ def prune(items: list, key, keep_best: int, keep_worst: int) -> list:
     return ranked[:keep_best] + (ranked[len(ranked) - keep_worst :] if keep_worst else [])
 
 
-def select_pair(candidates: Sequence[Candidate], mode: str, lam: float, alpha: float, aggregate: str = "sum"):
+def select_pair(candidates: Sequence[Candidate], mode: str, lam: float, alpha: float, aggregate: str = "sum") -> tuple[Candidate, Candidate] | None:
     """``(chosen, rejected)`` among finished candidates, or ``None`` when no two texts differ.
 
     paper: chosen has the highest reward, rejected the lowest. repo: chosen has the lowest
@@ -117,7 +119,7 @@ def finite(x: float, floor: float = -1e4) -> float:
     return float(min(max(x, floor), -floor))
 
 
-def describe(candidate: Candidate, lam: float, alpha: float, aggregate: str) -> dict:
+def describe(candidate: Candidate, lam: float, alpha: float, aggregate: str) -> dict[str, Any]:
     """The per-side score record written into ``Pair.scores`` (same keys for every record)."""
     steps = candidate.steps
     n = len(steps) or 1

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from seva_plugin.interfaces import CLEAN, Answer, GenerationRequest, Sampling
+from seva_plugin.interfaces import CLEAN, Answer, Backend, GenerationRequest, LoadedRecord, Sampling
+from seva_plugin.plugins.strategies.csr.clip import ClipScorer
 from seva_plugin.plugins.strategies.csr.scoring import Candidate, Step, paper_reward, prune, sibling_ranks
+
+if TYPE_CHECKING:
+    from seva_plugin.plugins.strategies.csr.strategy import Csr
 
 
 @dataclass
@@ -46,13 +51,13 @@ class RecordSearch:
     image_features: Any
     live: list[Path] = field(default_factory=lambda: [Path("", [], "r", 0.0)])
     finals: list[Candidate] = field(default_factory=list)
-    stats: dict = field(default_factory=lambda: {"depth": 0, "proposals": 0, "generated_tokens": 0, "dropped_sentences": 0})
+    stats: dict[str, Any] = field(default_factory=lambda: {"depth": 0, "proposals": 0, "generated_tokens": 0, "dropped_sentences": 0})
 
 
 @dataclass
 class SearchResult:
     candidates: list[Candidate]
-    stats: dict
+    stats: dict[str, Any]
 
 
 def path_seed(record_seed: int, key: str) -> int:
@@ -61,11 +66,7 @@ def path_seed(record_seed: int, key: str) -> int:
 
 
 def proposals(answer: Answer) -> list[Proposal]:
-    logprobs, tokens = answer.logprobs or [[] for _ in answer.texts], answer.token_ids or [[] for _ in answer.texts]
-    return [
-        Proposal(text, sum(lp) / len(lp) if lp else 0.0, ended, tuple(ids), k)
-        for k, (text, ended, lp, ids) in enumerate(zip(answer.texts, answer.finish_reasons, logprobs, tokens, strict=True))
-    ]
+    return [Proposal(c.text, sum(c.logprobs) / len(c.logprobs) if c.logprobs else 0.0, c.finish_reason, tuple(c.token_ids), k) for k, c in enumerate(answer)]
 
 
 _REPEATED_WORD = re.compile(r"\b(\w+)\b(?:\s+\1\b){5,}")
@@ -81,12 +82,12 @@ def degenerate(text: str) -> bool:
 class Search:
     """One batch of records searched together; ``run(backend)`` returns each record's candidates."""
 
-    def __init__(self, strategy, records, clip):
+    def __init__(self, strategy: Csr, records: Sequence[LoadedRecord], clip: ClipScorer) -> None:
         self.s = strategy
         self.clip = clip
         self.states = [RecordSearch(r, clip.image_features(r.images)) for r in records]
 
-    def run(self, backend) -> list[SearchResult]:
+    def run(self, backend: Backend) -> list[SearchResult]:
         depth = 0
         while any(st.live for st in self.states):
             depth += 1
@@ -112,7 +113,7 @@ class Search:
             logprobs=True,
         )
 
-    def _ask(self, backend, requests: list[GenerationRequest]) -> list[Answer]:
+    def _ask(self, backend: Backend, requests: list[GenerationRequest]) -> list[Answer]:
         """All requests, at most ``max_rows`` answers per call (the KV cache grows with rows x prompt)."""
         per_call = max(1, self.s.max_rows // self.s.num_proposals)
         answers: list[Answer] = []
@@ -120,7 +121,7 @@ class Search:
             answers += backend.generate(requests[start : start + per_call])
         return answers
 
-    def _grow(self, jobs, answers: list[Answer]) -> None:
+    def _grow(self, jobs: list[tuple[RecordSearch, Path]], answers: list[Answer]) -> None:
         """Score the proposals, extend their paths, close finished ones and prune the rest."""
         s = self.s
         valid = []  # (state, parent, proposal, sentence)

@@ -24,14 +24,16 @@ See ``docs/csr.md`` for the official code's behaviour and every difference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from seva_plugin import hookimpl
 from seva_plugin.errors import ConfigError, show
-from seva_plugin.interfaces import Strategy
+from seva_plugin.interfaces import Augmenter, Backend, LoadedRecord, Pair, Strategy
 from seva_plugin.pipeline.model_paths import check_model_path
-from seva_plugin.pipeline.records import Pair
-from seva_plugin.plugins.strategies.csr.clip import ClipScorer, clip_scorer
+from seva_plugin.plugins.strategies.csr.clip import ClipScorer
 from seva_plugin.plugins.strategies.csr.scoring import AGGREGATES, MODES, describe, select_pair
 from seva_plugin.plugins.strategies.csr.search import Search, SearchResult
 
@@ -62,7 +64,7 @@ class Csr(Strategy):
     clip_batch_size: int = 64
     clip_device: str | None = None  # default: cuda when present, else cpu
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         problems = []
         if self.mode not in MODES:
             problems.append(f"strategy.mode must be one of {', '.join(MODES)}, got {show(self.mode)}")
@@ -90,7 +92,7 @@ class Csr(Strategy):
         check_model_path(self.clip_model, "strategy.clip_model")
 
     # -- the strategy hook -----------------------------------------------------------------
-    def make_pairs(self, records, backend, augmenter=None) -> list[Pair]:
+    def make_pairs(self, records: Sequence[LoadedRecord], backend: Backend, augmenter: Augmenter | None = None) -> list[Pair]:
         pairs = []
         for loaded, result in zip(records, self.search(records, backend), strict=True):
             chosen_rejected = select_pair(result.candidates, self.mode, self.reward_lambda, self.clip_alpha, self.aggregate)
@@ -107,17 +109,19 @@ class Csr(Strategy):
             pairs.append(Pair(loaded.record, chosen.text, rejected.text, scores))
         return pairs
 
-    def search(self, records, backend) -> list[SearchResult]:
+    def search(self, records: Sequence[LoadedRecord], backend: Backend) -> list[SearchResult]:
         """Every record's finished candidates, with per-record cost counters."""
-        return Search(self, records, self.clip_scorer()).run(backend)
+        return Search(self, records, self.clip).run(backend)
 
-    def clip_scorer(self) -> ClipScorer:
+    @cached_property
+    def clip(self) -> ClipScorer:
+        """This strategy's CLIP scorer, loaded on first use (a Ray worker loads its own)."""
         import torch
 
         device = self.clip_device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return clip_scorer(self.clip_model, device, self.clip_batch_size)
+        return ClipScorer(self.clip_model, device, self.clip_batch_size)
 
 
 @hookimpl
-def register_strategies(register):
+def register_strategies(register: Any) -> None:
     register(Csr)

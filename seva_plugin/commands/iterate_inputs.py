@@ -1,4 +1,4 @@
-"""What ``seva iterate`` reads before it runs: its overrides, split by where they go, and the training recipe."""
+"""What ``seva iterate`` is given: overrides sorted by where they go, and the training recipe."""
 
 from __future__ import annotations
 

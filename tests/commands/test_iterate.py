@@ -11,7 +11,8 @@ import yaml
 
 from helpers import make_images, read_jsonl
 from seva_plugin.commands import iterate as iterate_mod
-from seva_plugin.commands.iterate import Iteration, iterate, split_overrides
+from seva_plugin.commands.iterate import Iteration, iterate
+from seva_plugin.commands.iterate_inputs import split_overrides
 from seva_plugin.errors import ConfigError
 
 pytest.importorskip("llamafactory")

@@ -156,7 +156,13 @@ def test_before_and_after_an_adapter_with_mcnemar(tiny_llava, shapes_pope, tmp_p
         assert s["change"]["accuracy"] == pytest.approx((right[False, True] - right[True, False]) / len(pairs))
         assert 0 <= s["mcnemar"]["p"] <= 1
     table = printed[-1]
-    assert table.count("| change |") == 3 and ("not distinguishable from chance" in table or "unlikely to be chance" in table)
+    assert table.count("| change |") == 3
+    for setting, s in comp["settings"].items():  # each setting's verdict fits its counts
+        verdict = next(line for line in table.splitlines() if line.startswith(f"{setting}:"))
+        if s["fixed"] + s["broken"] == 0:
+            assert "no answer changed its prediction" in verdict, verdict
+        else:
+            assert "not distinguishable from chance" in verdict or "unlikely to be chance" in verdict, verdict
 
     again = evaluate({**cfg, "compare": [str(tmp_path / "cmp" / "base"), str(tmp_path / "cmp" / "adapter")]}, progress=False, say=lambda t: None)
     assert again["settings"] == comp["settings"]

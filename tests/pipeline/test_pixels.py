@@ -68,7 +68,7 @@ def test_a_jsonl_set_trains_on_the_pixels_the_build_saw(tmp_path):
     writer = LlamaFactoryWriter(str(tmp_path / "data"), "px")
     os.makedirs(tmp_path / "data")
     writer.prepare(False)
-    data = writer.write(iter(pairs_for(paths)), False)["data"]
+    data = writer.write(iter(pairs_for(paths)), False).manifest_files()["data"]
     plugin = host_plugin()
     rows = {json.loads(line)["id"]: json.loads(line) for line in open(data["path"])}
     for name, source in paths.items():
@@ -88,7 +88,7 @@ def test_a_parquet_set_trains_on_the_pixels_the_build_saw(tmp_path):
     os.makedirs(tmp_path / "data")
     writer = LlamaFactoryWriter(str(tmp_path / "data"), "px", format="parquet")
     writer.prepare(False)
-    data = writer.write(iter(pairs_for(paths)), False)["data"]
+    data = writer.write(iter(pairs_for(paths)), False).manifest_files()["data"]
     ds = load_dataset(os.path.join(data["path"]), split="train")
     converted = ds.map(lambda row: {"_images": row["images"], "_id": row["id"]}, remove_columns=ds.column_names)
     plugin = host_plugin()

@@ -143,7 +143,7 @@ def _register_many(args):
 
     writer = LlamaFactoryWriter(dataset_dir=dataset_dir, dataset_name=name)
     for _ in range(rounds):
-        files = writer.write(iter([]), overwrite=False)
+        files = writer.write(iter([]), overwrite=False).manifest_files()
         manifest_for(files, 0, dataset_dir, name)  # as a build does: the next write may replace what this one wrote
 
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from helpers import read_jsonl, scripted_config, use_backends
+from helpers import answer, read_jsonl, scripted_config, use_backends
 from seva_plugin.errors import SevaError
-from seva_plugin.interfaces import Answer, Backend
+from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.build import build
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 
@@ -31,7 +31,7 @@ class Broken(Backend):
         error = Broken.failure({r.record.id for r in requests}, Broken.calls)
         if error is not None:
             raise error
-        return [Answer(["red" if r.view.clean else "blue"] * r.n, ["eos"] * r.n) for r in requests]
+        return [answer(["red" if r.view.clean else "blue"] * r.n) for r in requests]
 
 
 class OutOfMemoryError(RuntimeError):

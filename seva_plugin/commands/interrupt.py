@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from seva_plugin.commands import processes
 
-GRACE_S = 10  # from the first signal to the forced exit (a clean stop of a vLLM engine takes about 5 s)
+GRACE_S = 15  # from the first signal to the forced exit: a clean stop of a vLLM engine took 5 s, over 10 s on a loaded machine (vllm_engine.py)
 KILL_AFTER_S = 3  # from SIGTERM to SIGKILL for the processes left
 EXIT_CODE = 130
 MESSAGE = "interrupted: finished batches are kept; rerun the same command to resume."

@@ -110,6 +110,8 @@ def check_value(label: str, value: object, hint: str) -> None:
                 raise ConfigError(f"{label} must be a finite number, got {show(value)}.")
             return
         if kind == "str" and isinstance(value, str):
+            if "\0" in value:  # no path, name or setting holds one; os and C libraries stop at it
+                raise ConfigError(f"{label} holds a NUL character (\\0): {show(value)}.")
             return
     wanted = " or ".join(SIMPLE[k] for k in kinds) + (" or null" if nullable else "")
     raise ConfigError(f"{label} must be {wanted}, got {show(value)}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,6 +100,74 @@ def uncollected(test_files, collected) -> list[str]:
     """The test files on disk that a pytest run over the whole suite did not collect."""
     collected = {os.path.realpath(p) for p in collected}
     return sorted(p for p in test_files if os.path.realpath(p) not in collected)
+
+
+def scripted_backend():
+    """A backend class without a model: "red" on the clean view, "blue" on the others (every record a pair)."""
+    from seva_plugin.interfaces import Backend
+
+    class Scripted(Backend):
+        name = "scripted"
+
+        def __init__(self, model, template, batch_size: int = 4):
+            self.batch_size = batch_size
+
+        def generate(self, requests):
+            return [answer(["red" if r.view.clean else "blue"] * r.n) for r in requests]
+
+    return Scripted
+
+
+def scripted_config(folder, n: int = 4, name: str = "ds") -> dict:
+    """A build config for ``scripted_backend`` (a model folder nothing loads, ``n`` prompts with images) in ``folder``."""
+    folder = str(folder)
+    model = os.path.join(folder, "model")
+    os.makedirs(model, exist_ok=True)
+    with open(os.path.join(model, "config.json"), "w") as fh:
+        fh.write('{"model_type": "llava"}')
+    names = make_images(os.path.join(folder, "images"), n)
+    prompts = os.path.join(folder, "prompts.jsonl")
+    with open(prompts, "w") as fh:
+        fh.writelines(json.dumps({"id": f"p{i}", "image": f"images/{m}", "question": "Colour?"}) + "\n" for i, m in enumerate(names))
+    return {
+        "model": model,
+        "template": "llava",
+        "source": {"file": prompts},
+        "backend": {"name": "scripted"},
+        "output": {"dataset_dir": os.path.join(folder, "data"), "name": name},
+    }
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` seen read-only: a read-only bind mount of it as root (where mounting is allowed), else the
+    folder itself with its write permissions removed. Yields the read-only path; pytest skips when neither works."""
+    import pytest
+
+    folder = str(folder)
+    if os.geteuid() == 0:
+        view = folder.rstrip("/") + "-ro"
+        os.makedirs(view, exist_ok=True)
+        mounted = subprocess.run(["mount", "--bind", folder, view], capture_output=True).returncode == 0
+        if mounted and subprocess.run(["mount", "-o", "remount,bind,ro", view], capture_output=True).returncode == 0:
+            try:
+                yield view
+            finally:
+                subprocess.run(["umount", view], check=True)
+            return
+        if mounted:
+            subprocess.run(["umount", view])
+        pytest.skip("running as root without the right to mount: no read-only folder to test with")
+    modes = {}
+    for path, _dirs, files in os.walk(folder):
+        for p in [path, *(os.path.join(path, n) for n in files)]:
+            modes[p] = os.stat(p).st_mode
+            os.chmod(p, modes[p] & ~0o222)
+    try:
+        yield folder
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)
 
 
 HEAVY_PROGRAMS = {"llamafactory-cli", "seva", "raylet", "gcs_server"}  # a Ray node starts the last two

@@ -25,9 +25,22 @@ def make_pairs(folder, n: int) -> list[dict]:
     ]
 
 
-def manifest_for(files: dict, kept: int) -> dict:
-    """The parts of a build manifest a writer's ``finish`` reads."""
-    return {"config": {"model": "tiny/llava", "template": "llava", "strategy": "seva"}, "counts": {"kept": kept, "records": kept}, "files": files}
+def manifest_for(files: dict, kept: int, dataset_dir: str | None = None, name: str | None = None) -> dict:
+    """The parts of a build manifest a writer's ``finish`` reads; saved as dataset ``name``'s manifest
+    when ``dataset_dir`` is given, as a build saves it (it lists the files the writer may replace later)."""
+    manifest = {
+        "seva_plugin": "test",
+        "fingerprint": "test",
+        "config": {"model": "tiny/llava", "template": "llava", "strategy": "seva"},
+        "counts": {"kept": kept, "records": kept},
+        "files": files,
+    }
+    if dataset_dir is not None:
+        from seva_plugin.pipeline.dataset_files import DatasetFiles
+        from seva_plugin.pipeline.files import atomic_write_json
+
+        atomic_write_json(DatasetFiles(dataset_dir, name).manifest, manifest)
+    return manifest
 
 
 def front_matter(path) -> dict:

@@ -91,6 +91,7 @@ def cmd_export(args) -> int:
         args.out,
         out_name=args.out_name,
         overwrite=args.overwrite,
+        allow_modified=args.allow_modified,
         shard_size=args.shard_size,
         licence=args.license,
         exclude=args.exclude,
@@ -187,7 +188,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--shard-size", type=int, help="parquet, trl: pairs per shard file (default 1000)")
     e.add_argument("--license", help="parquet, trl: the dataset card's licence, a Hub licence id (default: the build's output.license, else unknown)")
     e.add_argument("--exclude", metavar="FILE", help="leave out the pairs whose ids FILE lists (seva inspect's download, a JSON list, or one id a line)")
-    e.add_argument("--overwrite", action="store_true", help="replace a dataset of the same name in --out")
+    e.add_argument("--overwrite", action="store_true", help="replace what an earlier export of the same name wrote in --out")
+    e.add_argument("--allow-modified", action="store_true", help="export data that is not what its build wrote (the new manifest records it)")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("recipes", help="list the shipped recipes and build templates, or copy some to a folder")
@@ -218,22 +220,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from seva_plugin.commands import interrupt
+
     args = parse_args(argv)
     from seva_plugin.logs import quiet_libraries
 
     quiet_libraries(verbose=getattr(args, "verbose", False))  # before vLLM, transformers or LLaMA-Factory is imported
+    signalled: list[int] = []
     try:
-        if args.disable_plugin:
-            from seva_plugin.registry import disable_plugins
+        with interrupt.handled() as signalled:  # one Ctrl-C or SIGTERM ends the command within seconds, whatever it waits in
+            if args.disable_plugin:
+                from seva_plugin.registry import disable_plugins
 
-            disable_plugins(args.disable_plugin)
-        return args.func(args)
+                disable_plugins(args.disable_plugin)
+            return args.func(args)
     except SevaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished batches are kept; rerun the same command to resume.", file=sys.stderr)
-        return 130
+        if signalled:
+            interrupt.force_exit()  # ends what the command's own clean-up left running
+        print(f"\n{interrupt.MESSAGE}", file=sys.stderr)
+        return interrupt.EXIT_CODE
 
 
 if __name__ == "__main__":

@@ -5,14 +5,16 @@ The build must be finished (``finished_build.py`` says exactly what that means).
 back from its data (``plugins/writers/readback.py``) and written by the target's writer into DIR:
 
 - ``jsonl``: writer ``llamafactory``: ``NAME.jsonl`` with image paths (embedded images are written
-  out as files into ``NAME_images/``) and its ``dataset_info.json`` entry;
+  out as files into ``NAME.images/``) and its ``dataset_info.json`` entry;
 - ``parquet``: writer ``llamafactory`` with ``format: parquet``: the Hub-ready ``NAME/`` folder with
   embedded images and a dataset card, and its ``dataset_info.json`` entry;
 - ``trl``: writer ``trl``: the Hub-ready ``NAME/`` folder in TRL's vision preference format.
 
-DIR gets a manifest that keeps the build's config, fingerprint, versions and counts and adds an
-``exports`` step. A pair whose image cannot be read now (moved, deleted, corrupt) is left out and
-listed with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the export goes on.
+DIR gets a manifest that keeps the build's config, fingerprint, versions and counts, adds an
+``exports`` step and lists the files the export wrote: ``--overwrite`` replaces those and nothing
+else (``pipeline/claims.py``), so a file of the user's in DIR (in ``NAME/data/`` too) stops the
+export. A pair whose image cannot be read now (moved, deleted, corrupt) is left out and listed
+with its id and the reason in ``DIR/NAME.export_rejects.jsonl``; the export goes on.
 
 ``--exclude FILE`` leaves out the pairs whose ids FILE lists (``seva inspect``'s download, a JSON
 list of ids, or a text file with one id a line); the step records the file, its sha256, the ids and
@@ -21,7 +23,6 @@ how many pairs they removed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -34,8 +35,9 @@ from typing import Any
 import seva_plugin
 from seva_plugin.commands.finished_build import FinishedBuild, finished_build
 from seva_plugin.errors import ConfigError, RecordError, show
+from seva_plugin.pipeline.claims import writing
 from seva_plugin.pipeline.dataset_files import DatasetFiles
-from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
+from seva_plugin.pipeline.files import WriteError, atomic_write_json, atomic_write_lines, check_writable, output_lock, reading_lock
 from seva_plugin.pipeline.manifest import checked_write
 from seva_plugin.pipeline.records import Reject
 from seva_plugin.plugins.writers.embedding import check_image
@@ -157,6 +159,8 @@ def _manifest(build: FinishedBuild, name: str, target: str, files: dict, left_ou
         "left_out": dict(left_out),
         **({"excluded": excluded} if excluded is not None else {}),
     }
+    if build.modified:  # exported with --allow-modified
+        step["modified"] = build.modified
     return {**manifest, "name": name, "counts": counts, "files": files, "exports": [*manifest.get("exports", []), step]}
 
 
@@ -168,6 +172,7 @@ def export(
     *,
     out_name: str | None = None,
     overwrite: bool = False,
+    allow_modified: bool = False,
     shard_size: int | None = None,
     licence: str | None = None,
     exclude: str | None = None,
@@ -175,23 +180,31 @@ def export(
     if target not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {show(target)}.")
     source, out = DatasetFiles(data_dir, name), DatasetFiles(out_dir, out_name or name)
-    if out == source:
+    if out.name == source.name and os.path.realpath(out.dataset_dir) == os.path.realpath(source.dataset_dir):  # a symlinked --out too
         raise ConfigError(
             f"exporting '{name}' into its own folder {out.dataset_dir} under the same name would replace the build it reads; use another --out or --out-name."
         )
-    # Hold the source's build lock (no build may start or run while it is read), then the output's:
-    # a refused export leaves nothing behind.
-    with _lock_if_built(source):
-        build = finished_build(source.dataset_dir, name)
-        with output_lock(out.lock, f"{out.dataset_dir} ({out.name})"):
-            return _export(build, out, target, overwrite, shard_size, licence, exclude)
-
-
-def _lock_if_built(files: DatasetFiles):
-    """The build lock of a dataset a build made here; nothing for a copied or read-only one."""
-    if not os.path.exists(files.lock):
-        return contextlib.nullcontext()
-    return output_lock(files.lock, f"{files.dataset_dir} ({files.name})")
+    # Share the source's build lock (no build may start or run while it is read), then hold the
+    # output's: a refused export leaves nothing behind.
+    with reading_lock(source.lock, f"{source.dataset_dir} ({source.name})"):
+        build = finished_build(source.dataset_dir, name, allow_modified)
+        if build.modified and not allow_modified:
+            first = build.modified[0]
+            raise ConfigError(
+                f"{first} is not the data its build wrote (its sha256 differs from {os.path.basename(build.files.manifest)})"
+                + (f", nor are {len(build.modified) - 1} more file(s)" if len(build.modified) > 1 else "")
+                + ": exporting it would pass it off as that build's. Rebuild it, or pass --allow-modified to export it as it is "
+                "(the new manifest records which files were modified)."
+            )
+        try:
+            with output_lock(out.lock, f"{out.dataset_dir} ({out.name})"):
+                return _export(build, out, target, overwrite, shard_size, licence, exclude)
+        except WriteError as exc:  # a build's advice ("rerun to resume") does not fit an export
+            raise WriteError(
+                f"seva export could not write {exc.what}: {exc.problem}. Free the problem and run the export again (it writes its files anew).",
+                exc.what,
+                exc.problem,
+            ) from None
 
 
 def _export(
@@ -205,6 +218,7 @@ def _export(
             f"{out.manifest} exists: {out.dataset_dir} already holds a dataset '{out.name}'. Pass --overwrite to replace it, or choose another --out "
             "or --out-name."
         )
+    out.check_replace([out.manifest, out.export_rejects], overwrite)  # only what an export wrote (the writer checks its data)
     writer_name, _ = TARGETS[target]
     params = _writer_params(target, build, shard_size, licence)
     writer = get_registry().get("writer", writer_name).build(params, f"export --to {target}", dataset_dir=out.dataset_dir, dataset_name=out.name)
@@ -213,21 +227,19 @@ def _export(
     rejects: list[dict] = []
     matched: Counter | None = Counter(dict.fromkeys(listed, 0)) if exclude is not None else None
     pairs = _readable(iter_pairs(build.files.dataset_dir, name, build.layout), rejects, target == "jsonl", matched)
-    written = checked_write(writer, writer.write(pairs, overwrite))
-    files = written.manifest_files()
-    rejects += written.skipped
-    atomic_write_lines(_rejects_path(out), (json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
-    left_out = Counter(r["code"] for r in rejects)
-    excluded = None
-    if matched is not None and exclude is not None:
-        ids = sorted(matched)
-        unmatched = [i for i in ids if not matched[i]]
-        excluded = {"file": os.path.abspath(exclude), "sha256": listed_sha, "ids": ids, "pairs": sum(matched.values()), "unmatched": unmatched}
-    manifest = _manifest(build, out.name, target, files, left_out, excluded)
-    atomic_write_json(out.manifest, manifest)
+    with writing(out, build.manifest.get("fingerprint", "")):  # until the manifest lists them, the files being replaced are marked as ours
+        written = checked_write(writer, writer.write(pairs, overwrite))
+        files = written.manifest_files()
+        rejects += written.skipped
+        sha = atomic_write_lines(out.export_rejects, (json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
+        files["export_rejects"] = {"path": out.export_rejects, "sha256": sha}
+        left_out = Counter(r["code"] for r in rejects)
+        excluded = None
+        if matched is not None and exclude is not None:
+            ids = sorted(matched)
+            unmatched = [i for i in ids if not matched[i]]
+            excluded = {"file": os.path.abspath(exclude), "sha256": listed_sha, "ids": ids, "pairs": sum(matched.values()), "unmatched": unmatched}
+        manifest = _manifest(build, out.name, target, files, left_out, excluded)
+        atomic_write_json(out.manifest, manifest)
     writer.finish(manifest)
-    return ExportResult(out.name, build.layout, target, written.path, out.manifest, _rejects_path(out), written.records, dict(left_out), excluded)
-
-
-def _rejects_path(files: DatasetFiles) -> str:
-    return os.path.join(files.dataset_dir, f"{files.name}.export_rejects.jsonl")
+    return ExportResult(out.name, build.layout, target, written.path, out.manifest, out.export_rejects, written.records, dict(left_out), excluded)

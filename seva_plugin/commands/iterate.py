@@ -13,6 +13,10 @@ Round ``k`` (0-based):
 3. **merge**: ``llamafactory-cli export`` of the adapter into ``<work>/r<k>/merged`` (full and
    freeze fine-tuning need no merge: the trained model is ``output_dir`` itself).
 
+One ``seva iterate`` runs in a work dir at a time (``<work>/iterate.lock``, released by the system
+however the holder ends), and the LLaMA-Factory commands it starts end with it, ``kill -9`` included
+(``tethered.py``): a rerun never trains beside an orphaned training into the same folder.
+
 ``<work>/iterate_state.json`` (written atomically after every step) records each round's models,
 dataset and step; a killed run, rerun with the same command, resumes at the round and step where it
 stopped: a build resumes through its own journal, a training run restarts (or resumes from its
@@ -28,7 +32,6 @@ import gc
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,15 +39,17 @@ from typing import Any
 
 import yaml
 
+from seva_plugin.commands import tethered
 from seva_plugin.commands.host import llamafactory_cli
 from seva_plugin.commands.iterate_inputs import read_recipe, split_overrides
 from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.pipeline.config import apply_overrides, load_config
 from seva_plugin.pipeline.config import fingerprint as build_fingerprint
 from seva_plugin.pipeline.dataset_files import DatasetFiles
-from seva_plugin.pipeline.files import atomic_write_json
+from seva_plugin.pipeline.files import atomic_write_json, check_writable, output_lock
 
 STATE_FILE = "iterate_state.json"
+LOCK_FILE = "iterate.lock"  # held while an iterate runs (files.output_lock)
 STEPS = ("build", "train", "merge")
 ADAPTER_TYPES = ("lora", "oft")  # adapters LLaMA-Factory's export merges
 
@@ -78,8 +83,8 @@ class Iteration:
         self.cli = llamafactory_cli()
         self.data_dir = os.path.join(self.work_dir, "data")
         self.state_path = os.path.join(self.work_dir, STATE_FILE)
+        check_writable(self.work_dir, "--work-dir")
         self._check_recipe()  # before round 0, not after hours of generation
-        os.makedirs(self.work_dir, exist_ok=True)
         self.state = self._load_state()
 
     def _check_recipe(self) -> None:
@@ -163,6 +168,15 @@ class Iteration:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
+        """Do what is left; one ``seva iterate`` per work dir at a time (a second refuses at once, naming the first)."""
+        refusal = (
+            "another seva iterate ({holder}) is running in {what}: two would train into the same adapter folders. "
+            "Wait for it to finish (or stop it) and rerun; finished rounds and steps are kept. Lock: {path}"
+        )
+        with output_lock(os.path.join(self.work_dir, LOCK_FILE), self.work_dir, refusal):
+            return self._run_rounds(progress)
+
+    def _run_rounds(self, progress: bool) -> dict:
         self._evaluate(0, self.state["base_model"], progress)
         for k in range(self.rounds):
             info = self._round(k)
@@ -256,14 +270,8 @@ class Iteration:
 
     def _run(self, cmd: list[str], log_path: str) -> None:
         """Run a LLaMA-Factory command, its output in ``log_path``; fail with the log's tail."""
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        with open(log_path, "w", encoding="utf-8") as fh:
-            fh.write("$ " + " ".join(cmd) + "\n")
-            fh.flush()
-            code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        code, tail = tethered.run_logged(cmd, log_path)  # ends with this process, kill -9 included
         if code != 0:
-            with open(log_path, encoding="utf-8", errors="replace") as fh:
-                tail = "".join(fh.readlines()[-25:])
             raise IterateError(f"{os.path.basename(cmd[0])} {cmd[1]} failed (exit {code}); full log: {log_path}\n{tail}")
 
 

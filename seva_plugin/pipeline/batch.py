@@ -9,9 +9,17 @@ answers ended (``finish``, ``endings.py``), which the writers do not write.
 
 An exception raised for a batch is narrowed down by bisection: the halves are retried until the
 record that raises is found, and it becomes a reject with the exception as its reason, while the
-other records of the batch get their pairs. A configuration problem (``ConfigError``) is not a
-record's fault and stops the build, as does a batch where every record fails with the same
-exception (other than a ``RecordError``, which always names a fault of its record).
+other records of the batch get their pairs. Only an error that is the record's own is journaled as
+its reject; these stop the build instead (nothing of the batch is journaled, and the rerun answers
+it once the problem is fixed):
+
+- a configuration problem (``ConfigError``);
+- an error before any record was answered (no answer yet from this worker's backend, nor in the
+  bisection): a model that does not load, whatever its message;
+- running out of memory (``MemoryError``, torch's ``OutOfMemoryError``, "out of memory") on one record
+  alone (a larger part is split first: its halves may fit), and an engine that died;
+- a batch where every record fails with the same exception (other than a ``RecordError``, which
+  always names a fault of its record).
 """
 
 from __future__ import annotations
@@ -34,7 +42,21 @@ ComponentSpec = tuple[Any, dict[str, Any], str, dict[str, Any]]
 
 
 class BatchFailed(SevaError):
-    """Every record of a batch failed with the same error: a systematic problem, not bad records."""
+    """A batch failed for a reason that is not its records' (``bisect``): the build stops, nothing of it journaled."""
+
+
+OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")  # Python's; torch's (torch.cuda.OutOfMemoryError is the same class)
+ENGINE_DIED = ("EngineDeadError",)  # vLLM's: the engine process is gone, every later request fails
+
+
+def not_the_records(exc: BaseException) -> str | None:
+    """Why ``exc`` is a problem of the machine or the engine, never of a record: "memory", "engine", or None."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & set(OUT_OF_MEMORY) or "out of memory" in str(exc).lower():
+        return "memory"
+    if names & set(ENGINE_DIED):
+        return "engine"
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,10 +113,18 @@ class BatchWork:
     def provenance(self) -> dict[str, Any]:
         return {"strategy": self.strategy.name, "augment": self.augmenter.name if self.strategy.uses_augmenter else None}
 
+    answered: int = 0  # successful calls of the strategy and backend: evidence that the setup works
+
     def process(self, batch: Sequence[LoadedRecord]) -> list[dict]:
         """Journal entries for ``batch``, one per record, in its order: pairs, drops, and rejects for
         records whose generation raised."""
-        return bisect(list(batch), self.entries)
+
+        def work(part: list[LoadedRecord]) -> list[dict]:
+            entries = self.entries(part)
+            self.answered += 1
+            return entries
+
+        return bisect(list(batch), work, answered_before=self.answered > 0)
 
     def entries(self, batch: Sequence[LoadedRecord]) -> list[dict]:
         """Journal entries for ``batch``; raises what the strategy or backend raises."""
@@ -105,7 +135,7 @@ class BatchWork:
         for loaded in batch:
             pair = pairs.get(loaded.id)
             if pair is None:
-                entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair"})
+                entries.append({"kind": "drop", "id": loaded.id, "reason": "no_pair", "inputs": loaded.inputs})
                 continue
             if pair.record != loaded.record:
                 raise ConfigError(
@@ -115,7 +145,7 @@ class BatchWork:
             finish = noting.finish(pair)
             pair = replace(pair, chosen=strip_eos(pair.chosen), rejected=strip_eos(pair.rejected))
             reason = next((r for r in (f(pair) for f in self.filters) if r), None)
-            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}, **({"finish": finish} if finish else {})}
+            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}, "inputs": loaded.inputs, **({"finish": finish} if finish else {})}
             entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})
         return entries
 
@@ -123,32 +153,53 @@ class BatchWork:
         self.backend.close()
 
 
-def reject_entry(record_id: str, exc: BaseException) -> dict:
+def reject_entry(record: LoadedRecord, exc: BaseException) -> dict:
     if isinstance(exc, RecordError):
-        return {"kind": "reject", "id": record_id, "reason": short(exc), "code": exc.code}
-    return {"kind": "reject", "id": record_id, "reason": f"generation failed: {type(exc).__name__}: {short(exc)}", "code": GENERATION_ERROR}
+        return {"kind": "reject", "id": record.id, "reason": short(exc), "code": exc.code, "inputs": record.inputs}
+    reason = f"generation failed: {type(exc).__name__}: {short(exc)}"
+    return {"kind": "reject", "id": record.id, "reason": reason, "code": GENERATION_ERROR, "inputs": record.inputs}
 
 
-def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]]) -> list[dict]:
-    """``work(batch)``; where it raises, the halves again, down to the records that raise."""
+def bisect(batch: list[LoadedRecord], work: Callable[[list[LoadedRecord]], list[dict]], answered_before: bool = True) -> list[dict]:
+    """``work(batch)``; where it raises, the halves again, down to the records that raise. Raises
+    BatchFailed where the failure is not the records' (module docstring); ``answered_before``: the
+    backend has answered a batch before this one."""
     failures: list[BaseException] = []
+    answered = [answered_before]
 
     def run(part: list[LoadedRecord]) -> list[dict]:
         try:
-            return work(part)
+            entries = work(part)
+            answered[0] = True
+            return entries
         except SevaError as exc:
             if not isinstance(exc, RecordError):
                 raise  # the config, not the record
             error: Exception = exc
         except Exception as exc:  # noqa: BLE001 - narrowed down to the record that raises
             error = exc
+        cause = not_the_records(error)
+        if cause == "engine" or (cause == "memory" and len(part) == 1):
+            what = "the engine died" if cause == "engine" else f"out of memory on record '{part[0].id}' alone"
+            raise BatchFailed(
+                f"{what} ({type(error).__name__}: {short(error)}): not the record's fault, so nothing of this batch was journaled. "
+                "Free the memory (or lower backend.batch_size, backend.image_max_pixels), and rerun: finished batches are kept."
+            ) from error
         if len(part) == 1:
             failures.append(error)
-            return [reject_entry(part[0].id, error)]
+            return [reject_entry(part[0], error)]
         half = len(part) // 2
         return run(part[:half]) + run(part[half:])
 
     entries = run(batch)
+    unexplained = [e for e in failures if not isinstance(e, RecordError)]  # a RecordError is always its record's own
+    if unexplained and not answered[0]:
+        error = unexplained[0]
+        raise BatchFailed(
+            f"no record has been answered yet and every one tried failed ({len(unexplained)} from '{batch[0].id}'), which is a problem of the "
+            f"setup (a model that does not load, say), not of the records: {type(error).__name__}: {short(error)}. Nothing was journaled; "
+            "fix it and rerun."
+        ) from error
     systematic = len(batch) > 1 and len(failures) == len(batch) and not any(isinstance(e, RecordError) for e in failures)  # RecordError: the record's own
     if systematic and len({f"{type(e).__name__}: {e}" for e in failures}) == 1:
         error = failures[0]

@@ -12,21 +12,23 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 from seva_plugin.errors import ConfigError, NothingKept, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.pipeline import intake
 from seva_plugin.pipeline.batch import WorkSpec
+from seva_plugin.pipeline.claims import own_manifest, writing
 from seva_plugin.pipeline.config import OUTPUT_KEYS, BuildConfig, fingerprint, fingerprinted, load_config, source_spec
 from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, check_writable, output_lock
-from seva_plugin.pipeline.journal import Journal
+from seva_plugin.pipeline.journal import Journal, changed_keys, journal_fingerprint
 from seva_plugin.pipeline.manifest import BuildResult, checked_write, manifest, nothing_kept, package_version, progress_text
 from seva_plugin.pipeline.model_paths import check_model_path, hub_checks, hub_offline
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
 from seva_plugin.pipeline.threads import build_threads, cpu_threads
-from seva_plugin.pipeline.workers import make_workers
+from seva_plugin.pipeline.workers import make_workers, reject_entry
 from seva_plugin.registry import get_registry
 
 __all__ = ["Build", "BuildResult", "build"]
@@ -73,9 +75,23 @@ class Build:
             self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
             check_template(cfg.template)
             check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
+            self._check_outputs(out["overwrite"])
             self.writer.prepare(out["overwrite"])
         cpu_threads()  # a bad SEVA_TORCH_THREADS fails here, before any model loads
         self.offline = bool(unreachable)
+
+    def _check_outputs(self, overwrite: bool) -> None:
+        """Replace only what seva-plugin wrote, and a finished build of another config only with ``overwrite``
+        (the journal guards a build it holds; this guards a finished one whose journal is gone)."""
+        self.files.check_replace([self.files.manifest, self.files.rejects], overwrite)
+        previous = own_manifest(self.files)
+        if overwrite or not previous or previous.get("fingerprint") == self.fingerprint() or journal_fingerprint(self.files.journal) == self.fingerprint():
+            return
+        changed = changed_keys(fingerprinted(previous.get("config") or {}) if previous.get("config") else None, fingerprinted(self.config.to_dict()))
+        raise ConfigError(
+            f"{self.files.manifest} records a build of '{self.name}' with another config" + (f" (changed: {changed})" if changed else "") + ", whose "
+            "data this build would replace. Set output.overwrite=true to replace it, or choose another output.name."
+        )
 
     def fingerprint(self) -> str:
         """What determines the data: everything but limits and the overwrite switch."""
@@ -90,7 +106,7 @@ class Build:
         processing, augmentation), off the generating thread.
         """
         cfg = self.config
-        for batch, rejects in intake.batches(self.source.iter_records(), cfg.seed, self.backend.batch_size, journal.done, cfg.limit):
+        for batch, rejects in intake.batches(self.source.iter_records(), cfg.seed, self.backend.batch_size, journal.done, cfg.limit, self.seen):
             yield self._prepared(batch) if prepare else batch, rejects
 
     def _prepared(self, batch: list[LoadedRecord]) -> list[LoadedRecord]:
@@ -114,7 +130,12 @@ class Build:
         started = time.time()
         overwrite = self.config.output["overwrite"]
         journal = Journal(self.files.journal, self.fingerprint(), on_mismatch="restart" if overwrite else "error", config=fingerprinted(self.config.to_dict()))
+        if journal.done and (changed := intake.stale(self.source.iter_records(), journal.done, journal.inputs, self.config.limit)):
+            if not overwrite:
+                raise intake.source_changed(changed)
+            journal.discard()  # output.overwrite: build the dataset again
         counts = Counter(e["kind"] for e in journal.entries())
+        self.seen: Counter[str] = Counter()  # the records of this build: each id's occurrences within the source and limit (intake)
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
         total = self._total() if progress else None
@@ -129,7 +150,7 @@ class Build:
         try:
             workers.start()
             for rejects, processed in workers.map(prefetch(self._batches(journal, prepare=workers.local))):
-                entries = [{"kind": "reject", "id": r.id, "reason": r.reason, "code": r.code} for r in rejects]
+                entries = [reject_entry(r) for r in rejects]
                 entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
@@ -157,9 +178,10 @@ class Build:
         dropped: Counter[str] = Counter()
         rejected: Counter[str] = Counter()
         rejects: list[str] = []
+        in_journal: Counter[str] = Counter()
 
         def pairs():  # one pass over the journal: pairs to the writer, the rest counted
-            for e in journal.entries():
+            for e in self._this_build(journal, in_journal):
                 if e["kind"] == "pair":
                     yield e
                 elif e["kind"] == "drop":
@@ -168,21 +190,59 @@ class Build:
                     rejected[e["code"]] += 1
                     rejects.append(json.dumps({"id": e["id"], "reason": e["reason"]}, ensure_ascii=False) + "\n")
 
-        written = None
-        if any(e["kind"] == "pair" for e in journal.entries()):
-            written = checked_write(self.writer, self.writer.write(pairs(), overwrite))
-        else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
-            for _ in pairs():
-                pass
-        files = written.manifest_files() if written else {}
-        atomic_write_lines(self.files.rejects, rejects)
+        with writing(self.files, self.fingerprint()):  # until the manifest lists them, the files being replaced are marked as ours
+            written = None
+            if any(e["kind"] == "pair" for e in self._this_build(journal)):
+                written = checked_write(self.writer, self.writer.write(pairs(), overwrite))
+            else:  # nothing to register: the outputs of an earlier build, if any, stay as they were
+                for _ in pairs():
+                    pass
+            files = written.manifest_files() if written else {}
+            files["rejects"] = {"path": self.files.rejects, "sha256": atomic_write_lines(self.files.rejects, rejects)}
+            record = self._manifest(files, dropped, rejected, journal, started)
+            in_data = record["counts"]["records"] + (len(written.skipped) if written else 0)  # with the pairs a Parquet writer left out
+            record["journal"] = {"records": sum(in_journal.values()), "pairs": in_journal["pair"], "not_in_this_build": sum(in_journal.values()) - in_data}
+            atomic_write_json(self.files.manifest, record)
+        kept = record["counts"]["kept"]
+        data_file = written.path if written else self.files.data
+        result = BuildResult(
+            self.name,
+            self.dataset_dir,
+            data_file,
+            self.files.manifest,
+            self.files.rejects,
+            kept,
+            dict(dropped),
+            dict(rejected),
+            journal.resumed,
+            record["timings"]["seconds_this_run"],
+            written.registry if written else None,
+            record["journal"]["not_in_this_build"],
+        )
+        if kept == 0:
+            raise NothingKept(nothing_kept(result, self._this_build(journal)), result)
+        self.writer.finish(record)
+        return result
+
+    def _this_build(self, journal: Journal, in_journal: Counter[str] | None = None) -> Iterator[dict]:
+        """The journal's entries of this build's records: not those past a lower ``limit`` or gone from the
+        source (``in_journal`` counts all of them by kind)."""
+        occurrences: Counter[str] = Counter()
+        for e in journal.entries():
+            if in_journal is not None:
+                in_journal[e["kind"]] += 1
+            occurrences[e["id"]] += 1
+            if occurrences[e["id"]] <= self.seen[e["id"]]:
+                yield e
+
+    def _manifest(self, files: dict, dropped: Counter[str], rejected: Counter[str], journal: Journal, started: float) -> dict:
         seconds = time.time() - started
-        kept = written.records if written else 0
+        kept = files["data"]["records"] if "data" in files else 0
         workers = self.workers.describe() if hasattr(self, "workers") else None
         engine = self.backend.describe()
         if workers and workers.get("ray"):  # the engine as the first worker resolved it, and Ray's version
             engine = {**next((w["engine"] for w in workers["workers"] if w.get("engine")), engine), "ray": package_version("ray")}
-        record = manifest(
+        return manifest(
             name=self.name,
             config=self.config.to_dict(),
             fingerprint=self.fingerprint(),
@@ -196,25 +256,6 @@ class Build:
             seconds=seconds,
             files=files,
         )
-        atomic_write_json(self.files.manifest, record)
-        data_file = written.path if written else self.files.data
-        result = BuildResult(
-            self.name,
-            self.dataset_dir,
-            data_file,
-            self.files.manifest,
-            self.files.rejects,
-            kept,
-            dict(dropped),
-            dict(rejected),
-            journal.resumed,
-            seconds,
-            written.registry if written else None,
-        )
-        if written is None:
-            raise NothingKept(nothing_kept(result, journal.entries()), result)
-        self.writer.finish(record)
-        return result
 
 
 def build(config, overrides: list[str] | None = None, progress: bool = True) -> BuildResult:

@@ -6,6 +6,8 @@ import copy
 import hashlib
 import json
 import os
+import re
+import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,6 +21,8 @@ from seva_plugin.pipeline.ray_settings import ray_settings
 MAX_CONFIG_BYTES = 1 << 20  # a build config file
 MAX_OVERRIDE_BYTES = 64 << 10  # one key=value override
 MAX_YAML_NODES = 100_000  # values in one document with every alias expanded
+MAX_DEPTH = 32  # levels of nesting (deeper ones end in a RecursionError when the config is fingerprinted)
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -75,6 +79,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         value = load_yaml(raw, f"override '{show(item, 60)[1:-1]}'", MAX_OVERRIDE_BYTES, flow_colons=True) if raw else ""
         node = data
         parts = key.strip().split(".")
+        if len(parts) > MAX_DEPTH:
+            raise ConfigError(f"override '{show(item, 60)[1:-1]}' is nested {len(parts)} levels deep; a config has at most {MAX_DEPTH}.")
         for part in parts[:-1]:
             child = node.get(part)
             if isinstance(child, str) and part in ("strategy", "augment", "backend"):
@@ -125,6 +131,8 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
     for key in ("source", "output"):
         if not isinstance(data[key], dict):
             raise ConfigError(f"config key '{key}' must be a mapping, got {show(data[key])}.")
+    if (depth := nesting(data)) > MAX_DEPTH:
+        raise ConfigError(f"the config is nested {depth} levels deep; a config has at most {MAX_DEPTH}.")
     data["output"] = {**OUTPUT_KEYS, **data["output"]}
     if not data["output"]["name"]:
         raise ConfigError("output.name is required: it names the dataset in dataset_info.json.")
@@ -144,8 +152,9 @@ def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES, flow_colo
     (``{"a:b": null}``) keeps its meaning."""
     if len(text) > max_bytes:
         raise ConfigError(f"{what} is larger than {max_bytes:,} bytes.")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # reads the characters: one YAML cannot hold is a YAMLError here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -157,8 +166,27 @@ def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES, flow_colo
         raise ConfigError(f"{what} is not valid YAML: {show(str(exc), 300)[1:-1]}") from None
     except RecursionError:
         raise ConfigError(f"{what} is nested too deeply to be a config.") from None
+    except ValueError as exc:  # Python reads at most 4300 digits of an integer
+        digits = re.search(r"value has (\d+) digits", str(exc))
+        size = f"a number of {int(digits.group(1)):,} digits" if digits else str(exc)
+        raise ConfigError(f"{what} is not valid YAML: {size} (Python reads at most {sys.get_int_max_str_digits():,}).") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def nesting(value: Any) -> int:
+    """Levels of nested mappings and lists in ``value`` (counted without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth < 1000:  # a structure that contains itself stops here
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _split_colon_keys(loader: yaml.SafeLoader, node: yaml.Node, seen: set[int] | None = None) -> None:
@@ -224,6 +252,8 @@ def check_config_values(data: dict) -> None:
         raise ConfigError(f"limit must be at least 1, got {data['limit']}: it is the number of source records to build (leave it out for all).")
     if data.get("seed", 0) < 0:
         raise ConfigError(f"seed must be at least 0, got {data['seed']}.")
+    if data.get("seed", 0) > MAX_SEED:
+        raise ConfigError(f"seed must be at most {MAX_SEED}, got {show(data['seed'])}.")
     check_name(data["output"]["name"], "output.name")
 
 

@@ -24,7 +24,12 @@ from seva_plugin.errors import SevaError
 
 
 class WriteError(SevaError):
-    """Writing output failed (disk full, permissions...). Finished work is kept; rerun to resume."""
+    """Writing output failed (disk full, permissions...). Finished work is kept; rerun to resume.
+    ``what`` and ``problem`` let a command other than a build say what to do instead."""
+
+    def __init__(self, message: str, what: str = "", problem: str = ""):
+        super().__init__(message)
+        self.what, self.problem = what, problem
 
 
 def fsync_path(path: str) -> None:
@@ -43,7 +48,7 @@ def write_errors(what: str) -> Iterator[None]:
         yield
     except OSError as exc:
         hint = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
-        raise WriteError(f"could not write {what}: {hint}. Finished work is kept; free the problem and rerun the same command to resume.") from exc
+        raise WriteError(f"could not write {what}: {hint}. Finished work is kept; free the problem and rerun the same command to resume.", what, hint) from exc
 
 
 def atomic_write_lines(path: str, lines: Iterable[str]) -> str:
@@ -108,6 +113,14 @@ def atomic_write_bytes(path: str, chunks: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_json(path: str, obj) -> str:
     return atomic_write_lines(path, [json.dumps(obj, indent=2, ensure_ascii=False) + "\n"])
 
@@ -125,7 +138,8 @@ def locked(path: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def check_writable(folder: str) -> None:
+def check_writable(folder: str, what: str = "output folder") -> None:
+    """Make ``folder`` (and its parents) and write in it, or a ConfigError saying why not."""
     from seva_plugin.errors import ConfigError
 
     try:
@@ -133,7 +147,8 @@ def check_writable(folder: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise ConfigError(f"output folder {folder} is not writable: {exc.strerror or exc}.") from None
+        where = f" ({exc.filename})" if exc.filename and os.path.abspath(str(exc.filename)) != os.path.abspath(folder) else ""
+        raise ConfigError(f"{what} {folder} is not writable: {exc.strerror or exc}{where}.") from None
 
 
 class OutputBusy(SevaError):
@@ -141,7 +156,38 @@ class OutputBusy(SevaError):
 
 
 @contextlib.contextmanager
-def output_lock(path: str, what: str) -> Iterator[None]:
+def reading_lock(path: str, what: str) -> Iterator[None]:
+    """Share a build's lock while its finished outputs are read (``seva export``): no build of it can
+    start meanwhile, and a running build refuses the reader. The file is opened read-only, so a
+    finished build on a read-only mount is read all the same; without a lock file no build ran
+    there and none is needed."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process that has not written its id yet"
+            raise OutputBusy(f"a build ({holder}) is writing {what}: wait for it to finish and run the export again. Lock: {path}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+BUILD_BUSY = (
+    "another build ({holder}) is writing {what}. Two builds on one output would record every pair twice: "
+    "wait for it to finish (or stop it) and rerun; finished work is kept. Lock: {path}"
+)
+
+
+@contextlib.contextmanager
+def output_lock(path: str, what: str, refusal: str = BUILD_BUSY) -> Iterator[None]:
     """Hold ``path`` (a lock file) while one build writes ``what``: a second build on the same output
     refuses at once, naming the process that holds it, rather than waiting or writing the same
     pairs a second time. The lock is ``flock``: released by the system when the holder exits,
@@ -153,11 +199,8 @@ def output_lock(path: str, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process that has not written its id yet"
-            raise OutputBusy(
-                f"another build ({holder}) is writing {what}. Two builds on one output would record every pair twice: "
-                f"wait for it to finish (or stop it) and rerun; finished work is kept. Lock: {path}"
-            ) from None
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a seva export reading it, or a build starting"
+            raise OutputBusy(refusal.format(holder=holder, what=what, path=path)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         try:

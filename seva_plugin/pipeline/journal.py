@@ -43,6 +43,7 @@ class Journal:
         self.fingerprint = fingerprint
         self.config = json.loads(json.dumps(config, default=str)) if config is not None else None
         self.done: Counter[str] = Counter()  # id -> finished occurrences
+        self.inputs: dict[str, list[dict | None]] = {}  # id -> each finished occurrence's input fingerprint (intake.fingerprint)
         self.resumed = False
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
@@ -91,12 +92,19 @@ class Journal:
             )
         for entry in self.entries():
             if "id" in entry:
-                self.done[entry["id"]] += 1
+                self._count(entry)
                 self.resumed = True
 
     def _start_over(self) -> None:
         with write_errors(self.path):
             os.unlink(self.path)
+
+    def discard(self) -> None:
+        """Forget the finished work (``output.overwrite`` over a changed source): the build starts over."""
+        self._start_over()
+        self.done.clear()
+        self.inputs.clear()
+        self.resumed = False
 
     def entries(self) -> Iterator[dict]:
         return read_entries(self.path) if os.path.exists(self.path) else iter(())
@@ -117,7 +125,21 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         for e in entries:
-            self.done[e["id"]] += 1
+            self._count(e)
+
+    def _count(self, entry: dict) -> None:
+        self.done[entry["id"]] += 1
+        self.inputs.setdefault(entry["id"], []).append(entry.get("inputs"))
+
+
+def journal_fingerprint(path: str) -> str | None:
+    """The fingerprint a journal's header records; None when there is no (readable) journal."""
+    try:
+        with open(path, "rb") as fh:
+            header = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return None
+    return header.get("fingerprint") if isinstance(header, dict) else None
 
 
 def changed_keys(old, new) -> str:

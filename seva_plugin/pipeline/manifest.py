@@ -30,6 +30,7 @@ class BuildResult:
     resumed: bool = False
     seconds: float = 0.0
     registry: str | None = None  # the dataset_info.json the writer registered the dataset in, if any
+    not_in_this_build: int = 0  # finished records of the journal past a lower limit, or gone from the source
 
     def summary(self) -> str:
         def fmt(counts):
@@ -41,6 +42,11 @@ class BuildResult:
             f"rejected inputs: {fmt(self.rejected)}"
             + (f" (see {self.rejects_file})" if self.rejected else "")
             + (f"\ndataset '{self.name}' registered in {self.registry}" if self.registry else "")
+            + (
+                f"\n{self.not_in_this_build} finished records of the journal are not in this build (past its limit, or no longer in its source)"
+                if self.not_in_this_build
+                else ""
+            )
         )
 
 

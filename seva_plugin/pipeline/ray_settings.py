@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from seva_plugin.errors import ConfigError, show, unknown
+from seva_plugin.registry import check_value
 
 if TYPE_CHECKING:
     from seva_plugin.pipeline.batch import WorkSpec
@@ -20,10 +21,11 @@ DEFAULTS: dict[str, Any] = {
     "resources_per_worker": None,  # None: {GPU: <the backend's tensor_parallel_size or 1>} on a cluster with GPUs, else {CPU: 1}
     "address": None,  # None: start a local Ray (or use the one this process is connected to); auto / ray://host:port / host:port: join
     "init_kwargs": {},  # more ray.init() arguments (runtime_env, num_cpus, _temp_dir, ...)
-    "max_restarts": 3,  # times Ray restarts a dead worker (its unfinished batches are retried on it)
+    "max_restarts": 3,  # deaths in a row (a record that crashes it aside) before a worker is given up
     "batches_per_worker": 2,  # batches in flight per worker: one generating, one queued behind it
 }
 
+RAY_PRECISION = 0.0001  # Ray refuses a fractional resource finer than this
 _ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+:\d+|[^\s:/]+:\d+)$")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 
@@ -74,8 +76,12 @@ def _resources(value: Any) -> dict[str, float] | None:
                 raise ConfigError(f"ray.resources_per_worker: {key}:{text} is not a number.") from None
         if not isinstance(key, str) or not _RESOURCE_NAME.match(key.strip()):
             raise ConfigError(f"ray.resources_per_worker: {show(key)} is not a resource name (CPU, GPU, memory or a custom resource).")
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
-            raise ConfigError(f"ray.resources_per_worker.{key} must be a number of at least 0, got {show(amount)}.")
+        label = f"ray.resources_per_worker.{key}"
+        check_value(label, amount, "float")  # the one type rule: a number, finite
+        if amount < 0:
+            raise ConfigError(f"{label} must be a number of at least 0, got {show(amount)}.")
+        if abs(round(amount, 4) - amount) > 1e-12:
+            raise ConfigError(f"{label} must be a whole number of Ray's smallest share, {RAY_PRECISION}, got {show(amount)}.")
         out[key.strip()] = amount
     if not any(out.values()):
         raise ConfigError(f"ray.resources_per_worker asks for nothing: {show(value)}. Give each worker a GPU ({{GPU: 1}}) or a CPU ({{CPU: 1}}).")
@@ -86,14 +92,16 @@ def uses_ray(settings: dict[str, Any] | None) -> bool:
     return bool(settings and settings["num_workers"] > 1)
 
 
-def actor_options(resources: dict[str, float], max_restarts: int) -> dict[str, Any]:
-    """``ray.remote(...).options()`` for a worker holding ``resources``."""
+def actor_options(resources: dict[str, float]) -> dict[str, Any]:
+    """``ray.remote(...).options()`` for a worker holding ``resources``. Ray restarts a worker that dies
+    however often, and retries nothing itself: the driver decides what a death means (``ray_dispatch.py``)
+    and gives up a worker after ``ray.max_restarts`` deaths in a row."""
     custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU", "memory")}
     options: dict[str, Any] = {
         "num_cpus": resources.get("CPU", 1),  # a GPU worker still decodes images and renders prompts
         "num_gpus": resources.get("GPU", 0),
-        "max_restarts": max_restarts,
-        "max_task_retries": max_restarts,  # a restarted worker redoes the batches it had not finished
+        "max_restarts": -1,
+        "max_task_retries": 0,
     }
     if "memory" in resources:
         options["memory"] = resources["memory"]

@@ -11,10 +11,10 @@ written: the source, the image checks, the journal, the writer, the manifest. Ea
 - **Bounded.** At most ``batches_per_worker`` batches are queued on a worker, and at most
   ``num_workers * (batches_per_worker + 1)`` are sent but not yet journaled; what travels is each
   record's prompt, image paths and seed (the worker decodes the images itself).
-- **Faults.** A worker that dies is restarted by Ray (``max_restarts``) and its unfinished batches
-  are retried on it (``max_task_retries``); a worker that stays dead has its batches sent to the
-  others. Only the driver writes, so nothing is journaled twice. An exception for one record
-  becomes that record's reject inside the worker (``batch.bisect``).
+- **Faults.** A worker that dies is restarted by Ray and its unfinished batches are sent again; a
+  record that crashes the worker process itself is isolated across the deaths and rejected with its
+  id (``ray_dispatch.py``). Only the driver writes, so nothing is journaled twice. An exception for
+  one record becomes that record's reject inside the worker (``batch.bisect``).
 - **Clean exit.** Actors are killed when the build ends; a Ray this build started is shut down; a
   cluster it joined (``address``) or a Ray this process was already connected to is left running.
 """
@@ -28,9 +28,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from seva_plugin.errors import ConfigError, SevaError
+from seva_plugin.errors import ConfigError, SevaError, show
 from seva_plugin.pipeline.batch import WorkSpec
 from seva_plugin.pipeline.intake import load
+from seva_plugin.pipeline.ray_cluster import START_HINT, check_cluster, check_init_kwargs, last_line
 from seva_plugin.pipeline.ray_settings import actor_options, tensor_parallel
 from seva_plugin.pipeline.records import LoadedRecord, PromptRecord, Reject
 from seva_plugin.pipeline.workers import WorkersLost, add_batch, new_stats, reject_entry, throughput
@@ -110,21 +111,23 @@ class RayWorkers:
 
             # workers' output would run through the progress bar; their errors still come back through ray.get
             kwargs = {"include_dashboard": False, "log_to_driver": not quiet(), **settings["init_kwargs"]}
+            check_init_kwargs(ray, settings["init_kwargs"])
             # null: a Ray of this build's own, unless RAY_ADDRESS names one (`ray job submit` sets it);
             # never a `ray start` cluster that happens to run on this machine
             address = settings["address"] or os.environ.get("RAY_ADDRESS") or "local"
+            check_cluster(address)  # an address Ray cannot reach makes ray.init retry for minutes
             try:
                 ray.init(address=address, **kwargs)
             except ConnectionError as exc:
-                raise ConfigError(f"cannot join the Ray cluster at ray.address={address!r}: {exc}") from None
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"ray.init() refused ray.init_kwargs {settings['init_kwargs']}: {exc}") from None
+                raise ConfigError(f"cannot join the Ray cluster at ray.address={address!r}: {exc}. {START_HINT}") from None
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise ConfigError(f"ray.init() refused ray.init_kwargs {show(settings['init_kwargs'])}: {exc}") from None
             self.started_ray = address == "local"
             self._shutdown = True  # disconnect (and stop a Ray we started) when the build ends
         # else: this process was connected already (a notebook, a test): use that Ray and leave it running
         self.address = ray.get_runtime_context().gcs_address
         self.resources = self._resources(ray.cluster_resources())
-        options = actor_options(self.resources, settings["max_restarts"])
+        options = actor_options(self.resources)
         threads = int(self.resources["CPU"]) if self.resources.get("CPU", 0) >= 1 and not self.resources.get("GPU") else None
         remote = ray.remote(_Worker).options(**options)
         self.actors = [remote.remote(self.spec, threads, os.getcwd()) for _ in range(self.n)]
@@ -139,8 +142,14 @@ class RayWorkers:
         for index, ref in enumerate(refs):
             try:
                 info = _unwrap(ray, ref)
-            except ray.exceptions.RayActorError as exc:
-                raise WorkersLost(f"Ray worker {index} could not start: {exc}") from None
+            except ray.exceptions.RuntimeEnvSetupError as exc:
+                raise ConfigError(
+                    f"Ray could not set up ray.init_kwargs.runtime_env {show(settings['init_kwargs'].get('runtime_env'))} for the workers: "
+                    f"{last_line(exc)}. A runtime_env that installs packages (pip, conda, uv) needs its tools and an index on every node: "
+                    "install the packages on the nodes instead, or fix the runtime_env."
+                ) from None
+            except ray.exceptions.RayError as exc:
+                raise WorkersLost(f"Ray worker {index} could not start: {last_line(exc)}") from None
             self.stats.append({"index": index, **info, "restarts": 0, **new_stats()})
 
     def _resources(self, cluster: dict[str, float]) -> dict[str, float]:
@@ -160,99 +169,52 @@ class RayWorkers:
 
     # -- running ---------------------------------------------------------------------------
     def map(self, items: Iterable[tuple[list[LoadedRecord], list[Reject]]]) -> Iterator[tuple[list[Reject], list[dict]]]:
+        """Entries of each batch, in source order, through worker deaths (``ray_dispatch.py``)."""
+        from seva_plugin.pipeline.ray_dispatch import Dispatch
+
+        yield from Dispatch(self).run(items)
+
+    def unwrap(self, ref):
         import ray
 
-        per_worker = self.settings["batches_per_worker"]
-        window = self.n * (per_worker + 1)  # sent but not yet handed back: bounds the driver's memory
-        source = iter(items)
-        exhausted = False
-        rejects: dict[int, list[Reject]] = {}
-        done: dict[int, list[dict]] = {}
-        payloads: dict[int, list] = {}
-        attempts: dict[int, int] = {}
-        in_flight: dict = {}  # ref -> (seq, worker)
-        load = [0] * self.n
-        sent = handed = 0
+        return _unwrap(ray, ref)
 
-        def submit(seq: int, avoid: int | None = None) -> None:
-            live = [i for i in range(self.n) if self.alive[i]]
-            if not live:
-                raise WorkersLost("every Ray worker died and none could be restarted; finished batches are journaled, rerun to resume.")
-            choices = [i for i in live if i != avoid] or live
-            worker = min(choices, key=lambda i: (load[i], i))
-            ref = self.actors[worker].process.remote(payloads[seq])
-            in_flight[ref] = (seq, worker)
-            load[worker] += 1
+    def count(self, worker: int, result: dict) -> None:
+        self.came_back(worker, result["pid"])
+        add_batch(self.stats[worker], len(result["entries"]), result["seconds"], result["cpu"])
 
+    def came_back(self, worker: int, pid: int) -> None:
+        """``worker`` answers again after a death, as process ``pid``."""
+        s = self.stats[worker]
+        if pid != s["pid"]:
+            s["restarts"] += 1  # at least; close() reads the exact number from Ray
+            s["pid"] = pid
+
+    def retire(self, worker: int, why: str) -> None:
+        """Send ``worker`` nothing more (and stop Ray restarting it)."""
+        import ray
+
+        if not self.alive[worker]:
+            return
+        self.alive[worker] = False
         try:
-            while True:
-                while not exhausted and sent - handed < window and min((load[i] for i in range(self.n) if self.alive[i]), default=per_worker) < per_worker:
-                    try:
-                        batch, batch_rejects = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    rejects[sent] = batch_rejects
-                    if batch:
-                        payloads[sent] = [(r.record, r.seed) for r in batch]
-                        attempts[sent] = 0
-                        submit(sent)
-                    else:
-                        done[sent] = []
-                    sent += 1
-                    self.peak_in_flight = max(self.peak_in_flight, sent - handed)
-                if handed in done:
-                    yield rejects.pop(handed), done.pop(handed)
-                    handed += 1
-                    continue
-                if exhausted and handed == sent:
-                    return
-                if not in_flight:  # batches left and no worker to run them
-                    raise WorkersLost("every Ray worker died and none could be restarted; finished batches are journaled, rerun to resume.")
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
-                for ref in ready:
-                    seq, worker = in_flight.pop(ref)
-                    load[worker] -= 1
-                    try:
-                        result = _unwrap(ray, ref)
-                    except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError) as exc:
-                        self._lost(ray, worker, exc)
-                        attempts[seq] += 1
-                        if attempts[seq] > self.settings["max_restarts"] + 1:
-                            raise WorkersLost(
-                                f"a batch failed on {attempts[seq]} workers in a row ({exc.__class__.__name__}); finished batches are journaled, "
-                                "rerun to resume."
-                            ) from exc
-                        submit(seq, avoid=worker)
-                        continue
-                    done[seq] = result["entries"]
-                    del payloads[seq]
-                    self._count(worker, result)
-        finally:
-            for ref in in_flight:  # the build stopped early (an error, Ctrl-C): drop queued work
-                try:
-                    ray.cancel(ref)
-                except Exception:  # noqa: BLE001, S110 - the actors are killed next anyway
-                    pass
+            ray.kill(self.actors[worker], no_restart=True)
+        except Exception:  # noqa: BLE001, S110 - it is gone either way
+            pass
+        print(f"seva build: Ray worker {worker} is given up: {why}; its batches go to the other workers.", file=sys.stderr)
 
-    def _count(self, worker: int, result: dict) -> None:
-        s = self.stats[worker]
-        if result["pid"] != s["pid"]:
-            s["restarts"] += 1
-            s["pid"] = result["pid"]
-        add_batch(s, len(result["entries"]), result["seconds"], result["cpu"])
+    def _restarts_from_ray(self) -> None:
+        """Each worker's restarts (and process) as Ray counts them: a worker can die several times between
+        two results, or while it has none to give."""
+        try:
+            from ray._private import state
 
-    def _lost(self, ray, worker: int, exc: Exception) -> None:
-        """A worker's call failed because the worker died. Ray restarts it up to ``max_restarts`` times (and
-        retries its calls itself); once it reports the actor dead for good, no more batches go to it."""
-        s = self.stats[worker]
-        s["failures"] = s.get("failures", 0) + 1
-        if isinstance(exc, ray.exceptions.ActorDiedError) or s["failures"] > self.settings["max_restarts"]:
-            try:
-                ray.get(self.actors[worker].ready.remote(), timeout=60)
-            except Exception:  # noqa: BLE001 - any failure here means the worker is gone
-                self.alive[worker] = False
-                print(f"seva build: Ray worker {worker} died ({exc.__class__.__name__}); its batches go to the other workers.", file=sys.stderr)
+            for s, actor in zip(self.stats, self.actors, strict=False):
+                info = state.actors(actor_id=actor._actor_id.hex())
+                s["restarts"] = int(info.get("NumRestarts", s["restarts"]))
+                s["pid"] = info.get("Pid") or s["pid"]
+        except Exception:  # noqa: BLE001, S110 - Ray's internal table moved: keep what the results said
+            pass
 
     # -- reporting and stopping ------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -276,6 +238,7 @@ class RayWorkers:
 
         if not ray.is_initialized():
             return
+        self._restarts_from_ray()
         closing = [a.close.remote() for a, alive in zip(self.actors, self.alive, strict=True) if alive]
         if closing:
             ray.wait(closing, num_returns=len(closing), timeout=60)

@@ -32,6 +32,7 @@ class LoadedRecord:
     record: PromptRecord
     images: list  # PIL.Image.Image, RGB
     seed: int
+    inputs: dict | None = None  # what its answers depend on (intake.fingerprint), journaled to notice a changed source on resume
 
     @property
     def id(self) -> str:
@@ -96,6 +97,7 @@ class Reject:
     id: str
     reason: str
     code: str = "invalid"  # short category, counted in the manifest
+    inputs: dict | None = None  # the record's text fingerprint, when it had a prompt (intake.fingerprint)
 
 
 def has_lone_surrogate(text: str) -> bool:

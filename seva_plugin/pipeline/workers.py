@@ -78,7 +78,7 @@ def throughput(stats: dict) -> dict:
 
 def reject_entry(reject: Reject) -> dict:
     """The journal entry of a record that could not be used."""
-    return {"kind": "reject", "id": reject.id, "reason": reject.reason, "code": reject.code}
+    return {"kind": "reject", "id": reject.id, "reason": reject.reason, "code": reject.code, "inputs": reject.inputs}
 
 
 def make_workers(spec: WorkSpec, work: BatchWork, settings: dict[str, Any] | None):

@@ -106,7 +106,7 @@ def test_parquet_export_exported_again_to_jsonl_writes_the_images_out(source, tm
     original = source_pairs(source)
     for record in read_jsonl(tmp_path / "again" / f"{NAME}.jsonl"):
         [path] = record["images"]
-        assert path.startswith(f"{NAME}_images/")  # relative to the dataset_dir, as LLaMA-Factory resolves it
+        assert path.startswith(f"{NAME}.images/")  # relative to the dataset_dir, as LLaMA-Factory resolves it
         want = os.path.join(source, "gone", os.path.basename(original[record["id"]]["images"][0]))
         assert open(tmp_path / "again" / path, "rb").read() == open(want, "rb").read()
         assert record["chosen"] == original[record["id"]]["chosen"]
@@ -206,6 +206,128 @@ def test_cli(source, tmp_path, capsys):
     os.unlink(os.path.join(source, f"{NAME}.manifest.json"))
     assert main(["export", source, "--name", NAME, "--to", "parquet", "--out", str(tmp_path / "x")]) == 2
     assert "error: the build of 'seva_src'" in capsys.readouterr().err
+
+
+# -- issue 26, item 3: --overwrite replaces only what an export wrote --------------------------------
+@pytest.mark.parametrize("target", ["parquet", "trl"])
+def test_overwrite_never_deletes_the_users_files_in_the_data_folder(source, tmp_path, target):
+    """`seva export --overwrite` replaced `<name>/data/` with the folder, the user's files in it included."""
+    out = tmp_path / "out"
+    export(source, NAME, target, str(out))
+    mine = out / NAME / "data" / "notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt exists and seva-plugin did not write it"):
+        export(source, NAME, target, str(out), overwrite=True)
+    assert mine.read_text() == "mine" and len(os.listdir(out / NAME / "data")) == 2
+    mine.unlink()
+    assert export(source, NAME, target, str(out), overwrite=True).exported == 6  # what the export wrote, it replaces
+
+
+@pytest.mark.parametrize("which", ["manifest", "export_rejects", "data"])
+def test_overwrite_never_replaces_a_users_file_of_the_same_name(source, tmp_path, which):
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
+
+    out = DatasetFiles(str(tmp_path / "out"), NAME)
+    os.makedirs(out.dataset_dir)
+    path = getattr(out, which)
+    open(path, "w").write("mine\n")
+    with pytest.raises(ConfigError, match="exists and seva-plugin did not write it"):
+        export(source, NAME, "jsonl", out.dataset_dir, overwrite=True)
+    assert open(path).read() == "mine\n"
+
+
+def test_an_export_lists_what_it_wrote_in_its_manifest(source, tmp_path):
+    export(source, NAME, "parquet", str(tmp_path / "pq"))
+    result = export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"))
+    files = json.load(open(result.manifest_path))["files"]
+    assert files["data"]["images"] == {"path": str(tmp_path / "again" / f"{NAME}.images"), "files": 6, "normalised": 0}
+    assert files["export_rejects"]["path"] == result.rejects_path and len(files["export_rejects"]["sha256"]) == 64
+    assert export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"), overwrite=True).exported == 6
+
+
+# -- issue 26, item 7: the data must be the data the manifest describes -------------------------------
+def swap_answers(path: str, ids: set[str]) -> None:
+    rows = read_jsonl(path)
+    for row in rows:
+        if row["id"] in ids:
+            row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
+    with open(path, "w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def test_data_changed_since_its_build_is_refused_unless_allowed(source, tmp_path, capsys):
+    """Rows with chosen and rejected swapped were exported under the original build's provenance, 'left out: none'."""
+    swap_answers(os.path.join(source, f"{NAME}.jsonl"), {"p1", "p4"})
+    with pytest.raises(ConfigError, match=rf"{NAME}.jsonl is not the data its build wrote \(its sha256 differs from .*manifest.json\).*--allow-modified"):
+        export(source, NAME, "parquet", str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out" / NAME)
+    assert main(["export", source, "--name", NAME, "--to", "trl", "--out", str(tmp_path / "cli")]) == 2
+    assert "is not the data its build wrote" in capsys.readouterr().err
+    result = export(source, NAME, "parquet", str(tmp_path / "out"), allow_modified=True)
+    [step] = json.load(open(result.manifest_path))["exports"]
+    assert step["modified"] == [os.path.join(source, f"{NAME}.jsonl")]
+
+
+def test_a_changed_shard_of_a_parquet_set_is_refused(source, tmp_path):
+    export(source, NAME, "parquet", str(tmp_path / "pq"), shard_size=4)
+    shard = tmp_path / "pq" / NAME / "data" / "train-00001-of-00002.parquet"
+    import pyarrow.parquet as pq_
+
+    table = pq_.read_table(shard)
+    swapped = table.set_column(table.schema.get_field_index("chosen"), "chosen", table.column("rejected"))
+    pq_.write_table(swapped.set_column(table.schema.get_field_index("rejected"), "rejected", table.column("chosen")), shard)
+    with pytest.raises(ConfigError, match="train-00001-of-00002.parquet"):
+        export(str(tmp_path / "pq"), NAME, "jsonl", str(tmp_path / "again"))
+
+
+# -- issue 26, item 14: export's own errors --------------------------------------------------------
+def test_a_finished_build_on_a_read_only_mount_exports(source, tmp_path):
+    """It failed on the build's lock file, which it could not open for writing, with advice to 'resume'."""
+    from helpers import read_only
+
+    with read_only(source) as view:
+        assert export(view, NAME, "parquet", str(tmp_path / "out")).exported == 6
+
+
+def test_a_running_build_still_holds_a_read_only_export_off(source, tmp_path):
+    from seva_plugin.pipeline.dataset_files import DatasetFiles
+    from seva_plugin.pipeline.files import OutputBusy, output_lock
+
+    with output_lock(DatasetFiles(source, NAME).lock, "the build"), pytest.raises(OutputBusy, match=f"pid {os.getpid()}.*run the export again"):
+        export(source, NAME, "parquet", str(tmp_path / "out"))
+
+
+def test_exporting_into_the_builds_own_folder_through_a_symlink_is_refused(source, tmp_path):
+    """It took the build's lock twice through two paths and blamed its own pid: "another build (pid N) is writing"."""
+    os.symlink(source, tmp_path / "link")
+    with pytest.raises(ConfigError, match="would replace the build it reads"):
+        export(source, NAME, "parquet", str(tmp_path / "link"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KiB file system (a tmpfs, mounted as root): the export fills it."""
+    import subprocess
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a small file system needs root")
+    yield str(folder)
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_an_export_message_not_a_resume_one(source, small_disk):
+    from seva_plugin.pipeline.files import WriteError
+
+    big = os.path.join(source, "images", "img000.png")
+    from PIL import Image
+
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(big)  # larger than the disk, as a lossless PNG
+    with pytest.raises(WriteError) as err:
+        export(source, NAME, "parquet", small_disk, allow_modified=True)
+    text = str(err.value)
+    assert "the disk is full" in text and "run the export again" in text and "resume" not in text
 
 
 # -- --exclude: the pairs curated out in seva inspect's gallery -----------------------------------

@@ -200,3 +200,13 @@ def test_seva_strategy_with_full_fine_tuning_needs_no_merge(build_yaml, tiny_lla
     assert not os.path.exists(work / "r0" / "merged")
     rows = read_jsonl(work / "data" / "csr_iter_r0.jsonl")
     assert rows and all(r["provenance"]["strategy"] == "seva" for r in rows)
+
+
+def test_a_work_dir_that_cannot_be_made_is_a_message(build_yaml, tmp_path):
+    """Under a missing, read-only parent it was a PermissionError traceback."""
+    from helpers import read_only
+
+    (tmp_path / "ro").mkdir()
+    with read_only(tmp_path / "ro") as view:
+        with pytest.raises(ConfigError, match=r"--work-dir .*missing/work is not writable: .*(Read-only|Permission)"):
+            Iteration(build_yaml, RECIPE, 1, os.path.join(view, "missing", "work"))

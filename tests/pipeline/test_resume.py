@@ -137,11 +137,14 @@ def test_full_disk_stops_cleanly_and_the_rerun_resumes(tiny_llava, prompts, tmp_
 
 def _register_many(args):
     dataset_dir, name, rounds = args
+    from writer_pairs import manifest_for
+
     from seva_plugin.plugins.writers.llamafactory import LlamaFactoryWriter
 
     writer = LlamaFactoryWriter(dataset_dir=dataset_dir, dataset_name=name)
     for _ in range(rounds):
-        writer.write(iter([]), overwrite=False)
+        files = writer.write(iter([]), overwrite=False).manifest_files()
+        manifest_for(files, 0, dataset_dir, name)  # as a build does: the next write may replace what this one wrote
 
 
 def test_concurrent_builds_into_one_folder_both_land(tmp_path):

@@ -19,16 +19,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from seva_plugin import hookimpl
-from seva_plugin.errors import ConfigError, show
+from seva_plugin.errors import ConfigError, RecordError, show
 from seva_plugin.interfaces import Writer, WriteResult
+from seva_plugin.pipeline.dataset_files import DatasetFiles
 from seva_plugin.pipeline.files import atomic_write_json, atomic_write_lines, file_target, locked, write_errors
 from seva_plugin.plugins.writers.card import card
-from seva_plugin.plugins.writers.embedding import file_stem, save_embedded
+from seva_plugin.plugins.writers.embedding import file_stem, path_stem, training_file
 from seva_plugin.plugins.writers.parquet_folder import DATA, ParquetFolder, embedded_rows
 from seva_plugin.plugins.writers.rows import sharegpt_features, sharegpt_row
 
@@ -79,6 +81,9 @@ class LlamaFactoryWriter(Writer):
         )
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
+        self.files = DatasetFiles(self.dataset_dir, self.dataset_name)
+        self.written: dict[str, str] = {}  # the files a write put into NAME.images/, by stem
+        self.normalised = 0  # how many of them are normalised copies of image files
         self.entries = {self.dataset_name: self.entry}
         if self.sft:
             self.entries[f"{self.dataset_name}_sft"] = sft_entry(f"{self.dataset_name}_sft.jsonl")
@@ -107,10 +112,26 @@ class LlamaFactoryWriter(Writer):
                 )
         if self.folder:
             self.folder.check_target(overwrite)
+        else:
+            self.files.check_replace([self.files.data, self.files.images], overwrite)  # only what seva-plugin wrote
 
-    def _image_path(self, path: str | dict[str, Any], record_id: str, index: int) -> str:
-        if isinstance(path, dict):  # an embedded image (exporting a Parquet set): JSONL needs a file
-            path = save_embedded(path, os.path.join(self.dataset_dir, f"{self.dataset_name}_images"), file_stem(record_id, index))
+    def _image_path(self, image: str | dict[str, Any], record_id: str, index: int) -> str:
+        """The file training reads, with the pixels the build saw: the image itself, or a file written into
+        ``NAME.images/`` (an embedded image exported, or the normalised image where LLaMA-Factory would
+        load the stored one otherwise: ``embedding.training_file``)."""
+        stem = file_stem(record_id, index) if isinstance(image, dict) else path_stem(image)
+        if stem in self.written:
+            path = self.written[stem]
+        else:
+            try:
+                path, wrote = training_file(image, self.files.images, stem)
+            except RecordError:  # unreadable now: the path as it is (a Parquet writer leaves such a pair out)
+                if isinstance(image, dict):  # an export to JSONL checked its embedded images before
+                    raise
+                path, wrote = image, False
+            if wrote:
+                self.written[stem] = path
+                self.normalised += not isinstance(image, dict)
         root = os.path.abspath(self.dataset_dir)
         inside = os.path.commonpath([root, path]) == root
         if self.image_paths == "relative" or (self.image_paths == "auto" and inside):
@@ -136,6 +157,7 @@ class LlamaFactoryWriter(Writer):
         leaves everything as it was."""
         with locked(self.info_path), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
             self.prepare(overwrite)
+            self.written, self.normalised = {}, 0
             if self.sft:
                 pairs = self._spool_sft(pairs, spool)
             result = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
@@ -161,8 +183,10 @@ class LlamaFactoryWriter(Writer):
     def _write_parquet(self, pairs: Iterable[dict[str, Any]]) -> WriteResult:
         assert self.folder is not None
         skipped: list[dict[str, Any]] = []
-        data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped))
-        return WriteResult(data.pop("path"), data.pop("records"), "parquet", skipped=skipped, details=data)
+        counts: Counter[str] = Counter()
+        data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped, counts))
+        details = {**data, "normalised_images": counts["normalised"]}
+        return WriteResult(details.pop("path"), details.pop("records"), "parquet", skipped=skipped, details=details)
 
     def _spool_sft(self, pairs: Iterable[dict[str, Any]], spool: Any) -> Iterator[dict[str, Any]]:
         """Pass the pairs on, writing each one's SFT row (if it has one) to ``spool``: one pass over the pairs."""
@@ -201,7 +225,22 @@ class LlamaFactoryWriter(Writer):
                 yield json.dumps(self.record(pair), ensure_ascii=False) + "\n"
 
         sha = atomic_write_lines(data_path, lines())
-        return WriteResult(data_path, count, "jsonl", details={"sha256": sha})
+        self._remove_unused_images()
+        details: dict[str, Any] = {"sha256": sha}
+        if self.written:
+            details["images"] = {"path": self.files.images, "files": len(self.written), "normalised": self.normalised}
+        return WriteResult(data_path, count, "jsonl", details=details)
+
+    def _remove_unused_images(self) -> None:
+        """Files of an earlier write in ``NAME.images/`` that this one no longer uses (the folder is this dataset's own)."""
+        if not os.path.isdir(self.files.images):
+            return
+        used = set(self.written.values())
+        for name in os.listdir(self.files.images):
+            path = os.path.join(self.files.images, name)
+            if path not in used and os.path.isfile(path):
+                with write_errors(path):
+                    os.unlink(path)
 
 
 @hookimpl

@@ -14,18 +14,19 @@ complete: a killed write leaves the previous ``data/`` (or none), never a partia
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import seva_plugin
 from seva_plugin.errors import ConfigError, RecordError, show
-from seva_plugin.pipeline.files import atomic_write_lines, fsync_path, umask, write_errors
+from seva_plugin.pipeline.dataset_files import DatasetFiles
+from seva_plugin.pipeline.files import atomic_write_lines, fsync_path, sha256_file, umask, write_errors
 from seva_plugin.plugins.writers.embedding import embed
 
 if TYPE_CHECKING:
@@ -35,31 +36,26 @@ ROW_GROUP = 100  # rows per Parquet row group: datasets' PARQUET_ROW_GROUP_SIZE_
 DATA = "data"
 SPLIT = "train"
 CARD = "README.md"
-# Parquet schema metadata naming the writer: how a later build recognises its own folder.
+# Parquet schema metadata naming the writer (which files a build may replace is decided by its manifest: pipeline/claims.py).
 OWNER_KEY = b"seva_plugin"
 
 
 Row = dict[str, Any]
 
 
-def embedded_rows(pairs: Iterable[Row], to_row: Callable[[Row, list[Any]], Row], skipped: list[Row]) -> Iterator[Row]:
-    """``to_row(pair, images)`` for each pair, its images embedded. A pair with an image that cannot
-    be read is added to ``skipped`` (id, reason, code) and the others go on."""
+def embedded_rows(pairs: Iterable[Row], to_row: Callable[[Row, list[Any]], Row], skipped: list[Row], counts: Counter[str] | None = None) -> Iterator[Row]:
+    """``to_row(pair, images)`` for each pair, its images embedded (``counts["normalised"]``: those embedded
+    as the normalised PNG). A pair with an image that cannot be read is added to ``skipped`` (id, reason,
+    code) and the others go on."""
     for pair in pairs:
         try:
-            images = [embed(image) for image in pair["images"]]
+            embedded = [embed(image) for image in pair["images"]]
         except RecordError as exc:
             skipped.append({"id": pair["id"], "reason": str(exc), "code": exc.code})
             continue
-        yield to_row(pair, images)
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        if counts is not None:
+            counts["normalised"] += sum(normalised for _, normalised in embedded)
+        yield to_row(pair, [value for value, _ in embedded])
 
 
 class ParquetFolder:
@@ -83,26 +79,13 @@ class ParquetFolder:
     def shards(self) -> list[str]:
         return sorted(glob.glob(os.path.join(self.data_dir, "*.parquet")))
 
-    def written_by_seva(self) -> bool:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        shards = self.shards()
-        if not shards:
-            return False
-        try:
-            return OWNER_KEY in (pq.read_schema(shards[0]).metadata or {})
-        except (OSError, pa.ArrowException):
-            return False
-
     def check_target(self, overwrite: bool) -> None:
-        """Refuse to replace a folder that seva-plugin did not write (unless ``overwrite``)."""
-        if overwrite or not os.path.isdir(self.root) or not os.listdir(self.root) or self.written_by_seva():
-            return
-        raise ConfigError(
-            f"{self.root} exists and was not written by seva-plugin (no seva shards in {DATA}/); "
-            "choose another output.name or set output.overwrite=true to replace it."
-        )
+        """Replace only what seva-plugin wrote here: its card and shards (a user's file in ``data/`` stops it,
+        as LLaMA-Factory would load it with the shards); a file where the folder should be too."""
+        files = DatasetFiles(os.path.dirname(self.root), os.path.basename(self.root))
+        if os.path.lexists(self.root) and not os.path.isdir(self.root):
+            files.check_replace([self.root], overwrite)
+        files.check_replace([self.card_path, self.data_dir], overwrite)
 
     def write(self, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Write ``rows`` as shards, replace ``data/`` with them, and describe what was written."""
@@ -164,7 +147,7 @@ class ParquetFolder:
             name = f"{SPLIT}-{index:05d}-of-{len(counts):05d}.parquet"
             path = os.path.join(folder, name)
             os.rename(os.path.join(folder, f"part-{index:05d}.parquet"), path)
-            shards.append({"file": name, "records": records, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+            shards.append({"file": name, "records": records, "bytes": os.path.getsize(path), "sha256": sha256_file(path)})
         fsync_path(folder)
         return shards
 

@@ -11,6 +11,7 @@ writer's formats.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -51,9 +52,12 @@ class TrlWriter(Writer):
         self.folder.check_target(overwrite)
 
     def write(self, pairs: Iterable[dict[str, Any]], overwrite: bool) -> WriteResult:
+        self.prepare(overwrite)  # again: the folder may have changed since the build began
         skipped: list[dict[str, Any]] = []
-        data = self.folder.write(embedded_rows(pairs, trl_row, skipped))
-        return WriteResult(data.pop("path"), data.pop("records"), "trl", skipped=skipped, details=data)
+        counts: Counter[str] = Counter()
+        data = self.folder.write(embedded_rows(pairs, trl_row, skipped, counts))
+        details = {**data, "normalised_images": counts["normalised"]}
+        return WriteResult(details.pop("path"), details.pop("records"), "trl", skipped=skipped, details=details)
 
     def finish(self, manifest: dict[str, Any]) -> None:
         data = manifest["files"]["data"]

@@ -29,7 +29,7 @@ def write(tmp_path, pairs, **keys) -> tuple[LlamaFactoryWriter, dict]:
     writer.prepare(overwrite=False)
     written = writer.write(iter(pairs), overwrite=False)
     files = written.manifest_files()  # the manifest's "files", as a build records them
-    writer.finish(manifest_for(files, written.records))
+    writer.finish(manifest_for(files, written.records, tmp_path / "data", "seva_pq"))
     return writer, files
 
 
@@ -130,14 +130,20 @@ def test_a_rewrite_with_fewer_shards_leaves_no_stale_shard(tmp_path):
     assert os.listdir(tmp_path / "data" / "seva_pq" / "data") == ["train-00000-of-00001.parquet"]
 
 
-def test_refuses_a_folder_it_did_not_write(tmp_path):
+def test_replaces_only_what_it_wrote_in_its_folder(tmp_path):
     root = tmp_path / "data" / "seva_pq"
     root.mkdir(parents=True)
-    (root / "notes.txt").write_text("mine")
+    (root / "notes.txt").write_text("mine")  # beside the card and data/: never touched, never in the way
+    (root / "README.md").write_text("my card")
     writer = LlamaFactoryWriter(str(tmp_path / "data"), "seva_pq", format="parquet")
-    with pytest.raises(ConfigError, match="not written by seva-plugin.*output.overwrite=true"):
-        writer.prepare(overwrite=False)
-    writer.prepare(overwrite=True)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="README.md exists and seva-plugin did not write it"):
+            writer.prepare(overwrite=overwrite)
+    (root / "README.md").unlink()
+    pairs = make_pairs(tmp_path / "images", 2)
+    write(tmp_path, pairs)
+    assert (root / "notes.txt").read_text() == "mine"
+    write(tmp_path, pairs)  # a card and shards its manifest lists are replaced
 
 
 @pytest.mark.parametrize(

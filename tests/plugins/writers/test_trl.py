@@ -19,7 +19,7 @@ def write_trl(tmp_path, pairs, **keys) -> str:
     writer = TrlWriter(str(tmp_path / "data"), "seva_trl", **keys)
     writer.prepare(overwrite=False)
     written = writer.write(iter(pairs), overwrite=False)
-    writer.finish(manifest_for(written.manifest_files(), written.records))
+    writer.finish(manifest_for(written.manifest_files(), written.records, tmp_path / "data", "seva_trl"))
     return str(tmp_path / "data" / "seva_trl")
 
 

@@ -50,7 +50,7 @@ def claims(files: DatasetFiles) -> Claims:
     """What seva-plugin wrote for this dataset: what its manifest lists, and while a write is under way
     (or was killed) every file named after the dataset."""
     if os.path.exists(files.writing):
-        named: dict[str, str | None] = {p: None for p in (files.data, files.rejects, files.export_rejects, files.manifest, files.card)}
+        named: dict[str, str | None] = {p: None for p in (files.data, files.rejects, files.export_rejects, files.manifest, files.card, files.sft)}
         return Claims(named, (files.shards, files.images))
     manifest = own_manifest(files)
     if manifest is None:
@@ -60,6 +60,9 @@ def claims(files: DatasetFiles) -> Claims:
     for key, path in (("rejects", files.rejects), ("export_rejects", files.export_rejects)):
         listed[path] = (recorded.get(key) or {}).get("sha256")
     listed.update(data_files(files, manifest))
+    sft = (recorded.get("data") or {}).get("sft") or {}
+    if sft.get("path"):  # output.sft's supervised set (llamafactory writer)
+        listed[files.sft] = sft.get("sha256")
     if (recorded.get("data") or {}).get("format") in ("parquet", "trl"):
         listed[files.card] = None
     return Claims(listed, (files.images,) if (recorded.get("data") or {}).get("images") else ())

@@ -96,6 +96,11 @@ class DatasetFiles:
         return self._path(f"{self.name}.export_rejects.jsonl")
 
     @property
+    def sft(self) -> str:
+        """The supervised set the ``llamafactory`` writer writes beside the pairs with ``output.sft`` (registered as ``NAME_sft``)."""
+        return self._path(f"{self.name}_sft.jsonl")
+
+    @property
     def images(self) -> str:
         """Image files a writer wrote for training (embedded images exported as files, normalised images)."""
         return self._path(f"{self.name}.images")

@@ -130,3 +130,17 @@ def test_a_parquet_z_jsonl_beside_a_jsonl_z_is_refused_before_generating(config,
     build(named(config, "z"), progress=False)
     with pytest.raises(ConfigError, match=r"output.name 'z.jsonl' ends in '.jsonl'.*z.jsonl is the data file of dataset 'z'"):
         Build(named(config, "z.jsonl", format="parquet"))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_users_file_where_the_sft_set_goes_is_never_replaced(config, scripted, overwrite):
+    """`output.sft: true` writes NAME_sft.jsonl: a file of that name seva-plugin did not write is refused
+    (dataset `x_sft`'s data, or the user's own), before any model loads."""
+    files = DatasetFiles(config["output"]["dataset_dir"], "mine")
+    os.makedirs(files.dataset_dir)
+    with open(files.sft, "w") as fh:
+        fh.write('{"id": "precious"}\n')
+    with pytest.raises(ConfigError, match=rf"{files.sft} exists and seva-plugin did not write it"):
+        Build(named(config, "mine", sft=True, overwrite=overwrite))
+    assert open(files.sft).read() == '{"id": "precious"}\n'
+    Build(named(config, "mine", overwrite=overwrite))  # without output.sft the file is none of the build's business

@@ -113,7 +113,8 @@ class LlamaFactoryWriter(Writer):
         if self.folder:
             self.folder.check_target(overwrite)
         else:
-            self.files.check_replace([self.files.data, self.files.images], overwrite)  # only what seva-plugin wrote
+            mine = [self.files.data, self.files.images, *([self.files.sft] if self.sft else [])]
+            self.files.check_replace(mine, overwrite)  # only what seva-plugin wrote
 
     def _image_path(self, image: str | dict[str, Any], record_id: str, index: int) -> str:
         """The file training reads, with the pixels the build saw: the image itself, or a file written into
@@ -202,7 +203,7 @@ class LlamaFactoryWriter(Writer):
         if not spool.tell():
             return {"records": 0, "dataset": name, "note": "no pair offered an SFT conversation (Pair.sft), so none was written or registered"}
         spool.seek(0)
-        path = os.path.join(self.dataset_dir, f"{name}.jsonl")
+        path = self.files.sft
         count = 0
 
         def lines() -> Iterator[str]:

@@ -223,3 +223,6 @@ def test_build_writes_pairs_and_the_description_infused_sft_set(tiny_llava, tmp_
     # both files load the way LLaMA-Factory loads them (one schema for every row)
     assert datasets.load_dataset("json", data_files=result.data_file, split="train").num_rows == 4
     assert datasets.load_dataset("json", data_files=str(tmp_path / "data" / "stic_test_sft.jsonl"), split="train").num_rows == 2
+    # a rerun may replace the SFT set: its manifest lists it as seva-plugin's own
+    again = build(config, progress=False)
+    assert read_jsonl(tmp_path / "data" / "stic_test_sft.jsonl") == sft and again.kept == 4

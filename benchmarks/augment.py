@@ -4,6 +4,28 @@ from __future__ import annotations
 
 import time
 
+from benchmarks.common import Section, log
+
+NAME = "augment"
+KEYS: tuple[str, ...] = ()
+
+
+def add_arguments(p) -> None:
+    p.add_argument_group("augment").add_argument("--aug-images", type=int, default=32, help="images per augmentation throughput round (default: 32)")
+
+
+def run(ctx) -> Section:
+    """Workload ``augment``: images per second of each augmenter at 336 px."""
+    log("augmentation throughput at 336 px")
+    aug = augment_throughput(336, ctx.images(ctx.args.aug_images))
+    return Section(
+        [
+            "augmentation throughput at 336 px, one image per call, 1 thread:",
+            f"  diffusion_noise (3x336x336 tensor): {aug['diffusion_noise']:7.0f} images/s",
+            f"  moco (336x336 PIL image):           {aug['moco']:7.0f} images/s",
+        ]
+    )
+
 
 def augment_throughput(size: int, images: list[str], seconds: float = 1.5) -> dict[str, float]:
     """Images per second at ``size`` px: diffusion noise on processor-shaped tensors, moco on PIL images."""

@@ -128,6 +128,14 @@ class Timing:
         return min(self.runs)
 
 
+@dataclass
+class Section:
+    """A bench workload's part of the report and its figures (keys of the BENCH line)."""
+
+    lines: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):

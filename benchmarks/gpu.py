@@ -325,6 +325,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, help="natural mode: the cap, SeVa's max_new_tokens (default: 512; --tiny: 24)")
     p.add_argument("--tail", type=float, default=0.02, help="natural mode: share of answers that run long, 64 tokens to the cap (default: 0.02)")
     p.add_argument("--budget-s", type=float, default=330, help="stop starting measurements after this many seconds of measuring (default: 330)")
+    p.add_argument("--strategies", default="csr,stic,rlaifv", help="strategies built after the SeVa rows, if registered (default: csr,stic,rlaifv; '': none)")
+    p.add_argument("--strategy-records", type=int, help="records of each strategy build (default: 8; --tiny: 2)")
     p.add_argument("--out", default="bench_out/gpu", help="work folder; figures go to gpu.json there (default: bench_out/gpu)")
     p.add_argument("--shim-all", action="store_true", help=argparse.SUPPRESS)  # tests: use the stand-ins even where the real packages exist
     args = p.parse_args(argv)
@@ -438,9 +440,19 @@ def main(argv=None) -> int:
         rows.append(Row(mode, bs, bs * args.batches, seconds, answers / seconds, st["answer_tokens"] / seconds, mean, st["wasted"], bound))
         log(f"{mode} batch {bs}: {seconds:.1f} s, {answers / seconds:.1f} answers/s, {st['answer_tokens'] / seconds:.0f} tokens/s, wasted {st['wasted']:.0%}")
 
-    report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_per_token, flops_per_token, tflops, tbps, started)
+    # 4. the strategies (CSR, and those issues 26-27 add when registered) on the same model
+    from benchmarks.gpu_strategies import report_lines, run_strategies
+
+    names = [s for s in args.strategies.split(",") if s]
+    records = min(args.strategy_records or (2 if tiny else 8), count)
+    log(f"strategies {names}: {records} records each")
+    strategies = run_strategies(names, folder, loaded, prompts, root, records, tiny)
+    limit = lambda rows, context: bound_tokens_per_s(rows, context, weight_bytes, kv_per_token, flops_per_token, tflops, tbps)  # noqa: E731
+
+    more = report_lines(strategies, limit)
+    report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_per_token, flops_per_token, tflops, tbps, started, more)
     with open(os.path.join(root, "gpu.json"), "w") as fh:
-        json.dump({**info, "rows": [asdict(r) for r in rows], "args": vars(args)}, fh, indent=1, default=str)
+        json.dump({**info, "rows": [asdict(r) for r in rows], "strategies": [asdict(r) for r in strategies], "args": vars(args)}, fh, indent=1, default=str)
     return 0
 
 
@@ -477,7 +489,7 @@ def run_build(cfg: dict, loaded) -> float:
     return time.perf_counter() - start
 
 
-def report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_per_token, flops_per_token, tflops, tbps, started) -> None:
+def report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_per_token, flops_per_token, tflops, tbps, started, more=()) -> None:
     v = info["versions"]
     lines = [
         "",
@@ -513,6 +525,7 @@ def report(info, rows, args, cap, fixed_tokens, prompt_tokens, weight_bytes, kv_
             f"SeVa-8k ({SEVA_ANSWERS} answers) at the best natural rate ({best.answers_per_s:.1f} answers/s, batch {best.batch}): "
             f"{hours:.2f} h on 1 GPU, {hours / 8:.2f} h on 8 (ray.num_workers=8, one replica per GPU, assuming linear scaling)",
         ]
+    lines += list(more)
     lines.append(f"total {time.perf_counter() - started:.0f} s")
     print("\n".join(lines), flush=True)
 

@@ -10,7 +10,33 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import build_config, quiet, write_prompts
+from benchmarks.common import Section, build_config, log, make_images, quiet, write_prompts
+
+NAME = "memory"
+KEYS = ("rss_ratio",)
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("memory")
+    g.add_argument("--memory-records", default="2000,20000", help="source sizes of the two memory builds (default: 2000,20000)")
+    g.add_argument("--memory-batch", type=int, default=256, help="batch size of the memory builds (default: 256)")
+
+
+def run(ctx) -> Section:
+    """Workload ``memory``: each build in its own process (the tiny model: a cheap configuration)."""
+    args = ctx.args
+    mem_images = make_images(os.path.join(ctx.root, "images_mem"), 64, 64, seed=1, fmt="png")
+    mem = []
+    for count in (int(s) for s in args.memory_records.split(",")):
+        log(f"memory: a build over {count} source records in a subprocess")
+        mem.append(memory_run(ctx.root, ctx.tiny, count, mem_images, args.memory_batch, args.threads))
+    lines = [f"memory: cheap builds (tiny model, 64 px PNG files, max_new_tokens=1, batch {args.memory_batch}), one subprocess each:"]
+    for m in mem:
+        lines.append(
+            f"  {m['records']:>6} source records: peak RSS {m['peak_rss_mb']:7.1f} MiB, build {m['seconds']:5.1f} s "
+            f"({m['records'] / m['seconds']:.0f} records/s)"
+        )
+    return Section(lines, {"rss_ratio": mem[-1]["peak_rss_mb"] / mem[0]["peak_rss_mb"]})
 
 
 def memory_child(args) -> None:

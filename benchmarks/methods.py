@@ -26,8 +26,9 @@ def share_loaded(build, loaded) -> None:
     raise TypeError(f"the bench cannot share a loaded {backend.name!r} backend")
 
 
-def run_builder(cfg: dict, loaded_backend):
-    """``Build(cfg).run()`` timed from construction to the manifest; the model is already loaded.
+def run_builder(cfg: dict, loaded_backend, clip=None):
+    """``Build(cfg).run()`` timed from construction to the manifest; the model is already loaded
+    (``clip``: CSR's loaded CLIP scorer, given to the build's strategy).
     Returns ``(seconds, sha256 of the data file, BuildResult)``."""
     from seva_plugin.pipeline.build import Build
 
@@ -35,6 +36,8 @@ def run_builder(cfg: dict, loaded_backend):
     start = time.perf_counter()
     build = Build(cfg)
     share_loaded(build, loaded_backend)
+    if clip is not None:
+        build.strategy.clip = clip  # the strategy's cached_property, filled with the loaded scorer
     result = build.run(progress=False)
     seconds = time.perf_counter() - start
     return seconds, sha256(result.data_file), result

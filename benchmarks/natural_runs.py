@@ -15,12 +15,28 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
-from benchmarks.common import Timing, build_config, fmt_mean, log, median, quiet
+from benchmarks.common import Section, Timing, build_config, fmt_mean, log, median, quiet
 from benchmarks.decode_stats import Recorder
 from benchmarks.methods import run_builder
 from benchmarks.natural import MAX_LENGTH, answer_lengths, natural_model, write_natural_prompts
 
 VLLM_KEYS = {"max_model_len": 512, "enforce_eager": True}  # as the vllm tests run it on CPU: eager, no compile
+NAME = "natural"
+KEYS: tuple[str, ...] = ()
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("natural")
+    g.add_argument("--natural-prompts", type=int, default=512, help="prompts of the natural-length builds (default: 512)")
+    g.add_argument("--natural-batch-sizes", default="16,128", help="hf batch sizes of the natural-length builds (default: 16,128)")
+    g.add_argument("--natural-vllm-batch", type=int, default=256, help="vllm batch size of the natural-length builds (default: 256)")
+    g.add_argument("--natural-steps", type=int, default=300, help="training steps of the natural-length model (default: 300)")
+    g.add_argument("--natural-repeats", type=int, default=3, help="runs of each natural-length build (default: 3)")
+
+
+def run(ctx) -> Section:
+    """Workload ``natural``: the table of ``NaturalResults.report_lines``."""
+    return Section(run_natural(ctx.args, ctx.root, ctx.images(ctx.args.natural_prompts)).report_lines())
 
 
 @dataclass

@@ -16,7 +16,58 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.common import Timing, quiet, sha256
+from benchmarks.common import Section, Timing, build_config, log, median, quiet, sha256, write_prompts
+
+NAME = "ray"
+KEYS = ("ray_speedup",)
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("ray")
+    g.add_argument("--ray-workers", type=int, default=2, help="Ray workers of the scaling figure, against 1 (default: 2)")
+    g.add_argument("--ray-prompts", type=int, default=512, help="prompts of the Ray scaling builds (default: 512)")
+    g.add_argument("--ray-batch", type=int, default=32, help="batch size of the Ray scaling builds (default: 32)")
+    g.add_argument("--ray-repeats", type=int, default=3, help="runs of each Ray scaling build (default: 3)")
+
+
+def run(ctx) -> Section:
+    """Workload ``ray``: the SeVa build (the SeVa rows' model and files) on 1 worker and on ``--ray-workers``."""
+    import importlib.util
+    import json
+    import os
+
+    from seva_plugin.pipeline.records import PromptRecord
+
+    args = ctx.args
+    if importlib.util.find_spec("ray") is None:
+        return Section(["Ray scaling skipped: ray is not installed (make install installs it)"])
+    n, tokens = args.ray_prompts, args.new_tokens
+    log(f"Ray scaling: {n} prompts, batch {args.ray_batch}, 1 worker (in process) against {args.ray_workers} Ray workers")
+    prompts = write_prompts(os.path.join(ctx.root, f"prompts{ctx.image_size}_ray{n}.jsonl"), ctx.images(n), n)
+
+    def ray_config(workers: int, name: str) -> dict:
+        cfg = build_config(ctx.model_dir, args.template, prompts, os.path.join(ctx.root, f"build_{name}"), "bench", args.ray_batch, tokens, args.step)
+        cfg["ray"] = {"num_workers": workers}
+        return cfg
+
+    with open(prompts, encoding="utf-8") as fh:
+        first = json.loads(fh.readline())
+    warm = (PromptRecord("warm-up", "<image>" + first["question"], [os.path.abspath(first["image"])]), 0)
+    ray = run_ray_scaling(ray_config, ctx.loaded, warm, args.ray_repeats, args.ray_workers)
+    paired = median([a / b for a, b in zip(ray.local.runs, ray.ray.runs, strict=True)])
+    runs = lambda t: " ".join(f"{s:.2f}" for s in t.runs)  # noqa: E731
+    lines = [
+        f"Ray scaling: {n} prompts, batch {args.ray_batch}, {tokens} tokens per answer; 1 worker = the build in one process, "
+        f"{ray.workers} = Ray actors with 1 CPU and 1 torch thread each (fastest of {args.ray_repeats}, interleaved)",
+        f"  1 worker {ray.local.best:.2f} s, {ray.workers} Ray workers {ray.ray.best:.2f} s: speedup {ray.speedup:.2f} "
+        f"(median of paired {paired:.2f}); data byte-identical: {'yes' if ray.identical else 'NO'}",
+        f"  runs (s): 1 worker {runs(ray.local)}; Ray {runs(ray.ray)}; per worker (records/s after its first batch): "
+        + ", ".join(f"{r:.0f}" for r in ray.worker_rates),
+        f"  not timed: ray.init {ray.startup[0]:.1f} s; starting the workers and loading their models "
+        + " ".join(f"{s:.2f}" for s in ray.startup[1:])
+        + " s per build",
+    ]
+    return Section(lines, {"ray_speedup": ray.speedup})
 
 
 @dataclass

@@ -85,10 +85,21 @@ class Component(ABC):
 
 class Source(Component):
     """Unlabeled prompts. Yields them lazily, never the whole set in memory; a record that cannot
-    be used comes out as a ``Reject`` with its id and reason, and reading goes on."""
+    be used comes out as a ``Reject`` with its id and reason, and reading goes on.
+
+    ``has_questions = False`` says the records are images with no question (their prompt holds only
+    the ``<image>`` markers): the build refuses it with a strategy that answers the record's
+    question (``Strategy.needs_question``)."""
+
+    has_questions: ClassVar[bool] = True
 
     @abstractmethod
     def iter_records(self) -> Iterator[PromptRecord | Reject]: ...
+
+    def estimated_length(self) -> int | None:
+        """Optional: how many records ``iter_records`` yields, when it can be told cheaply (the
+        progress bar's total and ETA); None when it cannot. Never decides what is built."""
+        return None
 
 
 class Augmenter(Component):
@@ -148,10 +159,13 @@ class Strategy(Component):
     ``uses_augmenter = False`` says the build's augmenter is never applied (CSR); the manifest and
     the gallery then record no augmenter. ``needs_score = True`` says ``make_pairs`` calls
     ``backend.score``: a backend that cannot score is refused before any model loads.
+    ``needs_question = False`` says the strategy asks its own prompts (STIC), so a source of images
+    with no question (``Source.has_questions = False``) serves it.
     """
 
     uses_augmenter: ClassVar[bool] = True
     needs_score: ClassVar[bool] = False
+    needs_question: ClassVar[bool] = True
 
     def views(self, augmenter: Augmenter) -> list[View]:
         """The views every record will be answered under, when known ahead (SeVa: clean and

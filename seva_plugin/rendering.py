@@ -82,8 +82,10 @@ class Renderer:
         from llamafactory.model import load_tokenizer
         from llamafactory.model.loader import load_config
 
+        from seva_plugin.logs import hide_known_noise
         from seva_plugin.plugins.backends.loading import context_length
 
+        hide_known_noise()  # load_tokenizer passes use_fast: transformers' deprecation is no news to our users (logs.py)
         module = load_tokenizer(model_args)
         tokenizer, processor = module["tokenizer"], module["processor"]
         return cls(tokenizer, processor, get_template_and_fix_tokenizer(tokenizer, data_args), context_length(load_config(model_args)))
@@ -169,11 +171,15 @@ class Renderer:
     def continuation(self, prefix_ids: list[int], new_ids: list[int]) -> str:
         """The text ``new_ids`` add after ``prefix_ids`` (decoded together, so a leading space that a
         tokenizer drops at the start of a text is kept)."""
+        import numpy as np
+
+        def decode(ids: list[int]) -> str:  # an array: transformers checks a list's items one by one in Python first
+            return str(self.tokenizer.decode(np.asarray(ids, dtype=np.int64), skip_special_tokens=True))
+
         with self.lock:
             if not prefix_ids:
-                return str(self.tokenizer.decode(new_ids, skip_special_tokens=True))
-            head = self.tokenizer.decode(prefix_ids, skip_special_tokens=True)
-            return str(self.tokenizer.decode(prefix_ids + new_ids, skip_special_tokens=True)[len(head) :])
+                return decode(new_ids)
+            return decode(prefix_ids + new_ids)[len(decode(prefix_ids)) :]
 
     def completion(self, row: list[int], logprobs: list[float] | None, stops: Sequence[str], prefix_ids: list[int]) -> Completion:
         """One generated row read back, the same for every backend: cut at its first stop token (kept in

@@ -63,6 +63,15 @@ def twins(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def feedback_llava(tiny_llava, tmp_path_factory) -> str:
+    """The tiny LLaVA whose answers hold several sentences and whose yes/no probes lean "No"
+    (``helpers.biased_llava``): RLAIF-V's scores then differ between a prompt's answers."""
+    from helpers import biased_llava
+
+    return biased_llava(tiny_llava, str(tmp_path_factory.mktemp("models") / "feedback_llava"))
+
+
+@pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     """The tiny CLIP of CSR's visual score, built once per session."""
     from seva_plugin.dev.tiny_models import build_tiny_clip
@@ -78,6 +87,25 @@ def vllm_engines():
     engines = VllmEngines()
     yield engines
     engines.close()
+
+
+@pytest.fixture(scope="session")
+def shapes_pope(tmp_path_factory) -> dict:
+    """POPE question files made from the demo's shapes world (12 held-out images, three settings, images
+    named relative to ``image_dir``, as POPE's files name COCO's): ``{"files": {setting: path},
+    "image_dir": folder, "objects": the world's objects as a jsonl}``."""
+    from seva_plugin.commands.demo import pope
+    from seva_plugin.commands.demo.world import make_world
+    from seva_plugin.eval.probes import read_objects, write_pope_files
+    from seva_plugin.eval.sampling import AnnotatedImage, sample_probes
+
+    root = tmp_path_factory.mktemp("shapes_pope")
+    world = make_world(str(root / "world"), seed=0, n_sft=0, n_unlabeled=0, n_heldout=12)
+    objects = pope.write_objects(world.heldout, str(root / "objects.jsonl"))
+    images = [AnnotatedImage(os.path.basename(im.path), im.path, im.objects) for im in read_objects(objects, None)[0]]
+    probes = sample_probes(images, ["random", "popular", "adversarial"], 3, "Is there a {object} in the image?", seed=0)
+    files = write_pope_files(probes, str(root / "pope"), prefix="shapes")
+    return {"files": files, "image_dir": str(root / "world" / "heldout"), "objects": objects}
 
 
 @pytest.fixture

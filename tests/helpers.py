@@ -184,3 +184,44 @@ class registered_strategy:
         get_plugin_manager().unregister(self.plugin)
         get_registry.cache_clear()
         return False
+
+
+# -- a twin for RLAIF-V's feedback ------------------------------------------------------------
+# A random twin's next-token distribution is nearly flat and hardly moves with the question, so every
+# claim of a prompt's answers gets the same verdict and RLAIF-V's answer scores (minus the rejected
+# claims) are all equal: no pairs. This copy adds one constant dimension to the residual stream (set in
+# every token and image embedding, written by no layer), through which chosen tokens get a fixed logit
+# bonus (answers of several short sentences, a labeler that leans "No"); the rest is the twin's.
+FEEDBACK_BONUS = {".": 0.6, "No": 0.6, " No": 0.6}  # logit bonus per unit of the constant dimension (about 7.5 logits per unit)
+
+
+def biased_llava(src: str, dst: str, bonus: dict[str, float] | None = None) -> str:
+    """A copy of the LLaVA twin at ``src`` in ``dst`` whose single-token words in ``bonus`` get a fixed
+    logit bonus (default: ``.`` and ``No``); reused when ``dst`` holds one. Returns ``dst``."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    if os.path.isfile(os.path.join(dst, "config.json")):
+        return dst
+    model = LlavaForConditionalGeneration.from_pretrained(src)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    language = model.model.language_model
+    with torch.no_grad():
+        language.embed_tokens.weight[:, 0] = 1.0
+        projector = model.model.multi_modal_projector.linear_2
+        projector.weight[0, :] = 0.0
+        projector.bias[0] = 1.0
+        for layer in language.layers:
+            layer.self_attn.o_proj.weight[0, :] = 0.0
+            layer.mlp.down_proj.weight[0, :] = 0.0
+        model.lm_head.weight[:, 0] = 0.0
+        for word, value in (FEEDBACK_BONUS if bonus is None else bonus).items():
+            (token,) = tokenizer.encode(word, add_special_tokens=False)
+            model.lm_head.weight[token, 0] = value
+    model.save_pretrained(dst)
+    for name in os.listdir(src):
+        if not os.path.exists(os.path.join(dst, name)):
+            shutil.copy(os.path.join(src, name), dst)
+    return dst

@@ -1,4 +1,4 @@
-"""``seva``: build preference data, list plugins, check recipes, run the demo.
+"""``seva``: build preference data, evaluate models, list plugins, check recipes, run the demo.
 
 Only argparse is imported at start-up; each command imports what it needs.
 """
@@ -11,12 +11,21 @@ import sys
 from seva_plugin import __version__
 from seva_plugin.errors import SevaError
 
+VERBOSE_HELP = "vLLM's, transformers' and LLaMA-Factory's INFO logs, and Ray workers' output (default: their warnings only)"
+
 
 def cmd_build(args) -> int:
     from seva_plugin.pipeline.build import build
 
     result = build(args.config, args.overrides, progress=not args.no_progress)
     print(result.summary())
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from seva_plugin.commands.eval import evaluate
+
+    evaluate(args.config, args.overrides, progress=not args.no_progress)
     return 0
 
 
@@ -54,21 +63,21 @@ def cmd_doctor(args) -> int:
 def cmd_demo(args) -> int:
     from seva_plugin.commands.demo import run_demo
 
-    run_demo(args.out, small=args.small, seed=args.seed)
+    run_demo(args.out, small=args.small, seed=args.seed, strategy=args.strategy)
     return 0
 
 
 def cmd_inspect(args) -> int:
     from seva_plugin.commands.gallery import inspect_dataset
 
-    print(inspect_dataset(args.data_dir, args.name, html=args.html, limit=args.limit))
+    print(inspect_dataset(args.data_dir, args.name, html=args.html, sample=None if args.all else args.sample, seed=args.seed, score=args.score))
     return 0
 
 
 def cmd_iterate(args) -> int:
     from seva_plugin.commands.iterate import iterate
 
-    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides)
+    iterate(args.build, args.recipe, rounds=args.rounds, work_dir=args.work_dir, overrides=args.overrides, eval_yaml=args.eval)
     return 0
 
 
@@ -76,7 +85,15 @@ def cmd_export(args) -> int:
     from seva_plugin.commands.export import export
 
     result = export(
-        args.data_dir, args.name, args.to, args.out, out_name=args.out_name, overwrite=args.overwrite, shard_size=args.shard_size, licence=args.license
+        args.data_dir,
+        args.name,
+        args.to,
+        args.out,
+        out_name=args.out_name,
+        overwrite=args.overwrite,
+        shard_size=args.shard_size,
+        licence=args.license,
+        exclude=args.exclude,
     )
     print(result.summary())
     return 0
@@ -107,9 +124,16 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build preference pairs from a YAML build config")
     b.add_argument("config", help="build config YAML (see data_templates/)")
-    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800")
+    b.add_argument("overrides", nargs="*", help="key=value overrides, dotted: augment.step=800; ~key removes a key: ~source.preset")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     b.set_defaults(func=cmd_build)
+
+    ev = sub.add_parser("eval", help="POPE-style yes/no object probes through a backend: F1, yes-ratio, before and after (docs/eval.md)")
+    ev.add_argument("config", help="eval config YAML (see data_templates/eval_pope.yaml)")
+    ev.add_argument("overrides", nargs="*", help="key=value overrides, dotted: backend.batch_size=16")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
 
     sub.add_parser("plugins", help="list every registered component, and every plugin with its package and state").set_defaults(func=cmd_plugins)
 
@@ -124,13 +148,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
     d.add_argument("--seed", type=int, default=0, help="world, model and build seed (default 0)")
     d.add_argument("--small", action="store_true", help="a shrunken world (fewer images, about a third of the time): a smoke run")
+    d.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    d.add_argument("--strategy", choices=("seva", "stic", "rlaifv"), default="seva", help="how the pairs are made (default seva; docs/label-free.md)")
     d.set_defaults(func=cmd_demo)
 
-    i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery of its pairs")
+    i = sub.add_parser("inspect", help="summarise a built dataset and write an HTML gallery to curate its pairs")
     i.add_argument("data_dir", help="the output.dataset_dir of the build")
     i.add_argument("--name", required=True, help="the dataset name (output.name)")
-    i.add_argument("--html", help="write a self-contained HTML gallery to this file")
-    i.add_argument("--limit", type=int, default=200, help="pairs shown in the gallery (default 200)")
+    i.add_argument("--html", help="write a self-contained HTML gallery to this file (sort, filter, mark pairs for seva export --exclude)")
+    shown = i.add_mutually_exclusive_group()
+    shown.add_argument("--sample", type=int, default=200, help="a seeded random sample of this many pairs, kept and dropped (default 200)")
+    shown.add_argument("--all", action="store_true", help="every pair, a page at a time")
+    i.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    i.add_argument("--score", action="store_true", help="add each pair's log-prob margin (chosen - rejected) under the build's model and backend")
     i.set_defaults(func=cmd_inspect)
 
     it = sub.add_parser("iterate", help="rounds of build -> train -> merge, each round generating with the last model")
@@ -138,7 +168,9 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("recipe", help="LLaMA-Factory training recipe YAML")
     it.add_argument("--rounds", type=int, default=3)
     it.add_argument("--work-dir", required=True)
+    it.add_argument("--eval", metavar="EVAL.yaml", help="ask round 0's model and each round's trained model these probes (seva eval); table and plot by round")
     it.add_argument("overrides", nargs="*", help="key=value overrides for the build config")
+    it.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     it.set_defaults(func=cmd_iterate)
 
     e = sub.add_parser("export", help="convert a finished build to TRL's format, Parquet with embedded images, or JSONL, without regenerating")
@@ -154,24 +186,30 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out-name", help="dataset name in --out (default: --name)")
     e.add_argument("--shard-size", type=int, help="parquet, trl: pairs per shard file (default 1000)")
     e.add_argument("--license", help="parquet, trl: the dataset card's licence, a Hub licence id (default: the build's output.license, else unknown)")
+    e.add_argument("--exclude", metavar="FILE", help="leave out the pairs whose ids FILE lists (seva inspect's download, a JSON list, or one id a line)")
     e.add_argument("--overwrite", action="store_true", help="replace a dataset of the same name in --out")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("recipes", help="list the shipped recipes and build templates, or copy some to a folder")
     r.add_argument("action", nargs="?", choices=["list", "copy"], default="list")
-    r.add_argument("names", nargs="*", help="files to copy, e.g. seva_llava.yaml (recipes and data_templates are searched)")
-    r.add_argument("--to", default=".", help="destination folder for copy (default: the current folder)")
+    r.add_argument(
+        "names",
+        nargs="*",
+        help="files to copy as KIND/NAME, e.g. recipes/seva_llava.yaml data_templates/seva_llava_t500.yaml "
+        "(a bare NAME if only one kind has it; a KIND alone copies all)",
+    )
+    r.add_argument("--to", default=".", help="destination folder for copy: files land in TO/recipes/ and TO/data_templates/ (default: the current folder)")
     r.add_argument("--force", action="store_true", help="replace files that already exist there")
     r.set_defaults(func=cmd_recipes)
     return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """``key=value`` overrides are accepted anywhere on the line, options included:
+    """``key=value`` (and ``~key``) overrides are accepted anywhere on the line, options included:
     ``seva iterate B R --rounds 2 --work-dir D model=...`` works as ``docs/csr.md`` shows."""
     p = parser()
     args, extra = p.parse_known_args(argv)
-    strays = [a for a in extra if a.startswith("-") or "=" not in a]
+    strays = [a for a in extra if a.startswith("-") or ("=" not in a and not a.startswith("~"))]
     if strays or (extra and not hasattr(args, "overrides")):
         p.error(f"unrecognized arguments: {' '.join(strays or extra)}")
     if extra:
@@ -181,6 +219,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from seva_plugin.logs import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before vLLM, transformers or LLaMA-Factory is imported
     try:
         if args.disable_plugin:
             from seva_plugin.registry import disable_plugins

@@ -19,7 +19,7 @@ stopped: a build resumes through its own journal, a training run restarts (or re
 last checkpoint when the recipe saves checkpoints), an export is redone.
 
 Overrides: ``key=value`` edit the build config; ``train.key=value`` go to ``llamafactory-cli train``;
-``export.key=value`` go to the export config.
+``export.key=value`` go to the export config. ``--eval EVAL.yaml``: the probes of ``seva eval`` after every round.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import yaml
 
 from seva_plugin.commands.host import llamafactory_cli
+from seva_plugin.commands.iterate_inputs import read_recipe, split_overrides
 from seva_plugin.errors import ConfigError, SevaError
 from seva_plugin.pipeline.config import apply_overrides, load_config
 from seva_plugin.pipeline.config import fingerprint as build_fingerprint
@@ -51,31 +53,10 @@ class IterateError(SevaError):
     """A training or export subprocess failed; finished rounds and steps are kept."""
 
 
-def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str], list[str]]:
-    """``(build, train, export)`` overrides, by their ``train.`` / ``export.`` prefix."""
-    build, train, export = [], [], []
-    for item in overrides or []:
-        if item.startswith("train."):
-            train.append(item.removeprefix("train."))
-        elif item.startswith("export."):
-            export.append(item.removeprefix("export."))
-        else:
-            build.append(item)
-    return build, train, export
-
-
-def read_recipe(recipe: str, train_overrides: list[str]) -> dict:
-    if not os.path.isfile(recipe):
-        raise ConfigError(f"recipe not found: {recipe}")
-    with open(recipe, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{recipe} must hold a mapping of LLaMA-Factory keys.")
-    return apply_overrides(data, train_overrides)
-
-
 class Iteration:
     """One ``seva iterate`` run in ``work_dir``; ``run()`` does what is left to do."""
+
+    evals: Any = None  # with --eval: seva_plugin.eval.rounds.RoundEvals, asked before round 0 and after each round
 
     def __init__(self, build: str, recipe: str, rounds: int, work_dir: str, overrides: list[str] | None = None, log: Callable[[str], None] = print):
         if rounds < 1:
@@ -110,13 +91,24 @@ class Iteration:
         name = f"{self.config.output['name']}_r0"
         model = os.path.abspath(self.config.model) if os.path.isdir(self.config.model) else self.config.model
         args = [f"model_name_or_path={model}", f"template={self.config.template}", f"dataset_dir={self.data_dir}", f"dataset={name}"]
-        args.append(f"output_dir={os.path.join(self.work_dir, 'r0', 'adapter')}")
+        # the output_dir of the next training to run: a finished round's checkpoints are never used again
+        args.append(f"output_dir={os.path.join(self.work_dir, f'r{self._next_training()}', 'adapter')}")
         report = check_recipe(self.recipe_path, [*self.train_overrides, *args], planned={name: dataset_entry(f"{name}.jsonl")})
         for warning in report.warnings:
             self.log(f"[seva iterate] recipe check: warning: {warning}")
         if report.errors:
             problems = "\n".join(f"  error: {e}" for e in report.errors)
             raise ConfigError(f"the recipe check of {self.recipe_path} found problems before round 0 (nothing was built or trained):\n{problems}")
+
+    def _next_training(self) -> int:
+        """The round whose training runs next: the first one a previous run did not train (read
+        before the state is checked: ``_load_state`` refuses a state of another config)."""
+        try:
+            with open(self.state_path, encoding="utf-8") as fh:
+                rounds = json.load(fh).get("rounds") or []
+            return next((k for k, info in enumerate(rounds) if "train" not in (info.get("steps_done") or [])), len(rounds))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
 
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> dict:
@@ -171,6 +163,7 @@ class Iteration:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
+        self._evaluate(0, self.state["base_model"], progress)
         for k in range(self.rounds):
             info = self._round(k)
             for step in STEPS:
@@ -189,9 +182,15 @@ class Iteration:
                 self.state["current"] = None
                 self._save()
             self.log(f"[seva iterate] round {k + 1}/{self.rounds} done: {info['output_model']}")
+            self._evaluate(k + 1, info["output_model"], progress)
         self.state["final_model"] = self.state["rounds"][self.rounds - 1]["output_model"]
         self._save()
         return self.state
+
+    def _evaluate(self, index: int, model: str, progress: bool) -> None:
+        if self.evals and self.evals.evaluate(index, model, self.state, progress):  # not again once on record
+            self._save()
+            _free_memory()
 
     def _describe(self, step: str, info: dict) -> str:
         if step == "build":
@@ -276,6 +275,14 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def iterate(build: str, recipe: str, rounds: int = 3, work_dir: str = "iterate", overrides: list[str] | None = None, progress: bool = True) -> dict:
-    """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``)."""
-    return Iteration(build, recipe, rounds, work_dir, overrides).run(progress=progress)
+def iterate(
+    build: str, recipe: str, rounds: int = 3, work_dir: str = "iterate", overrides: list[str] | None = None, progress: bool = True, eval_yaml: str | None = None
+) -> dict:
+    """Run (or resume) ``rounds`` rounds; return the state (also in ``<work_dir>/iterate_state.json``).
+    ``eval_yaml``: an EVAL.yaml whose probes ask round 0's model and each round's (``seva_plugin.eval.rounds``)."""
+    iteration = Iteration(build, recipe, rounds, work_dir, overrides)
+    if eval_yaml:  # checked before round 0
+        from seva_plugin.eval.rounds import RoundEvals
+
+        iteration.evals = RoundEvals(eval_yaml, iteration.work_dir, iteration.config.template, iteration.log)
+    return iteration.run(progress=progress)

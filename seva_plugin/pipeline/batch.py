@@ -4,7 +4,8 @@
 registry entries plus their parameters: the driver resolves it against its own registry, so a
 plugin registered only in the driver process still reaches the workers. :class:`BatchWork`
 holds those components and turns a batch of loaded records into journal entries:
-``strategy.make_pairs`` -> end-of-sequence text stripped -> filters.
+``strategy.make_pairs`` -> end-of-sequence text stripped -> filters; each entry also notes why its
+answers ended (``finish``, ``endings.py``), which the writers do not write.
 
 An exception raised for a batch is narrowed down by bisection: the halves are retried until the
 record that raises is found, and it becomes a reject with the exception as its reason, while the
@@ -21,6 +22,7 @@ from typing import Any
 
 from seva_plugin.errors import ConfigError, RecordError, SevaError, short
 from seva_plugin.pipeline.config import BuildConfig, split_spec
+from seva_plugin.pipeline.endings import NotingBackend
 from seva_plugin.pipeline.records import LoadedRecord
 from seva_plugin.pipeline.text import strip_eos
 
@@ -96,7 +98,8 @@ class BatchWork:
 
     def entries(self, batch: Sequence[LoadedRecord]) -> list[dict]:
         """Journal entries for ``batch``; raises what the strategy or backend raises."""
-        pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, self.backend, self.augmenter)} if batch else {}
+        noting = NotingBackend(self.backend)  # why each answer ended, for the journal (pipeline/endings.py)
+        pairs = {p.record.id: p for p in self.strategy.make_pairs(batch, noting, self.augmenter)} if batch else {}
         provenance = self.provenance
         entries = []
         for loaded in batch:
@@ -109,9 +112,10 @@ class BatchWork:
                     f"strategy '{self.strategy.name}' returned a pair for record '{loaded.id}' with another record than the one it was given: "
                     "a strategy never builds records (set Pair.prompt to train on another prompt)."
                 )
+            finish = noting.finish(pair)
             pair = replace(pair, chosen=strip_eos(pair.chosen), rejected=strip_eos(pair.rejected))
             reason = next((r for r in (f(pair) for f in self.filters) if r), None)
-            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}}
+            entry = {**pair.to_json(), "provenance": {**provenance, "seed": loaded.seed}, **({"finish": finish} if finish else {})}
             entries.append({"kind": "drop", "reason": reason, **entry} if reason else {"kind": "pair", **entry})
         return entries
 

@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 
-from seva_plugin.errors import NothingKept, unknown
+from seva_plugin.errors import ConfigError, NothingKept, unknown
 from seva_plugin.families import check_model_template
 from seva_plugin.pipeline import intake
 from seva_plugin.pipeline.batch import WorkSpec
@@ -25,6 +25,7 @@ from seva_plugin.pipeline.manifest import BuildResult, checked_write, manifest, 
 from seva_plugin.pipeline.model_paths import check_model_path, hub_checks, hub_offline
 from seva_plugin.pipeline.prefetch import prefetch
 from seva_plugin.pipeline.records import LoadedRecord
+from seva_plugin.pipeline.threads import build_threads, cpu_threads
 from seva_plugin.pipeline.workers import make_workers
 from seva_plugin.registry import get_registry
 
@@ -36,6 +37,17 @@ def check_template(name: str) -> None:
 
     if name not in TEMPLATES:
         raise unknown("template", name, TEMPLATES)
+
+
+def check_questions(source_name: str, source, strategy, registry) -> None:
+    """A source of images with no question serves only a strategy that asks its own prompts."""
+    if source.has_questions or not strategy.needs_question:
+        return
+    own = sorted(e.name for e in registry if e.kind == "strategy" and not e.cls.needs_question)
+    raise ConfigError(
+        f"source '{source_name}' yields images with no question, and strategy '{strategy.name}' answers each record's question. "
+        f"Use a strategy that asks its own prompts ({', '.join(own) or 'none is installed'}), or a source with questions (jsonl, llava, llamafactory)."
+    )
 
 
 class Build:
@@ -56,11 +68,13 @@ class Build:
             self.spec = WorkSpec.resolve(cfg, registry)
             self.work = self.spec.build()
             self.augmenter, self.strategy, self.backend, self.filters = self.work.augmenter, self.work.strategy, self.work.backend, self.work.filters
+            check_questions(name, self.source, self.strategy, registry)
             writer_params = {k: v for k, v in out.items() if k not in OUTPUT_KEYS}
             self.writer = registry.get("writer", out["writer"]).build(writer_params, "output", dataset_dir=self.dataset_dir, dataset_name=self.name)
             check_template(cfg.template)
             check_model_template(cfg.model, cfg.template)  # the rule seva check-recipe applies; before any model loads
             self.writer.prepare(out["overwrite"])
+        cpu_threads()  # a bad SEVA_TORCH_THREADS fails here, before any model loads
         self.offline = bool(unreachable)
 
     def fingerprint(self) -> str:
@@ -91,7 +105,7 @@ class Build:
     def run(self, progress: bool = True) -> BuildResult:
         """Generate what the journal does not have yet, then write the outputs. One build per output
         at a time: a second one refuses at once, naming the first (``files.output_lock``)."""
-        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline):
+        with output_lock(self.files.lock, f"dataset '{self.name}' in {self.dataset_dir}"), hub_offline(self.offline), build_threads():
             return self._run(progress)
 
     def _run(self, progress: bool) -> BuildResult:
@@ -103,10 +117,12 @@ class Build:
         counts = Counter(e["kind"] for e in journal.entries())
         # batches run here, or on Ray workers (ray.num_workers > 1); either way they come back in source order
         self.workers = workers = make_workers(self.spec, self.work, self.config.ray)
+        total = self._total() if progress else None
         bar = tqdm(
-            desc=progress_text(self.name, counts),
+            desc=progress_text(self.name, counts, total),
             unit=" records",
-            bar_format="{desc} [{elapsed}, {rate_fmt}]",
+            total=total,
+            bar_format="{desc} [{elapsed}, {rate_fmt}]" if total is None else "{desc} {percentage:3.0f}%|{bar:12}| [{elapsed}<{remaining}, {rate_fmt}]",
             disable=not progress,
             initial=sum(counts.values()),
         )
@@ -117,13 +133,24 @@ class Build:
                 entries += processed
                 journal.append(entries)
                 counts.update(e["kind"] for e in entries)
-                bar.set_description_str(progress_text(self.name, counts), refresh=False)
+                bar.set_description_str(progress_text(self.name, counts, total), refresh=False)
                 bar.update(len(entries))
         finally:
             bar.close()
             workers.close()
             self.backend.close()
         return self._finalize(journal, started)
+
+    def _total(self) -> int | None:
+        """The records this run goes through, resumed ones included, when the source can count them
+        (``Source.estimated_length``), capped by ``limit``: the progress bar's total and ETA."""
+        try:
+            n = self.source.estimated_length()
+        except Exception:  # noqa: BLE001 - a progress bar's total never stops a build
+            return None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return None
+        return n if self.config.limit is None else min(n, self.config.limit)
 
     def _finalize(self, journal: Journal, started: float) -> BuildResult:
         overwrite = self.config.output["overwrite"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from seva_plugin.errors import ConfigError, show, unknown
+from seva_plugin.errors import ConfigError, did_you_mean, show, unknown
 from seva_plugin.pipeline.ray_settings import ray_settings
 
 # YAML limits (docs/config.md): a config is small; aliases may not expand it past MAX_YAML_NODES
@@ -61,12 +61,18 @@ def fingerprinted(config: dict) -> dict:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``a.b=c`` sets ``data["a"]["b"]``; values are parsed as YAML (``8`` is an int)."""
+    """``a.b=c`` sets ``data["a"]["b"]``; values are parsed as YAML (``8`` is an int), with
+    ``{a:b,c:d}`` read as ``{a: b, c: d}`` (see ``load_yaml``). ``~a.b`` removes the key
+    (as Hydra writes it): the way to drop a key a template sets, which ``a.b=null`` cannot
+    (null is a value, and a component that has no such key refuses it)."""
     for item in overrides:
+        if item.startswith("~"):
+            _remove(data, item)
+            continue
         if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. augment.step=800).")
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. augment.step=800), or ~key to remove a key.")
         key, raw = item.split("=", 1)
-        value = load_yaml(raw, f"override '{show(item, 60)[1:-1]}'", MAX_OVERRIDE_BYTES) if raw else ""
+        value = load_yaml(raw, f"override '{show(item, 60)[1:-1]}'", MAX_OVERRIDE_BYTES, flow_colons=True) if raw else ""
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -77,6 +83,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node[part]
         node[parts[-1]] = value
     return data
+
+
+def _remove(data: dict, item: str) -> None:
+    """``~a.b``: delete ``data["a"]["b"]``; a key that is not there is an error (a typo would do nothing)."""
+    if "=" in item:
+        raise ConfigError(f"override '{show(item, 60)[1:-1]}': ~key removes a key and takes no value; write ~{item[1:].split('=', 1)[0]}.")
+    parts = item[1:].strip().split(".")
+    node: Any = data
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[:depth]) or "the config"
+            keys = sorted(map(str, node)) if isinstance(node, dict) else []
+            there = ", ".join(keys) or "(none)"
+            raise ConfigError(f"override '{show(item, 60)[1:-1]}': {where} has no key '{part}' to remove.{did_you_mean(part, keys)} Keys there: {there}.")
+        if depth < len(parts) - 1:
+            node = node[part]
+    del node[parts[-1]]
 
 
 def load_config(source: str | dict, overrides: list[str] | None = None) -> BuildConfig:
@@ -110,10 +133,15 @@ def load_config(source: str | dict, overrides: list[str] | None = None) -> Build
     return BuildConfig(**data)
 
 
-def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES, flow_colons: bool = False) -> Any:
     """``yaml.safe_load`` with limits: ``text`` at most ``max_bytes``, and at most ``MAX_YAML_NODES``
     values once every alias is expanded (checked on the composed node graph, before anything is
-    built from it). Any problem is a ConfigError naming ``what``."""
+    built from it). Any problem is a ConfigError naming ``what``.
+
+    ``flow_colons`` (command-line overrides): in a ``{...}`` mapping, a plain key holding a colon
+    and no value, as ``{file:x.jsonl,format:jsonl}`` gives (YAML wants a space after the colon), is
+    read as ``key: value``. Nobody means a key ``file:x.jsonl`` with no value there; a quoted key
+    (``{"a:b": null}``) keeps its meaning."""
     if len(text) > max_bytes:
         raise ConfigError(f"{what} is larger than {max_bytes:,} bytes.")
     loader = yaml.SafeLoader(text)
@@ -122,6 +150,8 @@ def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
         if node is None:
             return None
         _check_expansion(node, what)
+        if flow_colons:
+            _split_colon_keys(loader, node)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} is not valid YAML: {show(str(exc), 300)[1:-1]}") from None
@@ -129,6 +159,26 @@ def load_yaml(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
         raise ConfigError(f"{what} is nested too deeply to be a config.") from None
     finally:
         loader.dispose()
+
+
+def _split_colon_keys(loader: yaml.SafeLoader, node: yaml.Node, seen: set[int] | None = None) -> None:
+    """``{a:b}`` -> ``{a: b}`` in the composed nodes of flow mappings (see ``load_yaml``)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for i, (key, value) in enumerate(node.value):
+            empty = isinstance(value, yaml.ScalarNode) and value.value == "" and value.tag == "tag:yaml.org,2002:null"
+            if node.flow_style and empty and isinstance(key, yaml.ScalarNode) and key.style is None and ":" in key.value:
+                name, text = key.value.split(":", 1)
+                key = yaml.ScalarNode("tag:yaml.org,2002:str", name, key.start_mark, key.end_mark)
+                value = yaml.ScalarNode(loader.resolve(yaml.ScalarNode, text, (True, False)), text, value.start_mark, value.end_mark)
+                node.value[i] = (key, value)
+            _split_colon_keys(loader, value, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _split_colon_keys(loader, child, seen)
 
 
 def _check_expansion(root: yaml.Node, what: str) -> None:

@@ -98,10 +98,12 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def progress_text(name: str, counts: Counter) -> str:
-    """The progress bar's text: records done (every record is kept, dropped or rejected), then each."""
+def progress_text(name: str, counts: Counter, total: int | None = None) -> str:
+    """The progress bar's text: records done (every record is kept, dropped or rejected), of
+    ``total`` when the source knows its length, then each."""
     done = counts["pair"] + counts["drop"] + counts["reject"]
-    return f"seva build {name}: {plural(done, 'record')} done, {plural(counts['pair'], 'pair')} kept, {counts['drop']} dropped, {counts['reject']} rejected"
+    records = f"{done} of {plural(total, 'record')}" if total is not None else plural(done, "record")
+    return f"seva build {name}: {records} done, {plural(counts['pair'], 'pair')} kept, {counts['drop']} dropped, {counts['reject']} rejected"
 
 
 def nothing_kept(result: BuildResult, entries) -> str:

@@ -106,7 +106,10 @@ class RayWorkers:
 
         settings = self.settings
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, **settings["init_kwargs"]}
+            from seva_plugin.logs import quiet
+
+            # workers' output would run through the progress bar; their errors still come back through ray.get
+            kwargs = {"include_dashboard": False, "log_to_driver": not quiet(), **settings["init_kwargs"]}
             # null: a Ray of this build's own, unless RAY_ADDRESS names one (`ray job submit` sets it);
             # never a `ray start` cluster that happens to run on this machine
             address = settings["address"] or os.environ.get("RAY_ADDRESS") or "local"

@@ -42,13 +42,17 @@ class LoadedRecord:
 class Pair:
     """A preference pair for one of the records a strategy was given. ``prompt`` is the user turn
     training sees (its writers write it): ``None`` takes the record's; another prompt must hold the
-    record's image markers. ``scores`` are written with the pair (the same keys for every record)."""
+    record's image markers. ``scores`` are written with the pair (the same keys for every record).
+    ``sft``: a supervised conversation the strategy offers beside the pair (sharegpt turns
+    ``{"from": "human" | "gpt", "value"}``, its first human turn holding the record's image
+    markers), written by a writer asked for an SFT set (``output.sft``)."""
 
     record: PromptRecord
     chosen: str
     rejected: str
     scores: dict[str, Any] = field(default_factory=dict)
     prompt: str | None = None
+    sft: list[dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if self.prompt is None:
@@ -58,6 +62,13 @@ class Pair:
                 f"Pair.prompt must hold one {IMAGE_TOKEN} marker per image of record '{self.record.id}' ({len(self.record.images)}), "
                 f"got {self.prompt.count(IMAGE_TOKEN)}."
             )
+        if self.sft is not None:
+            markers = sum(str(turn.get("value", "")).count(IMAGE_TOKEN) for turn in self.sft)
+            if markers != len(self.record.images) or not self.sft or self.sft[0].get("from") != "human":
+                raise ConfigError(
+                    f"Pair.sft must start with a human turn and hold one {IMAGE_TOKEN} marker per image of record '{self.record.id}' "
+                    f"({len(self.record.images)}), got {markers}."
+                )
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
@@ -66,6 +77,8 @@ class Pair:
             out["scores"] = self.scores
         if r.meta:
             out["meta"] = r.meta
+        if self.sft is not None:
+            out["sft"] = self.sft
         return out
 
 

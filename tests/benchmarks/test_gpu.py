@@ -1,4 +1,5 @@
-"""The GPU bench's pieces on CPU: forced stop lengths, decode-slot accounting, the stand-ins, and a dry run.
+"""The GPU bench's pieces on CPU: forced stop lengths, decode-slot accounting, the stand-ins, and a dry run
+(SeVa rows, then the strategies: CSR, and any of stic and rlaifv this checkout registers).
 
 No timing is asserted. The dry run (``gpu.sh --tiny``) goes through the same code as on a GPU:
 LLaMA-Factory's pieces, a LLaVA-shaped random model handed to ``Build`` and both length modes.
@@ -102,4 +103,10 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     assert fixed[7] == "0%" and float(fixed[6]) == 6.0  # exactly --fixed-tokens, nothing wasted
     assert float(natural[6]) <= 24  # the cap of the tiny run
     assert "SeVa-8k" in out
+    strategies = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("csr ", "stic ", "rlaifv "))}
+    assert set(strategies) == {"csr", "stic", "rlaifv"}, out
+    csr = strategies["csr"]
+    assert len(csr) == 10 and int(csr[3]) == 2 and float(csr[7]) > 0  # both records paired, tokens per second measured
+    for name in ("stic", "rlaifv"):  # skipped while not registered, measured once they are
+        assert "not registered" in " ".join(strategies[name]) or len(strategies[name]) == 10
     assert os.path.isfile(tmp_path / "gpu" / "gpu.json")

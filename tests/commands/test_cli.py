@@ -23,10 +23,58 @@ def test_overrides_are_accepted_anywhere_on_the_line():
 def test_recipes_list_and_copy(tmp_path, capsys):
     assert main(["recipes"]) == 0
     listing = capsys.readouterr().out
-    assert "seva_llava.yaml" in listing and "seva_llava_t500.yaml" in listing
-    assert main(["recipes", "copy", "seva_llava.yaml", "seva_llava_t500.yaml", "--to", str(tmp_path)]) == 0
-    assert (tmp_path / "seva_llava.yaml").read_text().startswith("#")
-    assert main(["recipes", "copy", "seva_llava.yaml", "--to", str(tmp_path)]) == 2  # exists: refused
+    assert "recipes/seva_llava.yaml" in listing and "data_templates/seva_llava_t500.yaml" in listing
+    assert main(["recipes", "copy", "seva_llava.yaml", "data_templates/seva_llava_t500.yaml", "--to", str(tmp_path)]) == 0
+    assert (tmp_path / "recipes" / "seva_llava.yaml").read_text().startswith("#")  # the kind's folder, as the comments' commands expect
+    assert (tmp_path / "data_templates" / "seva_llava_t500.yaml").read_text().startswith("#")
+    assert main(["recipes", "copy", "recipes/seva_llava.yaml", "--to", str(tmp_path)]) == 2  # exists: refused
     assert "--force" in capsys.readouterr().err
     assert main(["recipes", "copy", "seva_lava.yaml", "--to", str(tmp_path)]) == 2
     assert "Did you mean 'seva_llava.yaml'" in capsys.readouterr().err
+
+
+def test_recipes_tells_a_recipe_from_a_build_template_of_the_same_name(tmp_path, capsys):
+    """csr_llava.yaml is both: the bare name used to copy the recipe silently, and
+    data_templates/csr_llava.yaml was refused, so a pip user could not get the CSR build template."""
+    from seva_plugin import resources
+
+    assert "csr_llava.yaml" in resources.names("recipes") and "csr_llava.yaml" in resources.names("data_templates")
+    assert main(["recipes", "copy", "csr_llava.yaml", "--to", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "recipes/csr_llava.yaml" in err and "data_templates/csr_llava.yaml" in err
+    assert not any(tmp_path.iterdir())  # nothing copied
+    assert main(["recipes", "copy", "recipes/csr_llava.yaml", "data_templates/csr_llava.yaml", "--to", str(tmp_path)]) == 0
+    assert (tmp_path / "recipes" / "csr_llava.yaml").read_bytes() == resources.path("recipes", "csr_llava.yaml").read_bytes()
+    assert (tmp_path / "data_templates" / "csr_llava.yaml").read_bytes() == resources.path("data_templates", "csr_llava.yaml").read_bytes()
+    assert main(["recipes", "copy", "datatemplates/csr_llava.yaml", "--to", str(tmp_path)]) == 2
+    assert "data_templates/" in capsys.readouterr().err
+
+
+def test_recipes_copies_a_whole_kind(tmp_path):
+    from seva_plugin import resources
+
+    assert main(["recipes", "copy", "data_templates", "--to", str(tmp_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "data_templates").iterdir()) == resources.names("data_templates")
+
+
+def test_recipes_listing_shows_whole_descriptions(capsys):
+    """Descriptions were each file's first comment line, often cut mid-sentence."""
+    from seva_plugin import resources
+    from seva_plugin.commands.recipes import description
+
+    assert main(["recipes"]) == 0
+    flat = " ".join(capsys.readouterr().out.split())  # the listing wraps lines
+    cut = []
+    for kind in resources.KINDS:
+        for name in resources.names(kind):
+            if not name.endswith(".yaml"):
+                continue
+            about = description(resources.path(kind, name))
+            if not about.endswith((".", ".)", "?", "!")):
+                cut.append(f"{kind}/{name}: {about!r}")
+            assert f"{kind}/{name} {about}" in flat
+    assert not cut, cut
+    # the first paragraph, not the first line; an example command after it is left out
+    whole = "the demo's shapes world. Full fine-tuning of every part, vision tower included: the weights start random, so there is nothing to preserve."
+    assert description(resources.path("recipes", "demo_sft_cpu.yaml")).endswith(whole)
+    assert "Override the paths, e.g." not in description(resources.path("recipes", "tiny_dpo_cpu.yaml"))

@@ -111,6 +111,39 @@ def test_report_prints_the_figures_it_is_given():
     assert "chosen correct  40.0%" in text2 and "-25.0 points" in text2
 
 
+def test_pope_probes_from_the_worlds_objects(tmp_path):
+    """Each image's objects are its shape, its colour and both; the report prints the figures it is
+    given, how many answers were a yes or a no, and says why the figures mean little when few were."""
+    from seva_plugin.commands.demo import pope
+    from seva_plugin.commands.demo.world import make_world
+
+    world = make_world(str(tmp_path / "world"), seed=0, n_sft=0, n_unlabeled=0, n_heldout=3)
+    objects = pope.image_objects(world.heldout)
+    for ex in world.heldout:
+        colour, shape = objects[ex.image][0].split()
+        assert objects[ex.image] == [f"{colour} {shape}", shape, f"{colour} shape"]
+        assert ex.answer == {"color": colour, "shape": shape}.get(ex.kind, ex.answer)
+    lines = [json.loads(line) for line in open(pope.write_objects(world.heldout, str(tmp_path / "o.jsonl")))]
+    assert lines == [{"image": image, "objects": objs} for image, objs in objects.items()]
+    (tmp_path / "run").mkdir()
+    answers = ["Yes.", "no", "red", "", "No, none", "circle"]
+    (tmp_path / "run" / "predictions.jsonl").write_text("".join(json.dumps({"answer": a}) + "\n" for a in answers))
+    assert pope.yes_no_share(str(tmp_path / "run")) == 0.5
+
+    def figures(f1, acc, yes):
+        return {"f1": f1, "accuracy": acc, "yes_ratio": yes}
+
+    setting = {"n": 18, "a": figures(0.5, 0.6, 0.7), "b": figures(0.75, 0.8, 0.55), "change": {"accuracy": 0.2}, "fixed": 5, "broken": 1}
+    setting |= {"mcnemar": {"p": 0.2, "test": "exact binomial"}, "yes_shift": {"p": 0.3}, "yes_to_no": 4, "no_to_yes": 1}
+    shares = {"base": 0.0, "adapter": 0.25}
+    text = "\n".join(pope.report_lines({"figures": {"runs": ["base", "adapter"], "settings": {"adversarial": setting}}, "yes_no_answers": shares}))
+    assert "50.0 -> 75.0" in text and "60.0 -> 80.0" in text and "70.0 -> 55.0" in text and "5 answers fixed, 1 broken" in text
+    assert "not distinguishable from chance (McNemar p = 0.2" in text
+    assert "answers that are a yes or a no: 0.0% base, 25.0% adapter." in text and "never yes or no" in text
+    taught = "\n".join(pope.report_lines({"figures": {"settings": {"random": {"n": 6, **figures(0.5, 0.5, 1.0)}}}, "yes_no_answers": {"base": 0.9}}))
+    assert "random" in taught and "100.0" in taught and "never yes or no" not in taught
+
+
 @pytest.mark.slow
 def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp_path):
     """``seva demo --small`` from a non-editable install, run in an empty folder (no checkout in
@@ -166,10 +199,20 @@ def test_small_demo_end_to_end_from_the_installed_package_in_an_empty_folder(tmp
     n = r["sizes"]["heldout"]
     assert round((r["dpo"]["after"]["all"] - r["dpo"]["before"]["all"]) * n) == r["dpo"]["fixed"] - r["dpo"]["broken"]
 
+    # the POPE-style probes: the figures are those of seva eval's own outputs, before and after DPO
+    assert "4. POPE-style probes on the held-out images" in printed
+    runs = ("base", "adapter") if rows else ("",)
+    predictions = {run: [json.loads(line) for line in open(demo / "pope" / run / "predictions.jsonl")] for run in runs}
+    settings = r["pope"]["figures"]["settings"]
+    for setting, s in settings.items():
+        assert s["n"] == sum(p["setting"] == setting for p in predictions[runs[0]]) == 30 * 6  # 30 images, 6 probes each
+        if rows:
+            assert f"{100 * s['a']['f1']:.1f} -> {100 * s['b']['f1']:.1f}" in printed
+
     # and the gallery of the demo's pairs shows each of them
     html = tmp_path / "gallery.html"
-    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html))
-    assert html.read_text().count('<section class="pair"') == p["kept"]
+    inspect_dataset(r["paths"]["data_dir"], r["paths"]["name"], html=str(html), sample=None)
+    assert html.read_text().count('data-status="kept"') == p["kept"]
 
 
 def test_noised_evaluation_is_paired_before_and_after(tiny_llava, tmp_path):
@@ -190,3 +233,47 @@ def test_noised_evaluation_is_paired_before_and_after(tiny_llava, tmp_path):
     after = answers(backend, world.heldout, [CLEAN, noised], seed=0)
     assert before[2] == after[1]
     assert before[0] == after[0]
+
+
+def test_the_demo_model_fits_vllms_cpu_attention(tmp_path):
+    """Issue 24, point 9: the demo's tiny LLaVA had head size 16, which vLLM's CPU attention refuses;
+    a user could not try `backend.name=vllm` on the demo's model."""
+    pytest.importorskip("vllm")
+    from seva_plugin.commands.demo.run import prepare_base_model
+    from seva_plugin.plugins.backends.vllm_inputs import check_cpu_head_dim, read_config
+
+    path = prepare_base_model(str(tmp_path / "tiny_llava"), seed=0)
+    check_cpu_head_dim(path, read_config(path))  # raises ConfigError on a head size vLLM's CPU attention cannot run
+
+
+# -- the demo with the label-free strategies (docs/label-free.md) -------------------------------------
+def test_demo_strategy_reaches_the_run_and_picks_its_build_template(monkeypatch):
+    from seva_plugin.commands import cli
+    from seva_plugin.commands.demo import run
+
+    seen = {}
+    monkeypatch.setattr("seva_plugin.commands.demo.run.run_demo", lambda out, small, seed, strategy: seen.update(strategy=strategy) or {})
+    assert cli.main(["demo", "--strategy", "rlaifv", "--out", "x"]) == 0
+    assert seen == {"strategy": "rlaifv"}
+    assert {s: p.name for s, p in run.BUILD_CONFIGS.items()} == {"seva": "demo_seva.yaml", "stic": "demo_stic.yaml", "rlaifv": "demo_rlaifv.yaml"}
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--strategy", "csr"])
+
+
+@pytest.mark.parametrize("strategy", ["stic", "rlaifv"])
+def test_demo_build_templates_make_pairs_on_the_world(strategy, tiny_llava, feedback_llava, tmp_path):
+    """The demo's build step as ``run_demo`` makes it (the template, its overrides), on a few world prompts."""
+    from seva_plugin import api
+    from seva_plugin.commands.demo.run import BUILD_CONFIGS
+    from seva_plugin.commands.demo.world import make_world, write_prompts
+    from seva_plugin.pipeline.config import load_config
+
+    world = make_world(str(tmp_path / "world"), seed=0, n_sft=0, n_unlabeled=4, n_heldout=0)
+    prompts = write_prompts(world.unlabeled, str(tmp_path / "unlabeled.jsonl"))
+    model = feedback_llava if strategy == "rlaifv" else tiny_llava
+    overrides = [f"model={model}", f"source.file={prompts}", f"output.dataset_dir={tmp_path / 'data'}", "seed=0", "limit=4", "backend.batch_size=4"]
+    config = load_config(str(BUILD_CONFIGS[strategy]), overrides)
+    assert config.augment["step"] == 900  # what the demo's noise evaluation reads
+    result = api.build(config, progress=False)
+    rows = [json.loads(line) for line in open(result.data_file)]
+    assert rows and all(r["provenance"]["strategy"] == strategy for r in rows)

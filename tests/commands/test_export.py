@@ -3,6 +3,7 @@ kept; unfinished builds refused with a message that says what to do; unreadable 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -205,3 +206,58 @@ def test_cli(source, tmp_path, capsys):
     os.unlink(os.path.join(source, f"{NAME}.manifest.json"))
     assert main(["export", source, "--name", NAME, "--to", "parquet", "--out", str(tmp_path / "x")]) == 2
     assert "error: the build of 'seva_src'" in capsys.readouterr().err
+
+
+# -- --exclude: the pairs curated out in seva inspect's gallery -----------------------------------
+@pytest.mark.parametrize(
+    "listing",
+    [
+        '{"dataset": "seva_src", "fingerprint": "f", "exclude": ["p1", "p4", "gone"]}\n',  # seva inspect's download
+        '["p1", "p4", "gone"]',
+        "# curated by hand\np1\n\n  p4  \ngone\n",
+    ],
+)
+@pytest.mark.parametrize("target", ["jsonl", "parquet"])
+def test_exclude_leaves_the_listed_pairs_out_and_records_them(source, tmp_path, listing, target):
+    listed = tmp_path / "exclude.list"
+    listed.write_text(listing)
+    result = export(source, NAME, target, str(tmp_path / "out"), exclude=str(listed))
+    assert result.exported == 4 and result.left_out == {}
+    from seva_plugin.plugins.writers.readback import iter_pairs
+
+    assert sorted(p["id"] for p in iter_pairs(str(tmp_path / "out"), NAME, target)) == ["p0", "p2", "p3", "p5"]
+    manifest = json.load(open(result.manifest_path))
+    step = manifest["exports"][-1]
+    assert step["excluded"] == {
+        "file": str(listed),
+        "sha256": hashlib.sha256(listing.encode()).hexdigest(),
+        "ids": ["gone", "p1", "p4"],
+        "pairs": 2,
+        "unmatched": ["gone"],
+    }
+    assert manifest["counts"]["kept"] == 4 and manifest["counts"]["excluded_at_export"] == 2
+    assert f"excluded: 2 pair(s) listed in {listed} (1 of its ids matched no pair)" in result.summary()
+    assert read_jsonl(result.rejects_path) == []  # curated out is not an unreadable pair
+
+
+def test_a_bad_exclusion_list_is_a_clear_error(source, tmp_path):
+    bad = tmp_path / "bad.json"
+    for text, message in [
+        ('{"exclude": "p1"}', "expected a list of pair ids"),
+        ("[1, {}]", "expected a list of pair ids"),
+        ("[p1", "looks like JSON but is not"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            export(source, NAME, "jsonl", str(tmp_path / "out"), exclude=str(bad))
+    with pytest.raises(ConfigError, match="--exclude .*nothing.json: cannot read it"):
+        export(source, NAME, "jsonl", str(tmp_path / "out"), exclude=str(tmp_path / "nothing.json"))
+    assert not os.path.exists(tmp_path / "out" / f"{NAME}.manifest.json")
+
+
+def test_cli_exclude(source, tmp_path, capsys):
+    listed = tmp_path / "x.txt"
+    listed.write_text("p0\n")
+    assert main(["export", source, "--name", NAME, "--to", "jsonl", "--out", str(tmp_path / "out"), "--exclude", str(listed)]) == 0
+    assert "5 pairs exported" in capsys.readouterr().out
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / f"{NAME}.jsonl")] == ["p1", "p2", "p3", "p4", "p5"]

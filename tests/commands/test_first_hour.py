@@ -165,8 +165,30 @@ def test_the_progress_bar_counts_records_and_says_so(jsonl_config, scripted, cap
 
     build({**jsonl_config, "backend": {"name": "twins"}, "limit": 1}, progress=True)
     err = capsys.readouterr().err
-    assert "seva build ds: 1 record done, 1 pair kept, 0 dropped, 0 rejected" in err
+    assert "seva build ds: 1 of 1 record done, 1 pair kept, 0 dropped, 0 rejected" in err  # the total respects limit
     assert "records/s" in err and "1 pairs" not in err
+
+
+def test_the_progress_bar_has_a_total_and_an_eta_when_the_source_knows_its_length(jsonl_config, scripted, capsys, tmp_path):
+    """Issue 24, point 5: a JSONL source of known length gave no total and no ETA."""
+    from seva_plugin.pipeline.build import build
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(prompts.read_text() + "\n" + "not json\n")  # a blank line is no record; a bad line is a (rejected) record
+    build({**jsonl_config, "backend": {"name": "twins"}}, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "seva build ds: 4 of 4 records done, 3 pairs kept, 0 dropped, 1 rejected 100%" in err
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, ", err)  # elapsed<remaining: the ETA
+
+
+def test_a_source_that_cannot_count_keeps_the_bar_without_a_total(jsonl_config, scripted, capsys, monkeypatch):
+    from seva_plugin.pipeline.build import build
+    from seva_plugin.plugins.sources.jsonl import JsonlSource
+
+    monkeypatch.setattr(JsonlSource, "estimated_length", lambda self: None)
+    build({**jsonl_config, "backend": {"name": "twins"}}, progress=True)
+    err = capsys.readouterr().err
+    assert "seva build ds: 3 records done, 3 pairs kept" in err and "%" not in err
 
 
 # -- item 16: iterate checks the recipe before round 0 ----------------------------------------------
@@ -186,6 +208,36 @@ def test_iterate_checks_the_recipe_before_round_0(tiny_llava, tmp_path, monkeypa
         iterate_mod.Iteration(str(build_yaml), str(bad), rounds=1, work_dir=str(tmp_path / "run2"), log=lambda m: None)
     assert "round 0" in str(err.value)
     assert not (tmp_path / "run2" / "data").exists()
+
+
+def test_iterate_rerun_is_quiet_about_checkpoints_it_will_not_use(tiny_llava, tmp_path, monkeypatch):
+    """Issue 24, point 10a: a rerun of a finished iteration warned that LLaMA-Factory "will resume
+    from" round 0's checkpoint, though round 0 is never trained again. The check now looks at the
+    output_dir of the next training to run, and still warns when that one holds a checkpoint."""
+    from seva_plugin.commands import iterate as iterate_mod
+
+    monkeypatch.setattr(iterate_mod, "llamafactory_cli", lambda: "llamafactory-cli")
+    build_yaml = tmp_path / "build.yaml"
+    build_yaml.write_text(yaml.safe_dump({"model": tiny_llava, "template": "llava", "source": {"file": str(tmp_path / "p.jsonl")}, "output": {"name": "it"}}))
+    recipe = tmp_path / "recipe.yaml"  # checkpoints kept, as recipes/csr_llava.yaml keeps them
+    recipe.write_text(yaml.safe_dump({**yaml.safe_load(open(os.path.join(REPO, "recipes", "tiny_dpo_cpu.yaml"))), "overwrite_output_dir": False}))
+    work = tmp_path / "run"
+
+    def warnings() -> list[str]:
+        logged: list[str] = []
+        iterate_mod.Iteration(str(build_yaml), str(recipe), rounds=1, work_dir=str(work), log=logged.append)
+        return [m for m in logged if "resume" in m]
+
+    first = iterate_mod.Iteration(str(build_yaml), str(recipe), rounds=1, work_dir=str(work), log=lambda m: None)
+    state = first.state
+    first._round(0)
+    (work / "r0" / "adapter" / "checkpoint-5").mkdir(parents=True)
+    state["rounds"][0]["steps_done"] = ["build"]  # killed during training: its checkpoint will be used
+    first._save()
+    assert any("r0/adapter holds checkpoint-5" in m for m in warnings())
+    state["rounds"][0]["steps_done"] = ["build", "train", "merge"]  # finished: nothing will be trained
+    first._save()
+    assert warnings() == []
 
 
 # -- item 17: the gallery of a CSR build ------------------------------------------------------------

@@ -11,7 +11,8 @@ import yaml
 
 from helpers import make_images, read_jsonl
 from seva_plugin.commands import iterate as iterate_mod
-from seva_plugin.commands.iterate import Iteration, iterate, split_overrides
+from seva_plugin.commands.iterate import Iteration, iterate
+from seva_plugin.commands.iterate_inputs import split_overrides
 from seva_plugin.errors import ConfigError
 
 pytest.importorskip("llamafactory")
@@ -55,11 +56,30 @@ def test_split_overrides():
     )
 
 
+@pytest.fixture
+def eval_yaml(shapes_pope, tmp_path) -> str:
+    """POPE-style probes for --eval: the shapes world's question files (model and template come from the iteration)."""
+    config = {
+        "probes": {"format": "pope", "file": shapes_pope["files"], "image_dir": shapes_pope["image_dir"]},
+        "backend": {"name": "hf", "batch_size": 6},
+        "max_new_tokens": 4,
+        "bootstrap": 50,
+        "output": {"dir": "ignored"},
+    }
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
 @pytest.mark.slow
-def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, tiny_llava, tmp_path, monkeypatch):
+def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, eval_yaml, tiny_llava, tmp_path, monkeypatch):
+    """With --eval: round 0's model and each round's trained model answer the probes, once each."""
+    from seva_plugin.eval.runner import Evaluation
+
     work = tmp_path / "work"
-    calls = []
-    real_run = Iteration._run
+    calls, evaluated = [], []
+    real_run, real_eval = Iteration._run, Evaluation.run
+    monkeypatch.setattr(Evaluation, "run", lambda self, progress=True: evaluated.append(self.config.model) or real_eval(self, progress))
 
     def run(self, cmd, log_path):
         calls.append(cmd[1])
@@ -69,10 +89,11 @@ def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, tiny_llava, tmp_pa
 
     monkeypatch.setattr(Iteration, "_run", run)
     with pytest.raises(KeyboardInterrupt):
-        iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False)
+        iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False, eval_yaml=eval_yaml)
     assert calls == ["train", "export", "train", "export"]
     state = json.loads((work / "iterate_state.json").read_text())
     assert state["rounds"][1]["steps_done"] == ["build", "train"]
+    assert evaluated == [os.path.abspath(tiny_llava), str(work / "r0" / "merged")] and [e["index"] for e in state["evals"]] == [0, 1]
     assert state["current"] == {"round": 1, "step": "merge"}
     r0_adapter = work / "r0" / "adapter" / "adapter_model.safetensors"
     r1_data = work / "data" / "csr_iter_r1.jsonl"
@@ -81,8 +102,19 @@ def test_two_rounds_end_to_end_killed_and_resumed(build_yaml, tiny_llava, tmp_pa
     # rerun the same command: only round 2's merge is left
     monkeypatch.setenv("SEVA_TEST_RESUMED", "1")
     calls.clear()
-    state = iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False)
+    evaluated.clear()
+    state = iterate(build_yaml, RECIPE, rounds=2, work_dir=str(work), progress=False, eval_yaml=eval_yaml)
     assert calls == ["export"]
+    assert evaluated == [str(work / "r1" / "merged")]  # the finished evaluations are not asked again
+    table = (work / "eval_rounds.md").read_text()
+    for e in state["evals"]:
+        report = json.loads(open(e["report"]).read())
+        assert report["model"] == e["model"] and report["template"] == "llava"
+        for setting, f in report["settings"].items():
+            assert e["settings"][setting] == {k: f[k] for k in ("n", "accuracy", "f1", "yes_ratio")}
+            label = "base (round 0's model)" if e["index"] == 0 else f"after round {e['index']}"
+            assert f"| {label} | {setting} | {f['n']} | {100 * f['accuracy']:.1f} | {100 * f['f1']:.1f} | {100 * f['yes_ratio']:.1f} |" in table
+    assert (work / "eval_rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (r0_adapter.stat().st_mtime_ns, r1_data.stat().st_mtime_ns) == stamps
 
     r0, r1 = state["rounds"]

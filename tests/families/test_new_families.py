@@ -122,8 +122,9 @@ def test_inspect_shows_the_views_the_model_saw(family, twins):
     _, template, _, shared = FAMILIES[family]
     maker = ViewMaker({"model": twins(family), "template": template, "augment": NOISE, "backend": {"name": "hf", **shared}})
     images = [quadrants(120, 60), quadrants(60, 90)]
-    record = {"id": "a", "conversations": [{"value": "<image><image>Colours?"}], "provenance": {"seed": 7}}
-    clean, noised = maker.views(record, images)
+    record = {"id": "a", "prompt": "<image><image>Colours?", "provenance": {"seed": 7}}
+    (clean, noised), _ = maker.views(record, images)
+    clean, noised = clean.images, noised.images
     assert len(clean) == len(noised) == 2
     for source, seen in zip(images, clean, strict=True):
         expected = np.asarray(source.resize(seen.size, Image.BICUBIC), dtype=float)
@@ -146,7 +147,7 @@ def test_inspect_shows_the_views_the_model_saw(family, twins):
         normalised = (np.asarray(shown, dtype=float) / 255 - mean) / std
         clean_normalised = (np.asarray(clean[k], dtype=float) / 255 - mean) / std
         assert np.abs(normalised - clean_normalised).mean() > 0.2  # visibly noised
-    other = maker.views({**record, "provenance": {"seed": 8}}, images)[1]
+    other = maker.views({**record, "provenance": {"seed": 8}}, images)[0][1].images
     assert np.asarray(other[0]).tolist() != np.asarray(noised[0]).tolist()
 
 

@@ -103,3 +103,34 @@ def test_a_missing_local_model_folder_is_not_taken_for_a_hub_id(tmp_path, monkey
 
     with pytest.raises(ConfigError, match="clip_model: model path not found: models/clip"):
         get_registry().get("strategy", "csr").build({"clip_model": "models/clip"}, "strategy")
+
+
+def test_a_key_a_template_sets_is_removed_by_a_tilde_override():
+    """`source.preset=null` could not drop the llava template's preset when switching to jsonl:
+    null is a value, and the jsonl source has no preset key ("unknown key 'preset'")."""
+    template = {**BASE, "source": {"file": "x.json", "format": "llava", "preset": "seva"}}
+    cfg = load_config(template, ["source.file=p.jsonl", "source.format=jsonl", "~source.preset"])
+    assert cfg.source == {"file": "p.jsonl", "format": "jsonl"}
+    assert "preset" in template["source"]  # the caller's dict is left alone
+    with pytest.raises(ConfigError, match=r"source has no key 'prest' to remove\. Did you mean 'preset'\?"):
+        load_config(template, ["~source.prest"])
+    with pytest.raises(ConfigError, match="takes no value"):
+        load_config(template, ["~source.preset=seva"])
+
+
+def test_a_flow_mapping_without_spaces_means_what_a_shell_user_typed():
+    """`source={file:x,format:jsonl}` was read by YAML as the keys 'file:x' and 'format:jsonl' with
+    no values, and failed with a misleading message."""
+    cfg = load_config(BASE, ["source={file:/data/p.jsonl,format:jsonl}"])
+    assert cfg.source == {"file": "/data/p.jsonl", "format": "jsonl"}
+    data = apply_overrides({}, ["a={GPU:1,n:{x:2.5,url:ray://h:10001}}", 'b={"k:v": null}', "c={k: v}", "d=[x:1]"])
+    assert data["a"] == {"GPU": 1, "n": {"x": 2.5, "url": "ray://h:10001"}}
+    assert data["b"] == {"k:v": None}  # a quoted key keeps its meaning
+    assert data["c"] == {"k": "v"} and data["d"] == ["x:1"]
+
+
+def test_the_command_line_takes_tilde_overrides_anywhere():
+    from seva_plugin.commands.cli import parse_args
+
+    args = parse_args(["build", "c.yaml", "--no-progress", "~source.preset", "seed=1"])
+    assert args.overrides == ["~source.preset", "seed=1"]

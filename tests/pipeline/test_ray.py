@@ -61,7 +61,7 @@ def test_ray_block_defaults_overrides_and_errors():
         (["ray.num_workers=true"], "ray.num_workers must be an integer"),
         (["ray.workers=2"], "unknown key 'workers' in ray.*Did you mean 'num_workers'"),
         (["ray.resources_per_worker=GPU"], "must be a mapping such as"),
-        (["ray.resources_per_worker={GPU:x}"], "GPU:x is not a number"),
+        (["ray.resources_per_worker={GPU:x}"], "ray.resources_per_worker.GPU must be a number of at least 0, got .x."),
         (["ray.resources_per_worker={GPU: -1}"], "ray.resources_per_worker.GPU must be a number of at least 0"),
         (["ray.resources_per_worker={GPU: 0}"], "asks for nothing"),
         (["ray.address=http://head"], "ray.address must be null"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from seva_plugin.commands.demo.pope import report_lines as pope_report_lines
 from seva_plugin.commands.demo.world import answer_words, is_correct
 
 
@@ -123,10 +124,18 @@ def _top(d: dict, n: int = 3) -> str:
     return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:n]) + f" (n={total})"
 
 
+NAMES = {"seva": "SeVa", "stic": "STIC", "rlaifv": "RLAIF-V"}
+MADE_BY = {
+    "seva": "chosen: clean image; rejected: noised, t={step}",
+    "stic": "chosen: the step-by-step description; rejected: a hallucination prompt or a corrupted image",
+    "rlaifv": "chosen: the sampled answer with fewer claims its own yes/no probes reject; rejected: one with more",
+}
+
+
 def format_report(r: dict) -> str:
     kinds = [k for k in r["dpo"]["before"] if k != "all"] + ["all"]
     lines = [
-        "SeVa demo: tiny LLaVA on the shapes world (seed {seed}, CPU)".format(**r),
+        "{} demo: tiny LLaVA on the shapes world (seed {}, CPU)".format(NAMES[r.get("strategy", "seva")], r["seed"]),
         "",
         "World: {sft} SFT questions, {unlabeled} unlabeled prompts, {heldout} held-out questions (kinds: {kinds}).".format(
             **r["sizes"], kinds=", ".join(k for k in kinds if k != "all")
@@ -144,7 +153,7 @@ def format_report(r: dict) -> str:
     ident = p["precision"]["identical"]
     lines += [
         "",
-        f"2. SeVa pairs on the {p['prompts']} unlabeled prompts (chosen: clean image; rejected: noised, t={p['step']}):",
+        f"2. {NAMES[r.get('strategy', 'seva')]} pairs on the {p['prompts']} unlabeled prompts ({MADE_BY[r.get('strategy', 'seva')].format(step=p['step'])}):",
         f"   kept {p['kept']}; dropped: {_counts(p['dropped'])}; rejected inputs: {_counts(p['rejected'])}",
         f"   of the kept pairs: chosen correct {_pct(kept['chosen_correct'])}, rejected correct {_pct(kept['rejected_correct'])}",
         f"   useful (chosen right, rejected wrong) {_pct(kept['useful'])}, inverted (chosen wrong, rejected right) "
@@ -168,6 +177,7 @@ def format_report(r: dict) -> str:
         "   on noised held-out images (t={}), the view SeVa rejects: {} -> {}".format(
             p["step"], _pct(d["before_noised"]["all"]).strip(), _pct(d["after_noised"]["all"]).strip()
         ),
+        *(pope_report_lines(r["pope"]) if "pope" in r else []),
         "",
         f"SFT model:    {r['paths']['sft']}",
         f"DPO adapter:  {r['paths']['adapter'] or '(none: no pairs kept)'}",

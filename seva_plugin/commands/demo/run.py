@@ -23,10 +23,11 @@ from seva_plugin.pipeline.dataset_files import DatasetFiles
 
 SFT_RECIPE = resources.path("recipes", "demo_sft_cpu.yaml")  # shipped with the package
 DPO_RECIPE = resources.path("recipes", "demo_dpo_cpu.yaml")
-BUILD_CONFIG = resources.path("data_templates", "demo_seva.yaml")
+BUILD_CONFIGS = {strategy: resources.path("data_templates", f"demo_{strategy}.yaml") for strategy in ("seva", "stic", "rlaifv")}
 NOISE_STEPS = (0, 200, 500, 800, 900, 999)
 IMAGE_SIZE = 48  # the tiny model sees 48x48 pixels in 8x8 patches (36 image tokens)
 POSITION_STD = 0.5  # see prepare_base_model
+HEADS = 2  # the language model's attention heads, 32 wide: vLLM's CPU attention runs 32 and up, not the twin's default 16
 
 # ``small`` is a shrunken run for tests: the same steps on fewer images (about 200 SFT steps).
 SIZES: dict[str, dict[str, Any]] = {
@@ -90,34 +91,44 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     position in about 200 steps.
     """
     import torch
-    from transformers import LlavaForConditionalGeneration
+    from transformers import AutoConfig, LlavaForConditionalGeneration
 
     from seva_plugin.commands.demo.world import VOCAB
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
-    # the plain files: float32 weights (the real checkpoint's float16 would slow the CPU training from scratch)
+    # the plain files, 64 wide in 4 heads of 16: float32 weights (the real checkpoint's float16 would slow
+    # the CPU training from scratch)
     path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB, real_files=False)
-    model = LlavaForConditionalGeneration.from_pretrained(path)
-    weight = model.model.vision_tower.embeddings.position_embedding.weight
+    # the same 64 as 2 heads of 32 (the weights' shapes do not change), so that backend.name=vllm runs
+    # it on CPU too; 4 heads of 32 (128 wide) took 40% longer to teach and learnt shapes worse in 700 steps
+    config = AutoConfig.from_pretrained(path)
+    text = config.text_config
+    text.num_attention_heads = text.num_key_value_heads = HEADS
+    text.head_dim = text.hidden_size // HEADS
+    model = LlavaForConditionalGeneration.from_pretrained(path, config=config)
+    tower = model.model.vision_tower  # CLIPVisionModel: transformers 5.5 wraps its layers in vision_model, 5.6 does not
+    weight = getattr(tower, "vision_model", tower).embeddings.position_embedding.weight
     with torch.no_grad():
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)) * POSITION_STD)
     model.save_pretrained(path)
     return path
 
 
-def run_demo(out_dir: str = "demo_out", small: bool = False, seed: int = 0) -> dict:
+def run_demo(out_dir: str = "demo_out", small: bool = False, seed: int = 0, strategy: str = "seva") -> dict:
     """Run the whole demo in ``out_dir``, print the report, and return its figures."""
     import torch
 
+    if strategy not in BUILD_CONFIGS:
+        raise SevaError(f"the demo runs strategy seva, stic or rlaifv, not {strategy!r}.")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread generates faster (see llamafactory_train)
     try:
-        return _run_demo(out_dir, small, seed)
+        return _run_demo(out_dir, small, seed, strategy)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
+def _run_demo(out_dir: str, small: bool, seed: int, strategy: str = "seva") -> dict:
     os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from transformers.utils import logging as hf_logging
@@ -125,6 +136,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; the demo shows its own
 
     from seva_plugin import api
+    from seva_plugin.commands.demo import pope
     from seva_plugin.commands.demo import report as rep
     from seva_plugin.commands.demo.evaluate import answers
     from seva_plugin.commands.demo.world import make_world, truth_table, write_prompts, write_sft_dataset
@@ -132,7 +144,8 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     from seva_plugin.pipeline.config import load_config
     from seva_plugin.plugins.backends.hf import HfBackend
 
-    for path in (SFT_RECIPE, DPO_RECIPE, BUILD_CONFIG):
+    build_config = BUILD_CONFIGS[strategy]
+    for path in (SFT_RECIPE, DPO_RECIPE, build_config):
         if not path.is_file():
             raise SevaError(f"{path} not found: the package is installed without its recipes; reinstall seva-plugin.")
     size = SIZES["small" if small else "full"]
@@ -162,7 +175,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     lap("sft")
 
     prompts = write_prompts(world.unlabeled, os.path.join(out, "unlabeled.jsonl"))
-    config = load_config(str(BUILD_CONFIG), [f"model={sft_dir}", f"source.file={prompts}", f"output.dataset_dir={data_dir}", f"seed={seed}"])
+    config = load_config(str(build_config), [f"model={sft_dir}", f"source.file={prompts}", f"output.dataset_dir={data_dir}", f"seed={seed}"])
     step = config.augment["step"]
     steps = sorted({*NOISE_STEPS, step})
     _say(f"[4/6] asking the SFT model {len(world.heldout)} held-out questions, clean and noised at t={', '.join(map(str, steps[1:]))}")
@@ -171,7 +184,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     before_answers = answers(HfBackend(model=sft_dir, template="llava", max_new_tokens=8), world.heldout, views, seed, desc="evaluate")
     lap("evaluate before")
 
-    _say(f"[5/6] building SeVa pairs on {len(world.unlabeled)} unlabeled prompts (diffusion noise t={step}) with seva_plugin.pipeline.build.build")
+    _say(f"[5/6] building {strategy} pairs on {len(world.unlabeled)} unlabeled prompts with seva_plugin.pipeline.build.build")
     files = DatasetFiles(data_dir, config.output["name"])
     if os.path.exists(files.journal):  # a rerun's SFT model is new: never resume the last run's pairs
         os.unlink(files.journal)
@@ -194,9 +207,13 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
     else:  # nothing to train on: the model is its own "after"
         _say("[6/6] no pairs were kept, so there is nothing to train DPO on; skipped")
         after_answers = [before_answers[0], before_answers[steps.index(step)]]
+    _say("POPE-style probes on the held-out images, before and after DPO, with seva eval")
+    pope_figures = pope.before_after(out, sft_dir, dpo_dir if result.kept else None, world.heldout, seed)
+    lap("pope probes")
 
     report: dict[str, Any] = {
         "seed": seed,
+        "strategy": strategy,
         "sizes": {"sft": len(world.sft), "unlabeled": len(world.unlabeled), "heldout": len(world.heldout)},
         "noise": {"steps": steps, "accuracy": [rep.accuracy_by_kind(world.heldout, a) for a in before_answers]},
         "pairs": {
@@ -215,6 +232,7 @@ def _run_demo(out_dir: str, small: bool, seed: int) -> dict:
             "after_noised": rep.accuracy_by_kind(world.heldout, after_answers[1]),
             **rep.changes(world.heldout, before_answers[0], after_answers[0]),
         },
+        "pope": pope_figures,
         "recipes": {"sft": SFT_RECIPE.name, "dpo": DPO_RECIPE.name},
         "paths": {
             "sft": sft_dir,

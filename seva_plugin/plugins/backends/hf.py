@@ -20,14 +20,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from seva_plugin import hookimpl
 from seva_plugin.contract import Answer, GenerationRequest, Sampling, ScoreRequest, Scores, check_sampling
 from seva_plugin.errors import ConfigError
 from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.views import sample_seed
-from seva_plugin.plugins.backends import hf_inputs
+from seva_plugin.plugins.backends import hf_inputs, hf_prompt_cache
 from seva_plugin.plugins.backends.batching import PreparedInputs
 from seva_plugin.plugins.backends.loading import check_max_new_tokens, config_context, config_json, infer_args, load_model_in
 from seva_plugin.rendering import Renderer
@@ -53,6 +53,7 @@ class HfBackend(Backend):
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
     max_prompt_tokens: int | None = None  # longer prompts (image tokens included) are rejected as too_long; default: the model's context less max_new_tokens
+    share_prompt_cache: ClassVar[bool] = True  # one prefill per request for its n answers (hf_prompt_cache); False: each row its own
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -159,7 +160,7 @@ class HfBackend(Backend):
         if not requests:
             return
         try:
-            prompt_ids, prefix_ids, mm = self.model_inputs(requests)
+            prompt_ids, prefix_ids, mm = self.model_inputs(requests, unique=self._shares_prefill(requests))
             batch = None
             if "_model" in self.__dict__:  # once loaded (never load it here): the padded tensors too, off the generating thread
                 batch = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
@@ -168,16 +169,25 @@ class HfBackend(Backend):
         self._prepared.put(requests, (prompt_ids, prefix_ids, mm, batch))
 
     # -- inputs ------------------------------------------------------------------------------
-    def model_inputs(self, requests: Sequence[GenerationRequest]) -> tuple[list[list[int]], list[list[int]], dict[str, Any]]:
+    def model_inputs(self, requests: Sequence[GenerationRequest], unique: bool = False) -> tuple[list[list[int]], list[list[int]], dict[str, Any]]:
         """``(prompt ids, prefix ids, multimodal tensors)`` per row: requests in order, each
-        repeated ``n`` times."""
+        repeated ``n`` times (``unique``: once)."""
         renderer = self.renderer
-        prompt_ids, mm = hf_inputs.rendered(renderer, requests, lambda r: r.n)
-        return prompt_ids, [renderer.answer_ids(r.prefix) for r in requests for _ in range(r.n)], mm
+        copies = (lambda r: 1) if unique else (lambda r: r.n)
+        prompt_ids, mm = hf_inputs.rendered(renderer, requests, copies)
+        return prompt_ids, [renderer.answer_ids(r.prefix) for r in requests for _ in range(copies(r))], mm
 
     def batch_inputs(self, ids: list[list[int]], mm: dict[str, Any]) -> dict[str, Any]:
         """Left-padded ids plus multimodal tensors on the model's device and dtype."""
         return hf_inputs.batch_inputs(self.hf_model, self.renderer.tokenizer, ids, mm)
+
+    def _shares_prefill(self, requests: Sequence[GenerationRequest]) -> bool:
+        """Whether these requests' rows start from one prefill per request (``hf_prompt_cache``)."""
+        return self.share_prompt_cache and hf_prompt_cache.applies(self._model_type, [r.n for r in requests])
+
+    @cached_property
+    def _model_type(self) -> str | None:
+        return (config_json(self.model) or {}).get("model_type")
 
     def _decoding(self, request: GenerationRequest) -> tuple[int, Sampling | None, tuple[str, ...], bool]:
         """What must be equal for two requests to share a ``generate`` call."""
@@ -189,16 +199,21 @@ class HfBackend(Backend):
         from transformers import GenerationConfig
 
         max_new_tokens, sampling, stops, want_logprobs = self._decoding(group[0])
-        prompt_ids, prefix_ids, mm, inputs = self._prepared.take(group) or (*self.model_inputs(group), None)
+        shared = self._shares_prefill(group)
+        prompt_ids, prefix_ids, mm, inputs = self._prepared.take(group) or (*self.model_inputs(group, unique=shared), None)
         model, renderer = self.hf_model, self.renderer
         tokenizer, eos = renderer.tokenizer, renderer.stop_token_ids
         if inputs is None:
             inputs = self.batch_inputs([p + q for p, q in zip(prompt_ids, prefix_ids, strict=True)], mm)
+        kwargs: dict[str, Any] = {}
+        if shared:  # one row per request so far: prefill those, then repeat rows and cache for the n answers
+            answers = [r.n for r in group]
+            inputs, kwargs["past_key_values"] = hf_prompt_cache.prefilled(model, inputs, answers, max_new_tokens)
+            prefix_ids = [q for q, n in zip(prefix_ids, answers, strict=True) for _ in range(n)]
         width = inputs["input_ids"].shape[1]
         config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=hf_inputs.pad_id(tokenizer))
         if self.min_new_tokens:
             config.min_new_tokens = self.min_new_tokens
-        kwargs: dict[str, Any] = {}
         picker = None
         if sampling is not None or want_logprobs:
             from transformers import LogitsProcessorList
@@ -215,7 +230,8 @@ class HfBackend(Backend):
 
             from seva_plugin.plugins.backends.hf_decoding import stop_on_text
 
-            kwargs["stopping_criteria"] = StoppingCriteriaList([stop_on_text(stops, renderer.continuation, width, prefix_ids)])
+            stop = stop_on_text(stops, renderer.continuation, width, prefix_ids, self._stop_candidates(stops), eos)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         with torch.inference_mode():
             out = model.generate(**inputs, generation_config=config, **kwargs)
         new = out[:, width:].tolist()
@@ -224,6 +240,25 @@ class HfBackend(Backend):
             logprobs = torch.stack(picker.logprobs, dim=1).tolist() if picker.logprobs else [[] for _ in new]
         rows = iter(renderer.completion(row, lp, stops, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True))
         return [[next(rows) for _ in range(r.n)] for r in group]
+
+    def _stop_candidates(self, stops: tuple[str, ...]) -> Any:
+        """The token ids that can complete one of ``stops`` (``hf_decoding.stop_candidates``), made once per stop set."""
+        from seva_plugin.plugins.backends.hf_decoding import stop_candidates
+
+        tables = self.__dict__.setdefault("_stop_tables", {})
+        if stops not in tables:
+            renderer = self.renderer
+            tokenizer = renderer.tokenizer
+            anchor = renderer.answer_ids("a")  # a plain context: a token's leading space stays in its text
+
+            def pieces(ids: list[int]) -> list[str]:
+                with renderer.lock:
+                    head = tokenizer.decode(anchor, skip_special_tokens=True)
+                    texts = tokenizer.batch_decode([anchor + [i] for i in ids], skip_special_tokens=True)
+                return [t[len(head) :] for t in texts]
+
+            tables[stops] = stop_candidates(stops, pieces, len(tokenizer))
+        return tables[stops]
 
 
 def device_kind(device: str) -> str:

@@ -7,12 +7,19 @@
   sampling draws from one global generator for the whole batch).
 - ``StopOnText`` (a stopping criterion): a row is done once its new text contains a stop string.
 
-Both are built on first use, so importing this module never imports torch or transformers.
+Both do per step only what the rule needs (CSR decodes hundreds of rows at once, where a Python
+loop per row and token is most of a step's cost): the nucleus is found from sorted *values* (no
+index sort), the Gumbel noise from the generators' uniform draws, and a row's text is decoded
+only after a token that can complete a stop string. Each gives exactly what the plain rule gives
+(``tests/plugins/backends/test_hf_decoding.py``). Both are built on first use, so importing this
+module never imports torch or transformers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Any
 
 
 def token_picker(seeds: list[int | None], temperature: float, top_p: float, banned: list[int], vocab_limit: int | None):
@@ -22,9 +29,63 @@ def token_picker(seeds: list[int | None], temperature: float, top_p: float, bann
     return _classes()[0](seeds, temperature, top_p, banned, vocab_limit)
 
 
-def stop_on_text(stops: tuple[str, ...], decode, prompt_width: int, prefix_ids: list[list[int]]):
-    """Stop each row once ``decode(prefix + new tokens)`` past the prefix holds one of ``stops``."""
-    return _classes()[1](stops, decode, prompt_width, prefix_ids)
+def stop_on_text(stops: tuple[str, ...], decode, prompt_width: int, prefix_ids: list[list[int]], may_stop=None, ended: Sequence[int] = ()):
+    """Stop each row once ``decode(prefix + new tokens)`` past the prefix holds one of ``stops``.
+    ``may_stop``: a boolean tensor over token ids (:func:`stop_candidates`), or None to decode every
+    row at every step; ``ended``: the stop tokens (a row that ended needs no more decoding)."""
+    return _classes()[1](stops, decode, prompt_width, prefix_ids, may_stop, ended)
+
+
+def stop_candidates(stops: Sequence[str], pieces: Callable[[list[int]], list[str]], vocab: int):
+    """A boolean tensor: which token ids can complete one of ``stops``, or None when any can.
+
+    ``pieces(ids)`` is each token's text after a plain context (its leading space kept). For stops
+    of ASCII characters only: a new occurrence of a stop holds a character that the newest token
+    brought, and an ASCII character is one byte, which decodes to itself wherever it stands (the
+    bytes of a multi-byte character never include one). So a token whose text shares no character
+    with any stop cannot complete one, in any context."""
+    import torch
+
+    if not stops or not all(s.isascii() for s in stops):
+        return None
+    chars = set("".join(stops))
+    return torch.tensor([not chars.isdisjoint(t) for t in pieces(list(range(vocab)))], dtype=torch.bool)
+
+
+def outside_nucleus(probs: Any, top_p: float) -> Any:
+    """True where a token lies outside the nucleus: after a descending sort, where the mass before it
+    exceeds ``top_p`` (the most likely token always stays).
+
+    On the CPU the sorted values come from numpy (a values-only sort, many times faster than
+    ``torch.sort`` with its indices); they and their cumulative sums are exactly ``torch.sort``'s, so
+    where the kept positions form a prefix ending strictly above the next value, the nucleus is every
+    token at or above that last kept value. Other rows (a tie at the boundary, whose order only the
+    index sort fixes) take the index sort."""
+    import numpy as np
+    import torch
+
+    if probs.device.type != "cpu":
+        return sorted_outside(probs, top_p)
+    values = torch.from_numpy(np.ascontiguousarray(np.sort(probs.numpy(), axis=-1)[:, ::-1]))
+    outside = (values.cumsum(dim=-1) - values) > top_p
+    kept = (~outside).sum(dim=-1)
+    last = values.gather(1, (kept - 1)[:, None])
+    following = values.gather(1, kept.clamp(max=values.shape[1] - 1)[:, None])
+    prefix = ~(outside[:, :-1] & ~outside[:, 1:]).any(dim=-1)
+    clean = prefix & ((kept == values.shape[1]) | (last > following).squeeze(1))
+    mask = probs < last
+    for row in (~clean).nonzero().flatten().tolist():
+        mask[row] = sorted_outside(probs[row : row + 1], top_p)[0]
+    return mask
+
+
+def sorted_outside(probs: Any, top_p: float) -> Any:
+    """:func:`outside_nucleus` by the index sort: the rule itself."""
+    import torch
+
+    ordered, order = probs.sort(dim=-1, descending=True)
+    outside = (ordered.cumsum(dim=-1) - ordered) > top_p
+    return torch.zeros_like(outside).scatter(1, order, outside)
 
 
 @cache
@@ -35,41 +96,77 @@ def _classes():
     class TokenPicker(LogitsProcessor):
         def __init__(self, seeds, temperature, top_p, banned, vocab_limit):
             self.generators = [None if s is None else torch.Generator().manual_seed(s) for s in seeds]
+            self.sampled = [i for i, g in enumerate(self.generators) if g is not None]
             self.temperature = temperature
             self.top_p = top_p
             self.banned = banned
             self.vocab_limit = vocab_limit
             self.logprobs: list = []
+            self._uniform = None
+            self._bias = None
+
+        def bias(self, vocab: int) -> Any:
+            """0, or -inf at the ids never picked (``banned``, and from ``vocab_limit`` on: embedding rows with no token)."""
+            if self._bias is None or self._bias.shape[0] != vocab:
+                self._bias = torch.zeros(vocab)
+                self._bias[self.banned] = float("-inf")
+                if self.vocab_limit is not None:
+                    self._bias[self.vocab_limit :] = float("-inf")
+            return self._bias
+
+        def gumbel(self, vocab: int) -> Any:
+            """Each sampled row's Gumbel noise for this step, zeros for greedy rows.
+
+            The noise is ``-log(Exponential(1))`` drawn from the row's own generator, ``vocab`` values a
+            step. ``Tensor.exponential_`` on the CPU draws them one at a time as ``(float) -log1p(-u)``
+            with ``u`` the generator's uniform doubles (ATen's ``transformation::exponential``); drawing
+            ``u`` with ``uniform_`` and taking the logarithm over all rows at once gives the same values
+            and leaves the generator in the same state, at a quarter of the cost."""
+            if self._uniform is None or self._uniform.shape[1] != vocab:
+                self._uniform = torch.zeros(len(self.generators), vocab, dtype=torch.float64)
+            for i in self.sampled:
+                self._uniform[i].uniform_(generator=self.generators[i])
+            exponential = torch.log1p(self._uniform.neg()).neg_().float()
+            noise = exponential.clamp_min_(1e-30).log_().neg_()
+            if len(self.sampled) < len(self.generators):
+                greedy = torch.ones(len(self.generators), dtype=torch.bool)
+                greedy[self.sampled] = False
+                noise[greedy] = 0.0
+            return noise
 
         def __call__(self, input_ids, scores):
             logp = torch.log_softmax(scores.float(), dim=-1)
-            z = logp / self.temperature
-            if self.banned:
-                z[:, self.banned] = float("-inf")
-            if self.vocab_limit is not None and self.vocab_limit < z.shape[-1]:
-                z[:, self.vocab_limit :] = float("-inf")  # embedding rows with no token behind them
+            bias = self.bias(scores.shape[-1]).to(logp.device)
+            z = (logp if self.temperature == 1 else logp / self.temperature) + bias  # a new tensor: logp is kept for the log-probs
             if self.top_p < 1.0:
-                probs, order = torch.softmax(z, dim=-1).sort(dim=-1, descending=True)
-                outside = (probs.cumsum(dim=-1) - probs) > self.top_p  # the most likely token always stays
-                z = z.masked_fill(torch.zeros_like(outside).scatter(1, order, outside), float("-inf"))
-            vocab = scores.shape[-1]
-            gumbel = torch.stack(
-                [torch.zeros(vocab) if g is None else -torch.empty(vocab).exponential_(generator=g).clamp_min(1e-30).log() for g in self.generators]
-            )
-            choice = (z + gumbel.to(z.device)).argmax(dim=-1)  # argmax(z + Gumbel) samples; + 0 is greedy
+                z.masked_fill_(outside_nucleus(torch.softmax(z, dim=-1), self.top_p), float("-inf"))
+            if self.sampled:
+                z.add_(self.gumbel(scores.shape[-1]).to(z.device))  # argmax(z + Gumbel) samples; greedy rows get + 0
+            choice = z.argmax(dim=-1)
             self.logprobs.append(logp.gather(1, choice[:, None]).squeeze(1).cpu())
             return torch.full_like(scores, float("-inf")).scatter(1, choice[:, None], 0.0)
 
     class StopOnText(StoppingCriteria):
-        def __init__(self, stops, decode, prompt_width, prefix_ids):
+        def __init__(self, stops, decode, prompt_width, prefix_ids, may_stop, ended):
             self.stops = stops
             self.decode = decode
             self.width = prompt_width
             self.prefix_ids = prefix_ids
+            self.may_stop = may_stop
+            self.ended = torch.tensor(list(ended), dtype=torch.long)
+            self.done = torch.zeros(len(prefix_ids), dtype=torch.bool)
 
         def __call__(self, input_ids, scores, **kwargs):
-            new = input_ids[:, self.width :].tolist()
-            done = [any(s in self.decode(p, row) for s in self.stops) for p, row in zip(self.prefix_ids, new, strict=True)]
-            return torch.tensor(done, device=input_ids.device)
+            last = input_ids[:, -1].cpu()
+            self.done |= torch.isin(last, self.ended)  # ended by a stop token: generate stops it, and its text no longer grows
+            check = ~self.done
+            if self.may_stop is not None:
+                known = last < len(self.may_stop)
+                check &= ~known | self.may_stop[last.clamp(max=len(self.may_stop) - 1)]
+            for row in check.nonzero().flatten().tolist():
+                new = input_ids[row, self.width :].tolist()
+                if any(s in self.decode(self.prefix_ids[row], new) for s in self.stops):
+                    self.done[row] = True
+            return self.done.clone().to(input_ids.device)
 
     return TokenPicker, StopOnText

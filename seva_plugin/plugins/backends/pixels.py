@@ -1,7 +1,9 @@
-"""Where each image sits in a processor's ``pixel_values``, and tensor-space augmentation on it.
+"""Where each image sits in a processor's ``pixel_values``, tensor-space augmentation on it, and the
+way back to a picture.
 
 Shared by every backend and the gallery, so a tensor-space augmenter (SeVa's diffusion noise)
-touches exactly the same numbers whichever engine generates.
+touches exactly the same numbers whichever engine generates, and ``seva inspect`` shows them
+(:func:`displayed_image`).
 """
 
 from __future__ import annotations
@@ -82,3 +84,84 @@ def concat_mm(parts: list[dict]) -> dict:
         else:
             out[key] = [x for v in values for x in v]  # per-image lists (e.g. image sizes)
     return out
+
+
+# -- back to pictures: what the model saw, for display (``seva inspect``) ------------------------
+def displayed_image(mm: dict, where: slice, processor: Any, plugin: str, index: int = 0, source: Any = None) -> Any:
+    """Image ``index`` of ``mm`` (its rows ``where`` of ``pixel_values``) as a PIL image, de-normalised
+    with the image processor's mean and std: the Qwen families' flattened patches un-patchified;
+    InternVL's tiles put back in their grid (the thumbnail, a copy of the whole image, left out;
+    ``source`` is the image the processor was given, whose size chose the grid); otherwise the first
+    row (LLaVA-NeXT's base view of the whole image, Gemma 3's whole image before any crops).
+    ``plugin``: LLaMA-Factory's name of the template's image plugin (``Renderer.plugin``)."""
+    import numpy as np
+    from PIL import Image
+
+    ip = processor.image_processor
+    mean, std = np.asarray(ip.image_mean, dtype=np.float32), np.asarray(ip.image_std, dtype=np.float32)
+    x = mm["pixel_values"][where].float().numpy()
+    if "image_grid_thw" in mm:
+        x = unpatchify(x, [int(v) for v in mm["image_grid_thw"][index]], ip)
+    elif plugin == "intern_vl" and len(x) > 1:
+        x = untile(x, tile_grid(source, len(x), processor))
+    else:
+        x = x[0]
+        while x.ndim > 3:  # LLaVA-NeXT: (tiles, C, H, W); the first tile is the whole image
+            x = x[0]
+    x = x.transpose(1, 2, 0) * std + mean
+    return Image.fromarray((np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def unpatchify(x: Any, thw: list[int], ip: Any) -> Any:
+    """Invert Qwen2-VL's patch flattening: (t*h*w, C*tp*p*p) -> (C, H, W) of the first frame."""
+    t, h, w = thw
+    p, tp, m = ip.patch_size, ip.temporal_patch_size, ip.merge_size
+    c = x.shape[1] // (tp * p * p)
+    x = x.reshape(t, h // m, w // m, m, m, c, tp, p, p)
+    x = x.transpose(0, 6, 5, 1, 3, 7, 2, 4, 8)  # t, tp, c, h/m, m, p, w/m, m, p
+    return x.reshape(t * tp, c, h * p, w * p)[0]
+
+
+def untile(x: Any, grid: tuple[int, int] | None) -> Any:
+    """InternVL tiles (the grid's tiles row by row, then a thumbnail) -> (C, H, W) of the grid; without
+    a known grid, every tile side by side."""
+    import numpy as np
+
+    if grid is None:
+        return np.concatenate(list(x), axis=2)
+    columns, rows = grid
+    return np.concatenate([np.concatenate(list(x[r * columns : (r + 1) * columns]), axis=2) for r in range(rows)], axis=1)
+
+
+def regularized_size(width: int, height: int, max_pixels: int, min_pixels: int) -> tuple[int, int]:
+    """The size LLaMA-Factory gives an image before its processor sees it. Vendored from LLaMA-Factory
+    0.9.5, ``data/mm_plugin.py``, ``MMPluginMixin._preprocess_image`` (the rule of every plugin that
+    does not override it, InternVL's included): scaled down to ``max_pixels``, then up to ``min_pixels``."""
+    import math
+
+    if width * height > max_pixels:
+        factor = math.sqrt(max_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    if width * height < min_pixels:
+        factor = math.sqrt(min_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    return width, height
+
+
+def tile_grid(source: Any, tiles: int, processor: Any) -> tuple[int, int] | None:
+    """``(columns, rows)`` of the grid InternVL's processor cut ``source`` into (``tiles`` = the grid
+    plus a thumbnail), found as the processor finds it: from the image as LLaMA-Factory resized it
+    (its InternVL plugin's defaults when the processor has no limits set)."""
+    if source is None:
+        return None
+    from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
+
+    ip = processor.image_processor
+    width, height = regularized_size(
+        source.width, source.height, getattr(processor, "image_max_pixels", 1024 * 1024), getattr(processor, "image_min_pixels", 32 * 32)
+    )
+    size = ip.size if isinstance(ip.size, dict) else {"height": ip.size.height, "width": ip.size.width}
+    # LLaMA-Factory asks for 1..12 tiles when its crop_to_patches is on; else the image processor's own limits apply
+    low, high = (1, 12) if getattr(processor, "crop_to_patches", False) else (ip.min_patches, ip.max_patches)
+    columns, rows = get_optimal_tiled_canvas((height, width), (size["height"], size["width"]), low, high)
+    return (columns, rows) if columns * rows + 1 == tiles else None

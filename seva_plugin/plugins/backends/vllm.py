@@ -65,7 +65,7 @@ class VllmBackend(Backend):
     gpu_memory_utilization: float = 0.85  # vLLM's share of each GPU; the vision tower runs beside it in this process
     max_model_len: int | None = None  # default: the model's own context length
     max_num_seqs: int = 256  # sequences vLLM decodes at once
-    enforce_eager: bool = False  # true: no CUDA graphs / torch.compile (faster start, slower decoding)
+    enforce_eager: bool | None = None  # true: no CUDA graphs / torch.compile (faster start, slower decoding); None: true on CPU, false on a GPU
     adapter: str | None = None  # a LoRA adapter folder, applied by vLLM to the language model
     image_max_pixels: int | None = None  # LLaMA-Factory's image_max_pixels (keep equal to the recipe's)
     crop_to_patches: bool = False  # LLaMA-Factory's crop_to_patches: InternVL tiles (keep equal to the recipe's)
@@ -114,6 +114,12 @@ class VllmBackend(Backend):
         return self.dtype if self.dtype != "auto" else ("bfloat16" if self.device == "cuda" else "float32")
 
     @property
+    def resolved_enforce_eager(self) -> bool:
+        """On CPU compiling lengthens the engine's start (131 s eager, 210 s compiled, tiny LLaVA on 2 busy
+        cores: docs/backends.md) for no gain a build sees. On a GPU, CUDA graphs pay."""
+        return self.enforce_eager if self.enforce_eager is not None else self.device == "cpu"
+
+    @property
     def renderer(self) -> Renderer:
         """Tokenizer, processor and template, as LLaMA-Factory loads them (no weights)."""
         with self._renderer_lock:
@@ -143,6 +149,8 @@ class VllmBackend(Backend):
                 if self.device == "cpu":
                     check_cpu_head_dim(self.model, self.config)
                     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default is 4
+                # the engine core's wait for its worker to exit (vLLM's default 5 s ran out on a busy machine: SIGTERM, then SIGKILL)
+                os.environ.setdefault("VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", str(vllm_engine.WORKER_EXIT_S))
                 self._llm = vllm_engine.start_engine(vllm_engine.llm_kwargs(self), self._sigterm)
         return self._llm
 

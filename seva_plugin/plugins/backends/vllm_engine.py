@@ -15,6 +15,9 @@ from typing import Any
 from seva_plugin.errors import ConfigError
 from seva_plugin.plugins.backends.vllm_process import ENV as BUILD_PID_ENV
 
+WORKER_EXIT_S = 15  # seconds the engine core waits for its worker to stop (vLLM's default of 5 ran out on a busy machine)
+ENGINE_EXIT_S = 60  # the engine core's own wait for its worker, its SIGTERM grace (4 s), and its exit on a loaded machine (over 10 s seen)
+
 
 def llm_kwargs(b: Any) -> dict[str, Any]:
     """``vllm.LLM``'s arguments for backend ``b`` (a ``VllmBackend``); ``engine_kwargs`` last."""
@@ -25,11 +28,12 @@ def llm_kwargs(b: Any) -> dict[str, Any]:
         tensor_parallel_size=b.tensor_parallel_size,
         gpu_memory_utilization=b.gpu_memory_utilization,
         max_num_seqs=b.max_num_seqs,
-        enforce_eager=b.enforce_eager,
+        enforce_eager=b.resolved_enforce_eager,
         trust_remote_code=b.trust_remote_code,
         enable_mm_embeds=True,  # image features come from this process ...
         limit_mm_per_prompt={"image": 0},  # ... so vLLM builds no vision tower and reads none of its weights
         generation_config="vllm",  # no decoding defaults from generation_config.json: only what a request says, as in hf
+        enable_prefix_caching=True,  # CSR's proposals share prompt, images and prefix: their KV blocks are computed once
     )
     if b.max_model_len is not None:
         kwargs["max_model_len"] = b.max_model_len
@@ -86,7 +90,9 @@ def start_engine(kwargs: dict[str, Any], sigterm: SigtermAsExit) -> Any:
 
 def shutdown_engine(llm: Any, sigterm: SigtermAsExit) -> None:
     try:
-        llm.llm_engine.engine_core.shutdown()
+        # time for the engine core to stop its worker and remove its shared memory: vLLM's default of 5 s
+        # force-killed it on a busy machine ("force killing remaining processes", "leaked shared_memory objects")
+        llm.llm_engine.engine_core.shutdown(timeout=ENGINE_EXIT_S)
     finally:
         del llm
         gc.collect()

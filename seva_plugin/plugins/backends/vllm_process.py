@@ -6,6 +6,10 @@ watch for its parent's death (its workers do, through a pipe from the engine cor
 holding its memory (on a GPU, the GPU's). So the engine core asks Linux to send it SIGTERM when its
 parent dies (``prctl(PR_SET_PDEATHSIG)``), on which vLLM shuts itself and its workers down.
 
+The engine core also leaves the build's process group, its workers with it: a Ctrl-C in the terminal
+then reaches the build alone, which stops the engine in order (``close()``). Sent to the whole group,
+it stopped vLLM's worker in the middle of a step, and the engine core printed a fatal-error traceback.
+
 This runs inside vLLM's own processes as a vLLM "general plugin" (entry point group
 ``vllm.general_plugins`` in pyproject.toml; vLLM loads those in every process it starts). It acts
 only in a direct child of the process named by ``SEVA_VLLM_BUILD_PID``, which a ``vllm`` backend
@@ -38,3 +42,7 @@ def exit_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died before the request was made
         os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        os.setpgid(0, 0)  # before the workers start: they inherit the group
+    except OSError:  # a session leader cannot: it is in no terminal's group then
+        pass

@@ -8,12 +8,17 @@ when the image lies inside it and absolute otherwise, so they resolve when LLaMA
 embedded with the features of the Hub's preference sets, so LLaMA-Factory can mix it with ``rlhf_v``
 and the like (a path-based JSONL cannot: "The features can't be aligned because the key _images
 ..."), sharded, with a dataset card. The entry names the ``NAME/data`` folder.
+
+``sft: true`` also writes ``NAME_sft.jsonl``, a supervised (sharegpt) set of the conversations the
+strategy offers beside its pairs (``Pair.sft``; STIC's description-infused instructions), with image
+paths as above, registered as ``NAME_sft``. Pairs without one are not in it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +53,11 @@ def dataset_entry(file_name: str) -> dict[str, Any]:
     }
 
 
+def sft_entry(file_name: str) -> dict[str, Any]:
+    """A supervised sharegpt set with images (``output.sft``)."""
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "conversations", "images": "images"}}
+
+
 @dataclass
 class LlamaFactoryWriter(Writer):
     name = "llamafactory"
@@ -57,6 +67,7 @@ class LlamaFactoryWriter(Writer):
     format: str = "jsonl"  # jsonl (image paths) | parquet (images embedded, sharded, with a dataset card)
     shard_size: int = 1000  # parquet: pairs per shard file
     license: str = "unknown"  # parquet: the card's licence, a Hub licence id
+    sft: bool = False  # also NAME_sft.jsonl: the SFT conversations the strategy offers (STIC's stage 2), registered as NAME_sft
 
     def __post_init__(self) -> None:
         if self.image_paths not in ("auto", "relative", "absolute"):
@@ -68,6 +79,9 @@ class LlamaFactoryWriter(Writer):
         )
         self.entry = dataset_entry(f"{self.dataset_name}/{DATA}" if self.folder else f"{self.dataset_name}.jsonl")
         self.info_path = os.path.join(self.dataset_dir, "dataset_info.json")
+        self.entries = {self.dataset_name: self.entry}
+        if self.sft:
+            self.entries[f"{self.dataset_name}_sft"] = sft_entry(f"{self.dataset_name}_sft.jsonl")
 
     def _read_info(self) -> dict[str, Any]:
         file_target(self.info_path)  # a directory there is a clear error
@@ -84,12 +98,13 @@ class LlamaFactoryWriter(Writer):
 
     def prepare(self, overwrite: bool) -> None:
         """Refuse early (before any model loads) to replace a different entry of the same name."""
-        existing = self._read_info().get(self.dataset_name)
-        if existing is not None and existing != self.entry and not overwrite:
-            raise ConfigError(
-                f"{self.info_path} already has a different entry '{self.dataset_name}': {json.dumps(existing)}. "
-                "Choose another output.name or set output.overwrite=true."
-            )
+        info = self._read_info()
+        for name, entry in self.entries.items():
+            existing = info.get(name)
+            if existing is not None and existing != entry and not overwrite:
+                raise ConfigError(
+                    f"{self.info_path} already has a different entry '{name}': {json.dumps(existing)}. Choose another output.name or set output.overwrite=true."
+                )
         if self.folder:
             self.folder.check_target(overwrite)
 
@@ -119,12 +134,19 @@ class LlamaFactoryWriter(Writer):
         """Under the registry's lock: check the entry again (someone may have registered the name
         since the build began), and only then replace the data and merge the entry, so a refusal
         leaves everything as it was."""
-        with locked(self.info_path):
+        with locked(self.info_path), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
             self.prepare(overwrite)
+            if self.sft:
+                pairs = self._spool_sft(pairs, spool)
             result = self._write_parquet(pairs) if self.folder else self._write_jsonl(pairs)
+            entries = dict(self.entries)
+            if self.sft:
+                result.details["sft"] = self._write_sft(spool)
+                if not result.details["sft"]["records"]:
+                    entries.pop(f"{self.dataset_name}_sft")  # nothing to train on: not registered
             with write_errors(self.info_path):
                 info = self._read_info()
-                info[self.dataset_name] = self.entry
+                info.update(entries)
                 atomic_write_json(self.info_path, info)
         result.registry = self.info_path
         return result
@@ -141,6 +163,32 @@ class LlamaFactoryWriter(Writer):
         skipped: list[dict[str, Any]] = []
         data = self.folder.write(embedded_rows(pairs, sharegpt_row, skipped))
         return WriteResult(data.pop("path"), data.pop("records"), "parquet", skipped=skipped, details=data)
+
+    def _spool_sft(self, pairs: Iterable[dict[str, Any]], spool: Any) -> Iterator[dict[str, Any]]:
+        """Pass the pairs on, writing each one's SFT row (if it has one) to ``spool``: one pass over the pairs."""
+        for pair in pairs:
+            if pair.get("sft"):
+                images = [self._image_path(p, pair["id"], k) for k, p in enumerate(pair["images"])]
+                spool.write(json.dumps({"id": pair["id"], "conversations": pair["sft"], "images": images}, ensure_ascii=False) + "\n")
+            yield pair
+
+    def _write_sft(self, spool: Any) -> dict[str, Any]:
+        """``NAME_sft.jsonl`` from the spooled rows (streamed); none written when no pair had one."""
+        name = f"{self.dataset_name}_sft"
+        if not spool.tell():
+            return {"records": 0, "dataset": name, "note": "no pair offered an SFT conversation (Pair.sft), so none was written or registered"}
+        spool.seek(0)
+        path = os.path.join(self.dataset_dir, f"{name}.jsonl")
+        count = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal count
+            for line in spool:
+                count += 1
+                yield line
+
+        sha = atomic_write_lines(path, lines())
+        return {"path": path, "records": count, "sha256": sha, "dataset": name}
 
     def _write_jsonl(self, pairs: Iterable[dict[str, Any]]) -> WriteResult:
         data_path = os.path.join(self.dataset_dir, self.entry["file_name"])

@@ -44,8 +44,8 @@ def test_dependencies_are_ranges_and_the_tested_set_lies_inside_them():
 
 def test_known_breaks_are_excluded_and_a_compatible_torch_is_kept():
     ranges = declared()
-    # 5.6.0's FlashAttention-2 crash (LLaMA-Factory #10610) is warned about, not excluded: 5.5.4, the release
-    # without it, saves LLaVA checkpoints vLLM 0.26 cannot load; both are accepted
+    # 5.6.0's FlashAttention-2 crash (LLaMA-Factory #10610) is warned about, not excluded (sdpa works with it);
+    # 5.5.4, the release without it, is the tested one
     assert ranges["transformers"].contains("5.5.4") and ranges["transformers"].contains("5.6.0")
     assert not ranges["transformers"].contains("5.0.0")
     assert not ranges["torch"].contains("2.9.1")  # LLaMA-Factory refuses Conv3d models under torch 2.9

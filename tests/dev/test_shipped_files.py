@@ -36,6 +36,8 @@ GENERATION = {
     ),
 }  # fmt: skip
 
+SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16"}
+
 # family -> the real model's rendering of one user turn holding an image and "What colour?" (None: no template shipped)
 CHAT = {
     "llava": "USER: <image>\nWhat colour? ASSISTANT:",
@@ -75,6 +77,7 @@ def _ids(value, tokenizer):
 
 @pytest.mark.parametrize("family", list(GENERATION))
 def test_twin_ships_the_real_generation_config_dtype_and_chat_template(family, twins):
+    from safetensors import safe_open
     from transformers import AutoProcessor, GenerationConfig
 
     folder = twins(family)
@@ -84,9 +87,11 @@ def test_twin_ships_the_real_generation_config_dtype_and_chat_template(family, t
         assert json.load(fh) == {k: _ids(v, processor.tokenizer) for k, v in expected.items()}
     loaded = GenerationConfig.from_pretrained(folder)  # what generate() merges into every call
     assert (loaded.repetition_penalty, loaded.top_k) == (expected.get("repetition_penalty"), expected.get("top_k"))
-    assert SHIPPED[family].dtype == dtype  # recorded; config.json keeps float32 until the hf backend loads in its own dtype
+    assert SHIPPED[family].dtype == dtype
     with open(os.path.join(folder, "config.json")) as fh:
-        assert json.load(fh)["dtype"] == "float32"
+        assert json.load(fh)["dtype"] == dtype
+    with safe_open(os.path.join(folder, "model.safetensors"), "pt") as weights:
+        assert {str(weights.get_slice(name).get_dtype()) for name in weights.keys()} == {SAFETENSORS_DTYPE[dtype]}
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
     if CHAT[family] is None:
         assert not processor.chat_template

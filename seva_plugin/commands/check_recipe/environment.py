@@ -17,7 +17,7 @@ TESTED = {
     "llamafactory": "0.9.5",
     "torch": "2.11.0",
     "torchvision": "0.26.0",
-    "transformers": "5.6.0",
+    "transformers": "5.5.4",
     "peft": "0.18.1",
     "trl": "0.24.0",
     "datasets": "4.0.0",
@@ -27,8 +27,10 @@ TESTED = {
 FA2_BUG = (
     "transformers 5.6.0's FlashAttention-2 path calls s_aux.to() on None for every model without attention sinks: the first "
     "training step stops with \"AttributeError: 'NoneType' object has no attribute 'to'\" (LLaMA-Factory issue #10610, "
-    "fixed in transformers 5.7.0). Fix: flash_attn: sdpa, or pip install transformers==5.5.4 (LLaMA-Factory 0.9.5 accepts "
-    "<=5.6.0; but LLaVA checkpoints that 5.5.4 saves do not load in backend vllm)."
+    "fixed in transformers 5.7.0, which LLaMA-Factory 0.9.5 does not accept). Fix: flash_attn: sdpa, or pip install transformers==5.5.4 "
+    "(the tested version). LLaVA, LLaVA-NeXT, InternVL and Gemma 3 checkpoints saved by 5.6.0 and by 5.5.4 do not load whole in the "
+    "other (part of the model is left randomly initialised, with only a warning); checkpoints from the hub load in both "
+    "(docs/getting-started.md)."
 )
 
 

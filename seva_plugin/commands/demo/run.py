@@ -96,7 +96,9 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     from seva_plugin.commands.demo.world import VOCAB
     from seva_plugin.dev.tiny_models import build_tiny_llava
 
-    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB)  # 64 wide: 4 heads of 16
+    # the plain files, 64 wide in 4 heads of 16: float32 weights (the real checkpoint's float16 would slow
+    # the CPU training from scratch)
+    path = build_tiny_llava(out_dir, seed=seed, image_size=IMAGE_SIZE, patch_size=8, vocab=VOCAB, real_files=False)
     # the same 64 as 2 heads of 32 (the weights' shapes do not change), so that backend.name=vllm runs
     # it on CPU too; 4 heads of 32 (128 wide) took 40% longer to teach and learnt shapes worse in 700 steps
     config = AutoConfig.from_pretrained(path)
@@ -104,7 +106,8 @@ def prepare_base_model(out_dir: str, seed: int) -> str:
     text.num_attention_heads = text.num_key_value_heads = HEADS
     text.head_dim = text.hidden_size // HEADS
     model = LlavaForConditionalGeneration.from_pretrained(path, config=config)
-    weight = model.model.vision_tower.embeddings.position_embedding.weight
+    tower = model.model.vision_tower  # CLIPVisionModel: transformers 5.5 wraps its layers in vision_model, 5.6 does not
+    weight = getattr(tower, "vision_model", tower).embeddings.position_embedding.weight
     with torch.no_grad():
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)) * POSITION_STD)
     model.save_pretrained(path)

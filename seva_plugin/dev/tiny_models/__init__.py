@@ -21,9 +21,9 @@ builder                imitates                            LLaMA-Factory templat
 
 Weights are random (seeded), so generations are gibberish until a caller trains
 the model; the point is that shapes, special tokens and processors match. Only the
-sizes are tiny: each twin ships its checkpoint's generation_config.json, chat template
-and processor settings (``shipped.py`` names where each value was read; ``real_files=False``
-gives the plain files instead).
+sizes are tiny: each twin ships its checkpoint's generation_config.json, chat template,
+processor settings and dtype (float16 or bfloat16 weights; ``shipped.py`` names where each value
+was read; ``real_files=False`` gives the plain files, float32, instead).
 Heavy libraries (torch, transformers, tokenizers) are imported inside functions
 so importing this module stays cheap.
 """

@@ -143,8 +143,10 @@ def set_special_ids(model, *, bos: int | None, eos: int | list[int], pad: int) -
 
 def save(out_dir: str | os.PathLike, model, processor, shipped=None) -> str:
     """Save model and processor (which also saves tokenizer and image processor). ``shipped``: the
-    real checkpoint's generation config and chat template (``shipped.py``) to ship with it; None
-    keeps the plain files (ids only, greedy, no chat template)."""
+    real checkpoint's generation config, chat template and dtype (``shipped.py``) to ship with it;
+    None keeps the plain files (ids only, greedy, no chat template, float32)."""
+    import torch
+
     from .shipped import write_shipped
 
     out = os.fspath(out_dir)
@@ -152,6 +154,8 @@ def save(out_dir: str | os.PathLike, model, processor, shipped=None) -> str:
     if shipped is not None and shipped.chat_template:
         processor.chat_template = shipped.chat_template
         processor.tokenizer.chat_template = shipped.chat_template
+    if shipped is not None:
+        model = model.to(getattr(torch, shipped.dtype))  # weights and config.json in the real checkpoint's dtype
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if shipped is not None:

@@ -84,8 +84,8 @@ def build_tiny_llava(
     CLS token is dropped by ``vision_feature_select_strategy="default"``).
     ``vocab``: extra words that must be single tokens (with and without a
     leading space), e.g. the colours and shapes a caller will teach.
-    ``real_files``: ship llava-hf/llava-1.5-7b-hf's generation config and chat template
-    (``shipped.py``); False writes the plain files the golden builds were made with.
+    ``real_files``: ship llava-hf/llava-1.5-7b-hf's generation config, chat template and float16
+    weights (``shipped.py``); False writes the plain files the golden builds were made with (float32).
     Returns ``out_dir`` as ``str``.
     """
     from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor

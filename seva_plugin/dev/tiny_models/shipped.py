@@ -1,8 +1,7 @@
 """What the real checkpoints ship besides their weights: ``generation_config.json``, the chat
-template and the dtype in ``config.json``. Each twin writes its family's values here, so code
-that runs on the twins meets what it meets on the real models (a repetition penalty in the
-generation config, a chat template). The real config dtype is recorded here but not yet written
-(see :func:`write_shipped`).
+template and the dtype of ``config.json`` and of the saved weights. Each twin writes its family's
+values here, so code that runs on the twins meets what it meets on the real models (a repetition
+penalty in the generation config, a chat template, bfloat16 weights).
 
 Every value names the file it was read from. Where the official repository's file could not be
 read here, the value comes from a copy that says it was duplicated from it, and the comment says
@@ -23,7 +22,7 @@ from .chat_templates import GEMMA3_CHAT_TEMPLATE, LLAVA_CHAT_TEMPLATE, QWEN2_5_V
 class Shipped:
     """One checkpoint's files: ``generation`` maps generation_config.json keys to values, where a
     token id is given as the token's text (or a list of them); ``dtype`` is the real config.json's
-    dtype (recorded, not yet written: see :func:`write_shipped`)."""
+    dtype, in which the twin's weights are saved too."""
 
     checkpoint: str
     generation: dict = field(default_factory=dict)
@@ -149,27 +148,9 @@ def token_ids(value, tokenizer):
 
 
 def write_shipped(out_dir: str, shipped: Shipped, tokenizer) -> None:
-    """Write ``generation_config.json`` as ``shipped`` says. The config's dtype stays float32, not
-    ``shipped.dtype``: LLaMA-Factory 0.9.5's ``load_model`` loads with ``torch_dtype="auto"``, that
-    is in the config's dtype whatever ``infer_dtype`` asks, so with the real bfloat16/float16 the hf
-    backend would compute in half precision while ``backend.dtype`` says float32 and vllm runs float32
-    (tests/families/test_both_backends.py shows it on a twin given its real dtype with
-    :func:`set_config_dtype`). The twins take the real dtype once the hf backend loads in its own."""
+    """Write ``generation_config.json`` as ``shipped`` says (the weights and config.json's dtype are
+    written by ``save_pretrained`` of a model cast to ``shipped.dtype``: ``common.save``)."""
     generation = {key: token_ids(value, tokenizer) for key, value in shipped.generation.items()}
     with open(os.path.join(out_dir, "generation_config.json"), "w", encoding="utf-8") as fh:
         json.dump(generation, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-
-
-def set_config_dtype(out_dir: str, dtype: str) -> None:
-    """Declare ``dtype`` in a saved model's ``config.json`` (and its text and vision configs); the weights stay as saved."""
-    path = os.path.join(out_dir, "config.json")
-    with open(path, encoding="utf-8") as fh:
-        config = json.load(fh)
-    config["dtype"] = dtype
-    for sub in ("text_config", "vision_config"):
-        if isinstance(config.get(sub), dict):
-            config[sub]["dtype"] = dtype
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(config, fh, indent=2, sort_keys=True)
         fh.write("\n")

@@ -29,7 +29,7 @@ from seva_plugin.interfaces import Backend
 from seva_plugin.pipeline.views import sample_seed
 from seva_plugin.plugins.backends import hf_inputs, hf_prompt_cache
 from seva_plugin.plugins.backends.batching import PreparedInputs
-from seva_plugin.plugins.backends.loading import check_max_new_tokens, config_context, config_json, infer_args
+from seva_plugin.plugins.backends.loading import check_max_new_tokens, config_context, config_json, infer_args, load_model_in
 from seva_plugin.rendering import Renderer
 
 
@@ -103,18 +103,18 @@ class HfBackend(Backend):
 
     @property
     def hf_model(self) -> Any:
-        """The model, loaded on first use by LLaMA-Factory's ``load_model`` (adapter applied), its
-        generation config reset to transformers' defaults."""
+        """The model, loaded on first use by LLaMA-Factory's ``load_model`` (adapter applied) in the
+        backend's dtype (not the checkpoint's: ``loading.load_model_in``), its generation config reset
+        to transformers' defaults."""
         renderer = self.renderer
         with self._load_lock:
             if "_model" not in self.__dict__:
-                from llamafactory.model import load_model
                 from transformers import GenerationConfig
 
-                device, _ = self._device_and_dtype
+                device, dtype = self._device_and_dtype
                 model_args, _, finetuning_args = self._args(with_adapter=True)
                 model_args.device_map = {"": device}
-                model = load_model(renderer.tokenizer, model_args, finetuning_args, is_trainable=False).eval()
+                model = load_model_in(dtype, renderer.tokenizer, model_args, finetuning_args).eval()
                 for part in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values():
                     part.generation_config = GenerationConfig()  # nothing from generation_config.json shapes decoding
                 self.__dict__["_model"] = model

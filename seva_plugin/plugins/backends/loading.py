@@ -1,10 +1,12 @@
 """What the built-in backends read before loading a model: LLaMA-Factory's inference arguments, and
-the model's context length from its config (no weights), which bounds ``max_new_tokens``."""
+the model's context length from its config (no weights), which bounds ``max_new_tokens``; and the
+``hf`` backend's model, loaded by LLaMA-Factory in the backend's dtype."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any
 
 from seva_plugin.errors import ConfigError
@@ -35,6 +37,42 @@ def infer_args(
         args["adapter_name_or_path"] = adapter
     model_args, data_args, finetuning_args, _ = get_infer_args(args)
     return model_args, data_args, finetuning_args
+
+
+_LOAD_CONFIG_LOCK = threading.Lock()
+
+
+def load_model_in(dtype: str, tokenizer: Any, model_args: Any, finetuning_args: Any) -> Any:
+    """LLaMA-Factory's ``load_model`` for inference, in ``dtype`` whatever the checkpoint's config.json says.
+
+    LLaMA-Factory 0.9.5 loads with ``torch_dtype="auto"`` (``load_model`` in llamafactory/model/loader.py),
+    which transformers resolves to the config's dtype; its ``infer_dtype`` only sets the compute dtype of
+    quantized models (``patch_config`` in llamafactory/model/patcher.py). So a bfloat16 checkpoint would run
+    in bfloat16 under ``backend.dtype: float32``. Here the config ``load_model`` reads says ``dtype``, and
+    transformers loads as ``from_pretrained(dtype=...)`` does. A cast after loading would not be the same:
+    ``model.to()`` rounds the float32 rotary frequencies to bfloat16, and buffers made at load keep the
+    checkpoint's rounding (Gemma 3's ``embed_scale``)."""
+    import torch
+    from llamafactory.model import load_model, loader
+
+    wanted = getattr(torch, dtype)
+    read = loader.load_config
+
+    def load_config(args: Any) -> Any:
+        config = read(args)
+        config.dtype = wanted
+        return config
+
+    with _LOAD_CONFIG_LOCK:  # one swap at a time, always undone
+        loader.load_config = load_config
+        try:
+            model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+        finally:
+            loader.load_config = read
+    loaded = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if wanted not in loaded:  # a LLaMA-Factory that no longer reads the config through load_config
+        raise RuntimeError(f"LLaMA-Factory loaded {model_args.model_name_or_path} in {sorted(map(str, loaded))}, not in backend.dtype {dtype}.")
+    return model
 
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")

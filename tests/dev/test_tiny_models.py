@@ -109,7 +109,9 @@ def _load_with_llamafactory(model_dir: str, template_name: str):
     tokenizer, processor = modules["tokenizer"], modules["processor"]
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
-    return model, tokenizer, processor, template
+    # LLaMA-Factory loads the checkpoint's own dtype (the twins ship the real one: LLaVA-1.5 float16, Qwen2-VL
+    # bfloat16); the checks below compare logits in float32, as the hf backend computes by default
+    return model.to(torch.float32), tokenizer, processor, template
 
 
 def _prompt_ids(template, tokenizer, processor, text: str, image) -> list[int]:

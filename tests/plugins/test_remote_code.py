@@ -18,8 +18,13 @@ from seva_plugin.plugins.backends.hf import HfBackend
 
 
 @pytest.fixture
-def remote_code_model(tiny_llava, tmp_path):
+def remote_code_model(tiny_llava, tmp_path, monkeypatch):
     """The tiny LLaVA plus ``auto_map`` code that leaves a marker file when it is imported."""
+    from transformers import LlavaConfig
+
+    # LLaMA-Factory's loader registers the config class it loaded for its auto class when config.json has an
+    # auto_map (register_autoclass): LlavaConfig would then try to save custom code in every later test of the session
+    monkeypatch.setattr(LlavaConfig, "_auto_class", LlavaConfig._auto_class)
     folder = tmp_path / "remote_code_llava"
     shutil.copytree(tiny_llava, folder)
     marker = tmp_path / "the_model_code_ran"

@@ -53,7 +53,7 @@ class HfBackend(Backend):
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
     max_prompt_tokens: int | None = None  # longer prompts (image tokens included) are rejected as too_long; default: the model's context less max_new_tokens
-    share_prompt_cache: ClassVar[bool] = True  # one prefill per request for its n answers (hf_prompt_cache); False: each row its own
+    share_prompt_cache: ClassVar[bool] = True  # one prefill per request for its n answers, KV room kept for new tokens (hf_prompt_cache); False: transformers'
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -147,12 +147,22 @@ class HfBackend(Backend):
         if not requests:
             return []
         renderer = self.renderer
-        prompt_ids, mm = hf_inputs.rendered(renderer, requests, lambda r: 1)
         split = [renderer.score_ids(r.prefix, r.text) for r in requests]
-        heads = [p + prefix for p, (prefix, _) in zip(prompt_ids, split, strict=True)]
-        texts = [text for _, text in split]
-        logprobs = hf_inputs.teacher_forced(self.hf_model, renderer.tokenizer, heads, texts, mm)
-        return [Scores(t, lp) for t, lp in zip(texts, logprobs, strict=True)]
+        source = hf_inputs.shared_heads(requests, split)
+        rows = sorted(set(source))
+        prompt_ids, mm = hf_inputs.rendered(renderer, [requests[i] for i in rows], lambda r: 1)
+        heads = [p + split[i][0] for p, i in zip(prompt_ids, rows, strict=True)]
+        texts = [split[i][1] for i in rows]
+        also: list[list[int]] = [[] for _ in rows]  # the one-token texts read from another request's row
+        row = {i: k for k, i in enumerate(rows)}
+        for i, s in enumerate(source):
+            if s != i:
+                also[row[s]].append(split[i][1][0])
+        logprobs, first = hf_inputs.teacher_forced(self.hf_model, renderer.tokenizer, heads, texts, mm, also)
+        out = []
+        for i, (s, (_, text)) in enumerate(zip(source, split, strict=True)):
+            out.append(Scores(text, logprobs[row[i]] if s == i else [first[row[s]][text[0]]]))
+        return out
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         """Make ``generate``'s inputs ahead (the build's prefetch thread). Best effort: on any error
@@ -210,6 +220,8 @@ class HfBackend(Backend):
             answers = [r.n for r in group]
             inputs, kwargs["past_key_values"] = hf_prompt_cache.prefilled(model, inputs, answers, max_new_tokens)
             prefix_ids = [q for q, n in zip(prefix_ids, answers, strict=True) for _ in range(n)]
+        elif self.share_prompt_cache:
+            kwargs["past_key_values"] = hf_prompt_cache.reserved(model, max_new_tokens)
         width = inputs["input_ids"].shape[1]
         config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=hf_inputs.pad_id(tokenizer))
         if self.min_new_tokens:

@@ -66,9 +66,24 @@ def batch_inputs(model: Any, tokenizer: Any, ids: list[list[int]], mm: dict[str,
     return inputs
 
 
-def teacher_forced(model: Any, tokenizer: Any, heads: list[list[int]], texts: list[list[int]], mm: dict[str, Any]) -> list[list[float]]:
+def shared_heads(requests: Sequence[Any], split: Sequence[tuple[list[int], list[int]]]) -> list[int]:
+    """Per score request, the request whose row scores it: the first one with the same record, view,
+    prompt, system and prefix ids when both texts are one token (a one-token text's log-probability
+    is its head's next-token distribution, so a yes/no probe's words need one row), else itself."""
+    first: dict[Hashable, int] = {}
+    source = []
+    for i, (r, (prefix, text)) in enumerate(zip(requests, split, strict=True)):
+        key = (id(r.record), r.view.key(), r.user_prompt, r.system, tuple(prefix)) if len(text) == 1 else ("alone", i)
+        source.append(first.setdefault(key, i))
+    return source
+
+
+def teacher_forced(
+    model: Any, tokenizer: Any, heads: list[list[int]], texts: list[list[int]], mm: dict[str, Any], also: Sequence[Sequence[int]] = ()
+) -> tuple[list[list[float]], list[dict[int, float]]]:
     """Each ``texts[i]`` token's log-probability after ``heads[i]`` (prompt and prefix) and the text's
-    earlier tokens, under the unscaled model, in one forward pass over the batch."""
+    earlier tokens, under the unscaled model, in one forward pass over the batch; and per row, the
+    log-probabilities of the tokens ``also[i]`` in the place of the text's first token."""
     import torch
 
     ends = [len(h) + len(t) for h, t in zip(heads, texts, strict=True)]
@@ -82,14 +97,18 @@ def teacher_forced(model: Any, tokenizer: Any, heads: list[list[int]], texts: li
     with torch.inference_mode():
         logits = model(**inputs, **kwargs).logits
     out: list[list[float]] = []
+    first: list[dict[int, float]] = []
     for row, (head, text) in enumerate(zip(heads, texts, strict=True)):
         if not text:
             out.append([])
+            first.append({})
             continue
         start = len(head) - 1 - lo
         logp = logits[row, start : start + len(text)].float().log_softmax(-1)
         out.append(logp.gather(1, torch.tensor(text, device=logp.device)[:, None]).squeeze(1).tolist())
-    return out
+        others = list(also[row]) if row < len(also) else []
+        first.append(dict(zip(others, logp[0, others].tolist(), strict=True)))
+    return out, first
 
 
 def prompt_budget(setting: int | None, context: int | None, max_new_tokens: int) -> int | None:

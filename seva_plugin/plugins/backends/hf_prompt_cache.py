@@ -12,7 +12,8 @@ the same tokens, positions and image features, computed once.
 The cache's full-attention layers also keep room for the new tokens: transformers' dynamic layer
 concatenates each step's key and value to copies of the whole cache, which at hundreds of rows
 and a few hundred tokens is a third of a CPU step; here they are written into place, and the
-attention reads a view of exactly the tokens so far (the same values, as before).
+attention reads a view of exactly the tokens so far (the same values, as before). Calls with one
+answer a request get such a cache too (:func:`reserved`), empty, for ``generate``'s own prefill.
 
 Families whose positions depend on more than the attention mask, or whose models keep state
 from the prefill (Qwen-VL's M-RoPE deltas, Gemma 3's bidirectional image attention), keep the
@@ -49,11 +50,10 @@ def prefilled(model: Any, inputs: dict[str, Any], answers: Sequence[int], max_ne
     with torch.inference_mode():
         model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], past_key_values=kv, use_cache=True, logits_to_keep=1, **extra)
     rows = torch.repeat_interleave(torch.arange(len(answers), device=ids.device), torch.tensor(list(answers), device=ids.device))
-    room = ids.shape[1] + max_new_tokens
     layers = []
     for layer in kv.layers:
         if type(layer) is _dynamic_layer():
-            layers.append(_reserved()(layer, answers, room))
+            layers.append(_reserved()(max_new_tokens + 1, layer, answers))  # + 1: the prompt's last token is fed with the new ones
         else:  # sliding-window layers and the like: repeated as they are
             layer.batch_select_indices(rows)  # type: ignore[union-attr]  # on every layer class transformers builds, not on the mixins typed
             layers.append(layer)
@@ -67,19 +67,35 @@ def _dynamic_layer() -> type:
     return DynamicLayer
 
 
+def reserved(model: Any, max_new_tokens: int) -> Any:
+    """An empty KV cache for ``generate`` whose full-attention layers keep room for ``max_new_tokens``
+    after the prompt that ``generate`` prefills (other layers as transformers makes them)."""
+    from transformers import DynamicCache
+
+    kv = DynamicCache(config=model.config.get_text_config(decoder=True))
+    kv.layers = [_reserved()(max_new_tokens) if type(layer) is _dynamic_layer() else layer for layer in kv.layers]
+    return kv
+
+
 @cache
 def _reserved() -> type:
     """A dynamic cache layer that writes new keys and values into room kept for them."""
 
     class ReservedLayer(_dynamic_layer()):  # type: ignore[misc]
-        def __init__(self, filled: Any, answers: Sequence[int], room: int):
-            """``filled``: one row per request; here row ``i`` is repeated ``answers[i]`` times, in room for ``room`` tokens."""
+        def __init__(self, room: int, filled: Any = None, answers: Sequence[int] = ()):
+            """Room for ``room`` tokens after the first keys and values: ``filled``'s, one row per
+            request, row ``i`` repeated ``answers[i]`` times; or, with none, the first update's."""
             super().__init__()
-            self.dtype, self.device, self.is_initialized = filled.dtype, filled.device, True
-            length = filled.keys.shape[-2]
+            self.room = room
+            if filled is not None:
+                self._fill(filled.keys, filled.values, answers)
+
+        def _fill(self, keys: Any, values: Any, answers: Sequence[int]) -> None:
+            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            length = keys.shape[-2]
             self.buffers = []
-            for part in (filled.keys, filled.values):
-                buffer = part.new_empty((sum(answers), *part.shape[1:-2], max(room, length), part.shape[-1]))
+            for part in (keys, values):
+                buffer = part.new_empty((sum(answers), *part.shape[1:-2], length + self.room, part.shape[-1]))
                 if len(set(answers)) == 1:  # one broadcast copy
                     buffer.view(len(answers), answers[0], *buffer.shape[1:])[..., :length, :] = part[:, None]
                 else:
@@ -91,6 +107,9 @@ def _reserved() -> type:
             self.keys, self.values = (b[..., :length, :] for b in self.buffers)
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            if not self.is_initialized:  # generate's prefill: these rows as they are
+                self._fill(key_states, value_states, [1] * key_states.shape[0])
+                return self.keys, self.values
             start = self.keys.shape[-2]
             end = start + key_states.shape[-2]
             if end > self.buffers[0].shape[-2]:  # no room left (never with the room asked for): as the dynamic layer

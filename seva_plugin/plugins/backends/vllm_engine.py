@@ -35,6 +35,11 @@ def llm_kwargs(b: Any) -> dict[str, Any]:
         generation_config="vllm",  # no decoding defaults from generation_config.json: only what a request says, as in hf
         enable_prefix_caching=True,  # CSR's proposals share prompt, images and prefix: their KV blocks are computed once
     )
+    if b.device == "cpu":
+        # vLLM 0.26 rewinds a seeded request's generator after a partial prefill (gpu_model_runner's
+        # set_offset), which a CPU generator cannot do: the engine died ("CPU Generator does not use
+        # offset") once one step's prompts passed max_num_batched_tokens. Whole prefills never rewind.
+        kwargs["enable_chunked_prefill"] = False
     if b.max_model_len is not None:
         kwargs["max_model_len"] = b.max_model_len
     if b.adapter:

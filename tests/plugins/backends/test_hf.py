@@ -93,3 +93,39 @@ def test_the_manifest_names_the_engine(build_config):
     engine = json.load(open(result.manifest_file))["engine"]
     assert engine == {"name": "hf", "engine": "transformers", "version": engine["version"], "dtype": "float32", "device": "cpu"}
     assert engine["version"].count(".") >= 1 and os.path.isfile(result.data_file)
+
+
+def test_one_token_texts_after_one_head_are_scored_from_one_row(tiny_llava, tmp_path, monkeypatch):
+    """RLAIF-V's probes: "yes", "Yes", "no", "No" after one question are read from one row's
+    next-token distribution (the official labeler's one step), not one row each; each gets what it
+    gets scored alone. Texts of more tokens, another prefix or another view keep their own rows."""
+    from PIL import Image
+
+    from seva_plugin.contract import CLEAN, ScoreRequest, View
+    from seva_plugin.pipeline.records import LoadedRecord, PromptRecord
+    from seva_plugin.pipeline.views import record_seed
+    from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise
+    from seva_plugin.plugins.backends import hf_inputs
+
+    names = make_images(tmp_path, 2)
+    question = "<image>Is there a red square?"
+    records = [
+        LoadedRecord(PromptRecord(f"p{i}", question, [str(tmp_path / n)]), [Image.open(tmp_path / n).convert("RGB")], record_seed(0, f"p{i}"))
+        for i, n in enumerate(names)
+    ]
+    noised = View(1, DiffusionNoise())
+    requests = [ScoreRequest(r, CLEAN, w) for r in records for w in ("yes", "Yes", "no", "No")]
+    requests += [ScoreRequest(records[0], CLEAN, "Yes, it is."), ScoreRequest(records[0], CLEAN, "yes", prefix="No, "), ScoreRequest(records[0], noised, "yes")]
+    backend = HfBackend(model=tiny_llava, template="llava")
+    split = [backend.renderer.score_ids(r.prefix, r.text) for r in requests]
+    assert all(len(text) == 1 for _, text in split[:8]) and len(split[8][1]) > 1 and split[9][0] and len(split[9][1]) == 1
+    assert hf_inputs.shared_heads(requests, split) == [0, 0, 0, 0, 4, 4, 4, 4, 8, 9, 10]
+    rows = []
+    teacher_forced = hf_inputs.teacher_forced
+    monkeypatch.setattr(hf_inputs, "teacher_forced", lambda model, tok, heads, *a: rows.append(len(heads)) or teacher_forced(model, tok, heads, *a))
+    together = backend.score(requests)
+    assert rows == [5]
+    alone = [backend.score([r])[0] for r in requests]
+    assert [s.token_ids for s in together] == [s.token_ids for s in alone]
+    assert max(abs(x - y) for a, b in zip(together, alone, strict=True) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-5
+    assert len({s.logprobs[0] for s in together[:4]}) == 4  # four words, four different log-probabilities

@@ -183,6 +183,16 @@ def test_enforce_eager_defaults_to_true_on_cpu_and_false_on_a_gpu(tmp_path_facto
         assert vllm_engine.llm_kwargs(backend)["enforce_eager"] is eager, (keys, device)
 
 
+def test_chunked_prefill_is_off_on_cpu_only(tmp_path_factory, monkeypatch):
+    """Checked on the arguments the backend gives vllm.LLM; the engine's side is the next test's."""
+    from seva_plugin.plugins.backends import vllm_engine
+
+    model = twin(tmp_path_factory.getbasetemp(), "llava")
+    for device, keys, chunked in [("cpu", {}, False), ("cuda", {}, None), ("cpu", {"engine_kwargs": {"enable_chunked_prefill": True}}, True)]:
+        monkeypatch.setattr(VllmBackend, "device", property(lambda self, device=device: device))
+        assert vllm_engine.llm_kwargs(VllmBackend(model, "llava", **keys)).get("enable_chunked_prefill") is chunked, device
+
+
 def test_bad_options_are_refused(tiny_llava):
     with pytest.raises(ConfigError, match="gpu_memory_utilization"):
         VllmBackend(tiny_llava, "llava", gpu_memory_utilization=1.5)
@@ -368,6 +378,25 @@ def test_csr_requests_greedy_equal_hf_and_sampled_are_seeded(engine, tmp_path):
                 logits = model(**hf.batch_inputs([prompt_ids[0] + prefix_ids[0] + ids], mm)).logits[0].float().log_softmax(-1)
             worst = max(worst, *(abs(logits[start - 1 + j, t].item() - lp) for j, (t, lp) in enumerate(zip(ids, logprobs, strict=True))))
     assert worst < 1e-4
+
+
+@pytest.mark.slow
+def test_seeded_sampling_survives_a_step_of_more_prompt_tokens_than_the_budget(tmp_path_factory, tmp_path):
+    """vLLM 0.26 rewinds a seeded request's generator after a partial (chunked) prefill, which a CPU
+    generator cannot do: the engine died ("CPU Generator does not use offset") in a CSR bench build
+    once one step's prompts passed max_num_batched_tokens. A budget of 512 tokens makes that certain
+    here: 160 seeded rows of about 150 prompt tokens each (this died before chunked prefill was off)."""
+    records = loaded_records(tmp_path, 8)
+    words = " ".join(["the square is red and the circle is blue"] * 12)
+    requests = [GenerationRequest(r, prefix=f"{i} {words}", n=5, max_new_tokens=4, sampling=Sampling(1.0, 0.9), seed=i) for i, r in enumerate(records * 4)]
+    backend = VllmBackend(twin(tmp_path_factory.getbasetemp(), "llava"), "llava", **SETTINGS, engine_kwargs={"max_num_batched_tokens": 512})
+    try:  # an engine of its own, beside the session's
+        answers = backend.generate(requests)
+        again = backend.generate(requests[:3])
+    finally:
+        backend.close()
+    assert len(answers) == 32 and all(len(a) == 5 and all(c.token_ids for c in a) for a in answers)
+    assert [[c.text for c in a] for a in again] == [[c.text for c in a] for a in answers[:3]]  # seeded
 
 
 @pytest.mark.slow

@@ -53,7 +53,8 @@ class HfBackend(Backend):
     min_new_tokens: int = 0  # >0: never stop before this many new tokens (benchmarks force a fixed length)
     trust_remote_code: bool = False  # run a model folder's own Python (auto_map); off unless asked, as in LLaMA-Factory
     max_prompt_tokens: int | None = None  # longer prompts (image tokens included) are rejected as too_long; default: the model's context less max_new_tokens
-    share_prompt_cache: ClassVar[bool] = True  # one prefill per request for its n answers, KV room kept for new tokens (hf_prompt_cache); False: transformers'
+    # hf_prompt_cache: one prefill per request for its n answers, KV room kept for the new tokens; False: generate's own cache
+    share_prompt_cache: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -149,7 +150,7 @@ class HfBackend(Backend):
         renderer = self.renderer
         split = [renderer.score_ids(r.prefix, r.text) for r in requests]
         source = hf_inputs.shared_heads(requests, split)
-        rows = sorted(set(source))
+        rows = [i for i, s in enumerate(source) if s == i]  # the requests that get a row of their own
         prompt_ids, mm = hf_inputs.rendered(renderer, [requests[i] for i in rows], lambda r: 1)
         heads = [p + split[i][0] for p, i in zip(prompt_ids, rows, strict=True)]
         texts = [split[i][1] for i in rows]

@@ -16,8 +16,9 @@ attention reads a view of exactly the tokens so far (the same values, as before)
 answer a request get such a cache too (:func:`reserved`), empty, for ``generate``'s own prefill.
 
 Families whose positions depend on more than the attention mask, or whose models keep state
-from the prefill (Qwen-VL's M-RoPE deltas, Gemma 3's bidirectional image attention), keep the
-plain path. Nothing here imports torch or transformers at module level.
+from the prefill (Qwen-VL's M-RoPE deltas, Gemma 3's bidirectional image attention), keep
+``generate``'s own prefill of every row, with the reserved cache. Nothing here imports torch or
+transformers at module level.
 """
 
 from __future__ import annotations

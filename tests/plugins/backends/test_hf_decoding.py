@@ -1,6 +1,7 @@
 """The ``hf`` backend's faster decoding pieces give exactly what the plain rules give.
 
 - the nucleus from numpy's values-only sort against ``torch.sort`` with its indices (ties included);
+- the sampled token from the winner-first check against the argmax over the masked nucleus;
 - the Gumbel noise from uniform draws against ``Tensor.exponential_`` (values and generator state);
 - the stop check only after candidate tokens against decoding every row at every step;
 - the shared prefill (one per request, its cache repeated for the n answers) against each row's own.
@@ -31,6 +32,43 @@ def test_a_tie_at_the_nucleus_boundary_takes_the_index_sort():
     fast, plain = hf_decoding.outside_nucleus(probs, 0.5), hf_decoding.sorted_outside(probs, 0.5)
     assert torch.equal(fast, plain)
     assert 0 < int((~fast[0]).sum()) < 4  # some, not all, of the tied tokens are kept: only the index order says which
+
+
+def masked_argmax(z, noise, top_p):
+    """The rule: tokens outside the nucleus (index sort) masked, then the argmax of z + noise."""
+    masked = z.masked_fill(hf_decoding.sorted_outside(torch.softmax(z, dim=-1), top_p), float("-inf"))
+    return (masked if noise is None else masked + noise).argmax(dim=-1)
+
+
+def test_the_winner_first_nucleus_argmax_is_the_masked_argmax():
+    gen = torch.Generator().manual_seed(1)
+    redone = 0
+    for top_p in (0.1, 0.5, 0.9, 0.999, 1.0):
+        for scale in (0.3, 3.0, 12.0):
+            z = torch.log_softmax(scale * torch.randn(96, 400, generator=gen), dim=-1)
+            noise = -torch.empty(96, 400).exponential_(generator=gen).log()
+            noise[::4] = 0.0  # greedy rows in a sampled batch
+            for n in (noise, None):
+                assert torch.equal(hf_decoding.nucleus_argmax(z, n, top_p), masked_argmax(z, n, top_p))
+            if top_p < 1.0:
+                winners = (z + noise).argmax(dim=-1)
+                redone += int((~hf_decoding.surely_inside(torch.softmax(z, dim=-1), winners, top_p)).sum())
+    assert redone > 0  # rows whose winner lies outside took the rule, and still matched
+
+
+def test_a_winner_tied_or_at_the_margin_takes_the_rule():
+    probs = torch.tensor([[0.2, 0.2, 0.2, 0.2, 0.1, 0.1], [0.5, 0.4, 0.1, 0.0, 0.0, 0.0]])
+    z = probs.log()
+    # row 0: token 3 ties three others, and where it stands among them decides; row 1: token 2 has
+    # exactly top_p above it
+    assert not hf_decoding.surely_inside(probs, torch.tensor([3, 2]), 0.5)[0]
+    assert not hf_decoding.surely_inside(probs, torch.tensor([3, 2]), 0.9)[1]
+    assert hf_decoding.surely_inside(probs, torch.tensor([1, 1]), 0.9).tolist() == [True, True]
+    for winner in range(4):
+        noise = torch.zeros(2, 6)
+        noise[:, winner] = 5.0
+        for top_p in (0.5, 0.9):
+            assert torch.equal(hf_decoding.nucleus_argmax(z, noise, top_p), masked_argmax(z, noise, top_p))
 
 
 def test_gumbel_noise_is_what_exponential_draws():

@@ -239,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         if signalled:
-            interrupt.force_exit()  # ends what the command's own clean-up left running
+            interrupt.force_exit(signalled)  # ends what the command's own clean-up left running
         print(f"\n{interrupt.MESSAGE}", file=sys.stderr)
-        return interrupt.EXIT_CODE
+        return interrupt.exit_code(signalled)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ up on its way out: a build journals nothing half-done and shuts its engine down.
 on its own: one Ctrl-C during vLLM's engine start-up left the build running for over 120 s
 (``tests/commands/test_interrupt.py``). So the first signal also starts a timer: if the command
 still runs ``GRACE_S`` seconds later, every process it started is ended (SIGTERM, then SIGKILL) and
-it exits with 130. A second signal does that at once.
+it exits. A second signal does that at once. The exit status is the shell's for the first signal:
+130 after Ctrl-C (SIGINT), 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from seva_plugin.commands import processes
 
 GRACE_S = 15  # from the first signal to the forced exit: a clean stop of a vLLM engine took 5 s, over 10 s on a loaded machine (vllm_engine.py)
 KILL_AFTER_S = 3  # from SIGTERM to SIGKILL for the processes left
-EXIT_CODE = 130
 MESSAGE = "interrupted: finished batches are kept; rerun the same command to resume."
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -45,18 +45,24 @@ def end_descendants() -> None:
             time.sleep(0.1)
 
 
-def force_exit() -> None:
+def exit_code(received: list[int]) -> int:
+    """128 + the first signal received (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a
+    command that signal ended; 130 for a KeyboardInterrupt no signal handler saw."""
+    return 128 + (received[0] if received else signal.SIGINT)
+
+
+def force_exit(received: list[int]) -> None:
     end_descendants()
     print(f"\n{MESSAGE}", file=sys.stderr, flush=True)
-    exit_now()
+    exit_now(exit_code(received))
 
 
-def exit_now() -> None:
-    """Exit with 130 at once: Python's own exit could wait on threads a library left behind."""
+def exit_now(code: int) -> None:
+    """Exit with ``code`` at once: Python's own exit could wait on threads a library left behind."""
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(EXIT_CODE)
+    os._exit(code)
 
 
 @contextlib.contextmanager
@@ -70,9 +76,9 @@ def handled() -> Iterator[list[int]]:
 
     def on_signal(signum, frame):
         if received:
-            force_exit()
+            force_exit(received)
         received.append(signum)
-        threading.Thread(target=_exit_after_grace, name="seva-interrupt", daemon=True).start()
+        threading.Thread(target=_exit_after_grace, args=(received,), name="seva-interrupt", daemon=True).start()
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
@@ -84,6 +90,6 @@ def handled() -> Iterator[list[int]]:
                 signal.signal(sig, handler)
 
 
-def _exit_after_grace() -> None:
+def _exit_after_grace(received: list[int]) -> None:
     time.sleep(GRACE_S)
-    force_exit()
+    force_exit(received)

@@ -1,4 +1,5 @@
-"""One Ctrl-C ends a ``seva`` command within 30 s, leaving no process it started (issue 26, item 11).
+"""One Ctrl-C ends a ``seva`` command within 30 s, leaving no process it started (issue 26, item 11),
+and its exit status says which signal ended it.
 
 Ctrl-C during vLLM's engine start-up was ignored or left the build running for minutes (here: still
 running 120 s after it). The signal is sent to the command's whole process group, as a terminal
@@ -108,3 +109,25 @@ def test_one_ctrl_c_during_vllm_engine_start_up_ends_the_build(vllm_build, tmp_p
             proc.kill()
         for pid in running(descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)
+
+
+SIGNALLED = """
+import os, signal, sys, time
+from seva_plugin.commands import interrupt
+with interrupt.handled() as received:
+    try:
+        os.kill(os.getpid(), signal.{name})
+        time.sleep(30)
+    except KeyboardInterrupt:
+        interrupt.force_exit(received)  # what seva's main does after its clean-up
+"""
+
+
+@pytest.mark.parametrize(("name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_the_exit_status_is_the_shells_for_the_signal(name, status):
+    """A batch system or a script tells Ctrl-C from SIGTERM by the status, 128 + the signal."""
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-c", SIGNALLED.format(name=name)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert "interrupted: finished batches are kept" in proc.stderr
+    assert time.time() - started < 20  # at once, not after the 15 s grace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import subprocess
@@ -294,3 +295,32 @@ def biased_llava(src: str, dst: str, bonus: dict[str, float] | None = None) -> s
         if not os.path.exists(os.path.join(dst, name)):
             shutil.copy(os.path.join(src, name), dst)
     return dst
+
+
+def live_descendants(pid: int) -> set[int]:
+    """Every live (not zombie) descendant of ``pid``, read from /proc: what a test checks is gone."""
+    parents: dict[int, int] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            state, ppid = open(stat).read().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if state != "Z":
+            parents[int(stat.split("/")[2])] = int(ppid)
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (zombies count as gone)."""
+    out = set()
+    for pid in pids:
+        try:
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                out.add(pid)
+        except OSError:
+            pass
+    return out

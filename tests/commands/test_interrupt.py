@@ -8,7 +8,6 @@ sends it.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -19,34 +18,7 @@ import time
 import pytest
 import yaml
 
-from helpers import make_images
-
-
-def descendants(pid: int) -> set[int]:
-    parents = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            state, ppid = open(stat).read().rsplit(")", 1)[1].split()[:2]
-        except OSError:
-            continue
-        if state != "Z":
-            parents[int(stat.split("/")[2])] = int(ppid)
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def running(pids: set[int]) -> set[int]:
-    out = set()
-    for pid in pids:
-        try:
-            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-                out.add(pid)
-        except OSError:
-            pass
-    return out
+from helpers import alive, live_descendants, make_images
 
 
 def interrupt_group(proc: subprocess.Popen) -> float:
@@ -89,11 +61,11 @@ def test_one_ctrl_c_during_vllm_engine_start_up_ends_the_build(vllm_build, tmp_p
     try:
         deadline, engine = time.time() + 300, set()
         while time.time() < deadline and proc.poll() is None and not engine:
-            engine = {p for p in descendants(proc.pid) if "EngineCor" in open(f"/proc/{p}/comm").read()} if os.path.isdir("/proc") else set()
+            engine = {p for p in live_descendants(proc.pid) if "EngineCor" in open(f"/proc/{p}/comm").read()} if os.path.isdir("/proc") else set()
             time.sleep(0.2)
         assert engine and proc.poll() is None, "the engine did not start: " + log.read_text()[-2000:]
         time.sleep(3)
-        started = descendants(proc.pid)
+        started = live_descendants(proc.pid)
         signalled = time.time()
         seconds = interrupt_group(proc)
         print(f"seva build exited {seconds:.1f} s after one Ctrl-C during engine start-up")
@@ -101,13 +73,13 @@ def test_one_ctrl_c_during_vllm_engine_start_up_ends_the_build(vllm_build, tmp_p
         assert proc.returncode == 130, text[-3000:]
         assert seconds < 30, seconds
         assert "interrupted: finished batches are kept" in text and "Traceback" not in text, text[-3000:]
-        while running(started) and time.time() < signalled + 30:  # the engine's processes: gone within 30 s of the Ctrl-C too
+        while alive(started) and time.time() < signalled + 30:  # the engine's processes: gone within 30 s of the Ctrl-C too
             time.sleep(0.2)
-        assert not running(started), [open(f"/proc/{p}/cmdline").read() for p in running(started)]
+        assert not alive(started), [open(f"/proc/{p}/cmdline").read() for p in alive(started)]
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in running(descendants(proc.pid)):
+        for pid in alive(live_descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)
 
 

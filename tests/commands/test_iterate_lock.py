@@ -7,7 +7,6 @@ The real ``seva iterate`` CLI and the real ``llamafactory-cli`` on the tiny LLaV
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from helpers import REPO, make_images
+from helpers import REPO, alive, live_descendants, make_images
 from seva_plugin.commands.iterate import LOCK_FILE, Iteration
 from seva_plugin.pipeline.files import OutputBusy, output_lock
 
@@ -46,34 +45,6 @@ def build_yaml(tiny_llava, tmp_path) -> str:
     return str(path)
 
 
-def children(pid: int) -> set[int]:
-    """Every live descendant of ``pid``."""
-    parents: dict[int, int] = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = open(stat).read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.split("/")[2])] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    out = set()
-    for pid in pids:
-        try:
-            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-                out.add(pid)
-        except OSError:
-            pass
-    return out
-
-
 def cmdline(pid: int) -> str:
     try:
         return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
@@ -89,7 +60,7 @@ def test_kill_9_of_iterate_ends_its_training_and_a_second_iterate_refuses(build_
     try:
         deadline, training = time.time() + 400, set()
         while time.time() < deadline and proc.poll() is None:
-            training = {p for p in children(proc.pid) if "train" in cmdline(p) and "tethered" not in cmdline(p)}
+            training = {p for p in live_descendants(proc.pid) if "train" in cmdline(p) and "tethered" not in cmdline(p)}
             if training and (work / "r0" / "train.log").exists():
                 break
             time.sleep(0.2)
@@ -103,7 +74,7 @@ def test_kill_9_of_iterate_ends_its_training_and_a_second_iterate_refuses(build_
             Iteration(build_yaml, RECIPE, 1, str(work)).run(progress=False)
         assert time.time() - started < 60
 
-        tree = children(proc.pid)
+        tree = live_descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.time() + 30
@@ -116,7 +87,7 @@ def test_kill_9_of_iterate_ends_its_training_and_a_second_iterate_refuses(build_
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in alive(children(proc.pid)):
+        for pid in alive(live_descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -131,9 +102,9 @@ def test_a_tethered_command_goes_with_its_parent(tmp_path):
     parent = subprocess.Popen([sys.executable, str(script)])
     try:
         deadline = time.time() + 60
-        while len([p for p in children(parent.pid) if cmdline(p).startswith("sleep")]) < 2 and time.time() < deadline:
+        while len([p for p in live_descendants(parent.pid) if cmdline(p).startswith("sleep")]) < 2 and time.time() < deadline:
             time.sleep(0.1)
-        tree = children(parent.pid)
+        tree = live_descendants(parent.pid)
         assert len([p for p in tree if cmdline(p).startswith("sleep")]) == 2
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
@@ -144,5 +115,5 @@ def test_a_tethered_command_goes_with_its_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
-        for pid in alive(children(parent.pid)):
+        for pid in alive(live_descendants(parent.pid)):
             os.kill(pid, signal.SIGKILL)

@@ -7,7 +7,8 @@ log-probability) and a visual score (CLIP); the ``keep_best`` highest and ``keep
 paths survive (``scoring.prune``). Finished paths are the candidates.
 
 A path's sampling seed comes from the record seed and the path's place in the search tree, so
-the candidates never depend on batch size, order, resume or the backend's batching.
+the random draws never depend on batch size, order, resume or the backend's batching (the batch's
+shape can still move floating-point rounding: see docs/csr.md).
 """
 
 from __future__ import annotations

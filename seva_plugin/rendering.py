@@ -15,7 +15,9 @@ text, token ids and normalised pixels. For a backend author:
   augmenters applied; :func:`image_slices`: each image's rows of ``pixel_values``;
   :func:`token_types`: token-type ids for any ids (a prefix included), as training's collator makes them;
 - :meth:`Renderer.completion`: a generated row read back as a :class:`~seva_plugin.Completion` by the
-  rule every backend shares (end-of-sequence, stop strings, cut points).
+  rule every backend shares (end-of-sequence, stop strings, cut points);
+  :meth:`Renderer.stop_candidates`: which tokens can complete a stop string (a backend's stop
+  check need decode nothing after the others).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Renderer:
         self.tokenizer.padding_side = "left"
         self.lock = threading.Lock()
         self._expansions: dict[tuple[tuple[int, int], ...], list[str]] = {}
+        self._stop_tables: dict[tuple[str, ...], list[bool] | None] = {}
+        self._heads: dict[tuple[int, ...], str] = {}  # decoded prefixes (continuation), under the lock
         from llamafactory.data.mm_plugin import PLUGINS
 
         # the template's image plugin by LLaMA-Factory's name for it (llava, qwen2_vl, intern_vl, gemma3, ...)
@@ -171,15 +175,44 @@ class Renderer:
     def continuation(self, prefix_ids: list[int], new_ids: list[int]) -> str:
         """The text ``new_ids`` add after ``prefix_ids`` (decoded together, so a leading space that a
         tokenizer drops at the start of a text is kept)."""
-        import numpy as np
-
-        def decode(ids: list[int]) -> str:  # an array: transformers checks a list's items one by one in Python first
-            return str(self.tokenizer.decode(np.asarray(ids, dtype=np.int64), skip_special_tokens=True))
-
         with self.lock:
             if not prefix_ids:
-                return decode(new_ids)
-            return decode(prefix_ids + new_ids)[len(decode(prefix_ids)) :]
+                return self._decode(new_ids)
+            key = tuple(prefix_ids)
+            head = self._heads.get(key)
+            if head is None:
+                if len(self._heads) >= 4096:  # prefixes of past calls: a build's rows seldom come back
+                    self._heads.clear()
+                head = self._heads[key] = self._decode(prefix_ids)
+            return self._decode(prefix_ids + new_ids)[len(head) :]
+
+    def _decode(self, ids: list[int]) -> str:
+        import numpy as np
+
+        # an array: transformers checks a list's items one by one in Python first
+        return str(self.tokenizer.decode(np.asarray(ids, dtype=np.int64), skip_special_tokens=True))
+
+    def stop_candidates(self, stops: Sequence[str]) -> list[bool] | None:
+        """Per token id, whether the token can complete one of ``stops``; None when any token can
+        (a stop with a non-ASCII character, or none). Made once per stop set.
+
+        For stops of ASCII characters only: a new occurrence of a stop holds a character that the
+        newest token brought, and an ASCII character is one byte, which decodes to itself wherever it
+        stands (the bytes of a multi-byte character never include one). So a token whose text (after
+        a plain context, its leading space kept) shares no character with any stop cannot complete
+        one, in any context."""
+        key = tuple(stops)
+        if key not in self._stop_tables:
+            table = None
+            if key and all(s.isascii() for s in key):
+                chars = set("".join(key))
+                anchor = self.answer_ids("a")
+                with self.lock:
+                    head = self.tokenizer.decode(anchor, skip_special_tokens=True)
+                    texts = self.tokenizer.batch_decode([anchor + [i] for i in range(len(self.tokenizer))], skip_special_tokens=True)
+                table = [not chars.isdisjoint(t[len(head) :]) for t in texts]
+            self._stop_tables[key] = table
+        return self._stop_tables[key]
 
     def completion(self, row: list[int], logprobs: list[float] | None, stops: Sequence[str], prefix_ids: list[int]) -> Completion:
         """One generated row read back, the same for every backend: cut at its first stop token (kept in
@@ -197,7 +230,10 @@ class Renderer:
         hits = [(text.find(s), s) for s in stops if s in text]
         if hits:
             at, stop = min(hits)
-            for m in range(1, len(row) + 1):  # the token that completed the stop string
+            may_stop = self.stop_candidates(stops)
+            for m in range(1, len(row) + 1):  # the token that completed the stop string: one that can
+                if may_stop is not None and row[m - 1] < len(may_stop) and not may_stop[row[m - 1]]:
+                    continue
                 if stop in self.continuation(prefix_ids, row[:m]):
                     return Completion(text[: at + len(stop)], "stop", *cut(m))
         return Completion(text, "length", *cut(len(row)))

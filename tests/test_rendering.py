@@ -76,6 +76,39 @@ def test_the_shared_cut_rule(renderer):
     assert renderer.completion(ids[:2], None, (".",), []).finish_reason == "length"
 
 
+def test_the_cut_skips_only_tokens_that_cannot_complete_a_stop(renderer):
+    """The stopping token is searched among the tokens that can complete a stop; the cut is the one
+    a scan of every token finds, for random rows after random prefixes."""
+    import random
+
+    from seva_plugin.contract import Completion
+
+    def plain(row, stops, prefix_ids):  # the rule, every token tried
+        text = renderer.continuation(prefix_ids, row)
+        at, stop = min((text.find(s), s) for s in stops if s in text)
+        m = next(m for m in range(1, len(row) + 1) if stop in renderer.continuation(prefix_ids, row[:m]))
+        return Completion(text[: at + len(stop)], "stop", row[:m], None)
+
+    assert renderer.stop_candidates(("é",)) is None and renderer.stop_candidates(()) is None
+    table = renderer.stop_candidates((".", "ab"))
+    vocab = len(renderer.tokenizer)
+    assert len(table) == vocab and 0 < sum(table) < vocab
+    rng = random.Random(1)
+    eos = set(renderer.stop_token_ids)
+    dots = [i for i in range(vocab) if "." in renderer.tokenizer.decode([i])]
+    cut = 0
+    for _ in range(200):
+        row = [rng.choice(dots) if rng.random() < 0.05 else rng.randrange(vocab) for _ in range(40)]
+        row = [t for t in row if t not in eos]
+        prefix = renderer.answer_ids(rng.choice(["", "A cat", "It is a"]))
+        stops = rng.choice([(".", "ab"), ("ab",), (".",)])
+        done = renderer.completion(row, None, stops, prefix)
+        if done.finish_reason == "stop":
+            assert done == plain(row, stops, prefix)
+            cut += 1
+    assert cut > 20
+
+
 def test_prompts_are_never_mixed_across_views_in_one_call(tiny_llava, record):
     """A tensor-space view reuses the clean inputs made in the same call only for the same prompt."""
     from seva_plugin.plugins.augmenters.diffusion_noise import DiffusionNoise

@@ -255,22 +255,13 @@ class HfBackend(Backend):
         return [[next(rows) for _ in range(r.n)] for r in group]
 
     def _stop_candidates(self, stops: tuple[str, ...]) -> Any:
-        """The token ids that can complete one of ``stops`` (``hf_decoding.stop_candidates``), made once per stop set."""
-        from seva_plugin.plugins.backends.hf_decoding import stop_candidates
-
+        """``Renderer.stop_candidates`` as a boolean tensor for ``StopOnText``, made once per stop set."""
         tables = self.__dict__.setdefault("_stop_tables", {})
         if stops not in tables:
-            renderer = self.renderer
-            tokenizer = renderer.tokenizer
-            anchor = renderer.answer_ids("a")  # a plain context: a token's leading space stays in its text
+            import torch
 
-            def pieces(ids: list[int]) -> list[str]:
-                with renderer.lock:
-                    head = tokenizer.decode(anchor, skip_special_tokens=True)
-                    texts = tokenizer.batch_decode([anchor + [i] for i in ids], skip_special_tokens=True)
-                return [t[len(head) :] for t in texts]
-
-            tables[stops] = stop_candidates(stops, pieces, len(tokenizer))
+            table = self.renderer.stop_candidates(stops)
+            tables[stops] = None if table is None else torch.tensor(table, dtype=torch.bool)
         return tables[stops]
 
 

@@ -18,7 +18,7 @@ module never imports torch or transformers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -32,25 +32,9 @@ def token_picker(seeds: list[int | None], temperature: float, top_p: float, bann
 
 def stop_on_text(stops: tuple[str, ...], decode, prompt_width: int, prefix_ids: list[list[int]], may_stop=None, ended: Sequence[int] = ()):
     """Stop each row once ``decode(prefix + new tokens)`` past the prefix holds one of ``stops``.
-    ``may_stop``: a boolean tensor over token ids (:func:`stop_candidates`), or None to decode every
+    ``may_stop``: a boolean tensor over token ids (``Renderer.stop_candidates``), or None to decode every
     row at every step; ``ended``: the stop tokens (a row that ended needs no more decoding)."""
     return _classes()[1](stops, decode, prompt_width, prefix_ids, may_stop, ended)
-
-
-def stop_candidates(stops: Sequence[str], pieces: Callable[[list[int]], list[str]], vocab: int):
-    """A boolean tensor: which token ids can complete one of ``stops``, or None when any can.
-
-    ``pieces(ids)`` is each token's text after a plain context (its leading space kept). For stops
-    of ASCII characters only: a new occurrence of a stop holds a character that the newest token
-    brought, and an ASCII character is one byte, which decodes to itself wherever it stands (the
-    bytes of a multi-byte character never include one). So a token whose text shares no character
-    with any stop cannot complete one, in any context."""
-    import torch
-
-    if not stops or not all(s.isascii() for s in stops):
-        return None
-    chars = set("".join(stops))
-    return torch.tensor([not chars.isdisjoint(t) for t in pieces(list(range(vocab)))], dtype=torch.bool)
 
 
 def outside_nucleus(probs: Any, top_p: float) -> Any:

@@ -243,7 +243,7 @@ class HfBackend(Backend):
 
             from seva_plugin.plugins.backends.hf_decoding import stop_on_text
 
-            stop = stop_on_text(stops, renderer.continuation, width, prefix_ids, self._stop_candidates(stops), eos)
+            stop = stop_on_text(stops, renderer.continuation, width, prefix_ids, renderer.stop_candidates(stops), eos)
             kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         with torch.inference_mode():
             out = model.generate(**inputs, generation_config=config, **kwargs)
@@ -253,16 +253,6 @@ class HfBackend(Backend):
             logprobs = torch.stack(picker.logprobs, dim=1).tolist() if picker.logprobs else [[] for _ in new]
         rows = iter(renderer.completion(row, lp, stops, prefix) for row, lp, prefix in zip(new, logprobs, prefix_ids, strict=True))
         return [[next(rows) for _ in range(r.n)] for r in group]
-
-    def _stop_candidates(self, stops: tuple[str, ...]) -> Any:
-        """``Renderer.stop_candidates`` as a boolean tensor for ``StopOnText``, made once per stop set."""
-        tables = self.__dict__.setdefault("_stop_tables", {})
-        if stops not in tables:
-            import torch
-
-            table = self.renderer.stop_candidates(stops)
-            tables[stops] = None if table is None else torch.tensor(table, dtype=torch.bool)
-        return tables[stops]
 
 
 def device_kind(device: str) -> str:

@@ -32,7 +32,7 @@ def token_picker(seeds: list[int | None], temperature: float, top_p: float, bann
 
 def stop_on_text(stops: tuple[str, ...], decode, prompt_width: int, prefix_ids: list[list[int]], may_stop=None, ended: Sequence[int] = ()):
     """Stop each row once ``decode(prefix + new tokens)`` past the prefix holds one of ``stops``.
-    ``may_stop``: a boolean tensor over token ids (``Renderer.stop_candidates``), or None to decode every
+    ``may_stop``: per token id, whether it can complete a stop (``Renderer.stop_candidates``), or None to decode every
     row at every step; ``ended``: the stop tokens (a row that ended needs no more decoding)."""
     return _classes()[1](stops, decode, prompt_width, prefix_ids, may_stop, ended)
 
@@ -185,7 +185,7 @@ def _classes():
             self.decode = decode
             self.width = prompt_width
             self.prefix_ids = prefix_ids
-            self.may_stop = may_stop
+            self.may_stop = None if may_stop is None else torch.tensor(may_stop, dtype=torch.bool)
             self.ended = torch.tensor(list(ended), dtype=torch.long)
             self.done = torch.zeros(len(prefix_ids), dtype=torch.bool)
 

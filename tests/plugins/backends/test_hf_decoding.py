@@ -97,10 +97,10 @@ def test_stop_candidates_hold_every_token_that_can_complete_a_stop(tiny_llava):
 
     backend = HfBackend(model=tiny_llava, template="llava")
     renderer = backend.renderer
-    assert backend._stop_candidates(("é",)) is None  # a non-ASCII stop: every row is checked
-    may_stop = backend._stop_candidates((".", "ab"))
+    assert renderer.stop_candidates(("é",)) is None  # a non-ASCII stop: every row is checked
+    may_stop = renderer.stop_candidates((".", "ab"))
     vocab = len(renderer.tokenizer)
-    assert may_stop.shape == (vocab,) and 0 < int(may_stop.sum()) < vocab
+    assert len(may_stop) == vocab and 0 < sum(may_stop) < vocab
     # random rows, decoded at every step by the plain rule, stop exactly where the filtered check stops them
     rng = random.Random(0)
     dots = [i for i in range(vocab) if "." in renderer.tokenizer.decode([i])]
